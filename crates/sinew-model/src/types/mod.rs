@@ -1,0 +1,32 @@
+//! The resource types users write, one file per kind, plus the shared envelope.
+
+mod common;
+mod mesh;
+mod meta;
+mod policy;
+mod proxy;
+mod resource;
+mod route;
+mod service;
+mod subscription;
+
+pub use common::{Backoff, Percent, Retries, RetryBudget, RetryOn, ValueMatch};
+pub use mesh::{Mesh, MeshSpec, MtlsMode};
+pub use meta::{Location, Metadata, ObjectKey, API_VERSION, DEFAULT_NAMESPACE};
+pub use policy::{
+    AuthorizationPolicy, AuthorizationPolicySpec, AuthzAction, AuthzFrom, AuthzRule, AuthzTo,
+    AuthzWhen,
+};
+pub use proxy::{AccessLog, AccessLogFormat, AccessLogPath, Listen, Proxy, ProxySpec, TcpListen};
+pub use resource::{Kind, Resource};
+pub use route::{
+    Backend, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderOps, HeaderPolicy, Mirror,
+    PathMatch, Rewrite, Route, RouteAction, RouteMatch, RouteRule, RouteSpec,
+};
+pub use service::{
+    Balancer, BalancerAlgorithm, CircuitBreaker, Endpoint, HashKey, HealthCheck, HealthProbe,
+    OutlierDetection, Protocol, Service, ServiceSpec, Subset,
+};
+pub use subscription::{
+    Deliver, Ordering, StartPosition, Subscription, SubscriptionRetry, SubscriptionSpec,
+};

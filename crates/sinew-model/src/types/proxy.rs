@@ -1,0 +1,122 @@
+//! `Proxy`: a sidecar's (or gateway's) bootstrap — identity, listeners and control plane.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use super::{Location, Metadata};
+use crate::Duration;
+
+/// A sidecar's bootstrap.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Proxy {
+    /// Name, namespace and labels.
+    pub metadata: Metadata,
+    /// The proxy's settings.
+    pub spec: ProxySpec,
+    /// Where it was read from (not serialized).
+    #[serde(skip)]
+    pub location: Location,
+}
+
+/// `Proxy.spec`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProxySpec {
+    /// The service this proxy fronts: its identity and the service it registers.
+    pub service: String,
+    /// Where inbound traffic is delivered; absent for gateways.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<SocketAddr>,
+    /// Listening addresses.
+    pub listen: Listen,
+    /// Control-plane address; absent = static mode (resources come from the config file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
+    /// Worker threads, at least 1. Default 1.
+    pub workers: u16,
+    /// Access log; absent = off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
+    /// Time given to in-flight requests on shutdown. Default 10s.
+    pub drain_timeout: Duration,
+}
+
+/// `listen`: the proxy's sockets.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Listen {
+    /// Outbound HTTP (app → mesh). Default 127.0.0.1:4140.
+    pub outbound: SocketAddr,
+    /// Inbound (mesh → app). Default 0.0.0.0:4143.
+    pub inbound: SocketAddr,
+    /// Sidecar API and admin (loopback). Default 127.0.0.1:4191.
+    pub api: SocketAddr,
+    /// Outbound opaque-TCP listeners, one per `protocol: tcp` service.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<TcpListen>,
+}
+
+impl Listen {
+    /// Default outbound address.
+    pub const OUTBOUND: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 4140);
+    /// Default inbound address.
+    pub const INBOUND: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 4143);
+    /// Default API address.
+    pub const API: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 4191);
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            outbound: Self::OUTBOUND,
+            inbound: Self::INBOUND,
+            api: Self::API,
+            tcp: Vec::new(),
+        }
+    }
+}
+
+/// An outbound TCP listener forwarding to a `protocol: tcp` service.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TcpListen {
+    /// The tcp service connections are forwarded to.
+    pub service: String,
+    /// Local address to accept on.
+    pub address: SocketAddr,
+}
+
+/// Access log settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccessLog {
+    /// `stdout` or a file path.
+    pub path: AccessLogPath,
+    /// Line format. Default `json`.
+    pub format: AccessLogFormat,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogPath {
+    /// Standard output (`stdout`).
+    Stdout,
+    /// Appended to this file.
+    File(PathBuf),
+}
+
+impl serde::Serialize for AccessLogPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Stdout => s.serialize_str("stdout"),
+            Self::File(p) => s.collect_str(&p.display()),
+        }
+    }
+}
+
+/// Access log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+}
