@@ -102,7 +102,9 @@ impl FromStr for Duration {
                 .parse()
                 .map_err(|_| DurationError::Overflow)?;
             rest = &rest[digits..];
-            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let unit_len = rest
+                .find(|c: char| !c.is_alphabetic())
+                .unwrap_or(rest.len());
             let unit = match (&rest[..unit_len], unit_len) {
                 (_, 0) if rest.is_empty() => return Err(DurationError::MissingUnit),
                 (_, 0) => return Err(DurationError::Malformed),
