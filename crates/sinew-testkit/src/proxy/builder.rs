@@ -1,0 +1,330 @@
+//! `ProxyBuilder`: describes a `sinew proxy` under test and renders its multi-document YAML config.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::port::free_port;
+use crate::upstream::Upstream;
+
+use super::Proxy;
+
+/// The loopback addresses a proxy under test listens on.
+#[derive(Debug, Clone)]
+pub struct ProxyPorts {
+    /// `listen.outbound`.
+    pub outbound: SocketAddr,
+    /// `listen.inbound`.
+    pub inbound: SocketAddr,
+    /// `listen.api`.
+    pub api: SocketAddr,
+    /// `listen.tcp`: service name and address.
+    pub tcp: Vec<(String, SocketAddr)>,
+}
+
+impl ProxyPorts {
+    /// Fresh free loopback addresses for outbound, inbound and api; no TCP listeners.
+    pub fn allocate() -> Self {
+        Self {
+            outbound: free_port(),
+            inbound: free_port(),
+            api: free_port(),
+            tcp: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EndpointDef {
+    addr: SocketAddr,
+    labels: Vec<(String, String)>,
+    weight: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct ServiceDef {
+    name: String,
+    protocol: &'static str,
+    endpoints: Vec<EndpointDef>,
+    extra: String,
+}
+
+/// Describes a proxy to start: its services (from kit servers), extra
+/// resources as YAML, listeners and settings. See [`Proxy::builder`].
+#[derive(Debug, Clone)]
+pub struct ProxyBuilder {
+    pub(super) bin: PathBuf,
+    pub(super) env: Vec<(String, String)>,
+    pub(super) ready_timeout: Duration,
+    pub(super) ports: ProxyPorts,
+    service_name: String,
+    app: Option<SocketAddr>,
+    services: Vec<ServiceDef>,
+    resources: Vec<String>,
+    workers: Option<u32>,
+    access_log: Option<String>,
+    api_listen: Option<String>,
+    spec_extra: String,
+}
+
+fn endpoints_of<U: Upstream>(upstreams: &[&U]) -> Vec<EndpointDef> {
+    upstreams
+        .iter()
+        .map(|u| EndpointDef {
+            addr: u.addr(),
+            labels: u.labels(),
+            weight: u.weight(),
+        })
+        .collect()
+}
+
+fn indent(yaml: &str, by: usize) -> String {
+    let pad = " ".repeat(by);
+    yaml.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{pad}{l}\n"))
+        .collect()
+}
+
+impl ProxyBuilder {
+    pub(super) fn new(bin: impl Into<PathBuf>) -> Self {
+        Self {
+            bin: bin.into(),
+            env: Vec::new(),
+            ready_timeout: Duration::from_secs(15),
+            ports: ProxyPorts::allocate(),
+            service_name: "test".to_owned(),
+            app: None,
+            services: Vec::new(),
+            resources: Vec::new(),
+            workers: None,
+            access_log: None,
+            api_listen: None,
+            spec_extra: String::new(),
+        }
+    }
+
+    /// An HTTP Service `name` whose endpoints are `upstreams` (with their labels and weights).
+    pub fn service<U: Upstream>(self, name: &str, upstreams: &[&U]) -> Self {
+        self.service_with(name, upstreams, "")
+    }
+
+    /// Like [`Self::service`], with extra YAML lines placed under `spec`
+    /// (e.g. `"balancer: {algorithm: ring-hash, hash: {header: x-user}}"`).
+    pub fn service_with<U: Upstream>(mut self, name: &str, upstreams: &[&U], spec: &str) -> Self {
+        self.services.push(ServiceDef {
+            name: name.to_owned(),
+            protocol: "http",
+            endpoints: endpoints_of(upstreams),
+            extra: spec.to_owned(),
+        });
+        self
+    }
+
+    /// A TCP Service `name` over `upstreams`, plus a `listen.tcp` listener for
+    /// it on a free port (see [`Proxy::tcp`]).
+    pub fn tcp_service<U: Upstream>(mut self, name: &str, upstreams: &[&U]) -> Self {
+        self.services.push(ServiceDef {
+            name: name.to_owned(),
+            protocol: "tcp",
+            endpoints: endpoints_of(upstreams),
+            extra: String::new(),
+        });
+        self.ports.tcp.push((name.to_owned(), free_port()));
+        self
+    }
+
+    /// Extra resources (Routes, Services, …) as YAML, one or more documents.
+    pub fn route_yaml(mut self, yaml: &str) -> Self {
+        self.resources.push(yaml.to_owned());
+        self
+    }
+
+    /// Replaces every resource added with [`Self::route_yaml`].
+    pub fn set_route_yaml(mut self, yaml: &str) -> Self {
+        self.resources = vec![yaml.to_owned()];
+        self
+    }
+
+    /// `spec.service`: the proxy's own service name (default `test`).
+    pub fn own_service(mut self, name: &str) -> Self {
+        self.service_name = name.to_owned();
+        self
+    }
+
+    /// `spec.app`: where the inbound listener forwards.
+    pub fn app(mut self, addr: SocketAddr) -> Self {
+        self.app = Some(addr);
+        self
+    }
+
+    /// `spec.workers`.
+    pub fn workers(mut self, workers: u32) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// `spec.access_log: {path, format: json}`; `path` may be `stdout` or a file.
+    pub fn access_log(mut self, path: &str) -> Self {
+        self.access_log = Some(path.to_owned());
+        self
+    }
+
+    /// Writes `listen.api` verbatim instead of the allocated loopback address.
+    pub fn api_listen(mut self, address: &str) -> Self {
+        self.api_listen = Some(address.to_owned());
+        self
+    }
+
+    /// Extra YAML lines placed under the Proxy's `spec`.
+    pub fn proxy_spec(mut self, yaml: &str) -> Self {
+        self.spec_extra.push_str(yaml);
+        self.spec_extra.push('\n');
+        self
+    }
+
+    /// An environment variable for the process (e.g. `RUST_LOG`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// How long [`Self::spawn`] waits for `/ready` (default 15 s).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// The addresses this proxy will listen on.
+    pub fn ports(&self) -> &ProxyPorts {
+        &self.ports
+    }
+
+    /// The full config file this builder describes.
+    pub fn render(&self) -> String {
+        let p = &self.ports;
+        let mut out = String::new();
+        let api = self.api_listen.clone().unwrap_or_else(|| p.api.to_string());
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            "apiVersion: sinew.dev/v1alpha1\nkind: Proxy\nmetadata:\n  name: test-proxy\nspec:\n  service: {}\n",
+            self.service_name
+        );
+        if let Some(app) = self.app {
+            let _ = writeln!(out, "  app: \"{app}\"");
+        }
+        let _ = write!(
+            out,
+            "  listen:\n    outbound: \"{}\"\n    inbound: \"{}\"\n    api: \"{api}\"\n",
+            p.outbound, p.inbound
+        );
+        if !p.tcp.is_empty() {
+            out.push_str("    tcp:\n");
+            for (service, addr) in &p.tcp {
+                let _ = writeln!(out, "      - {{service: {service}, address: \"{addr}\"}}");
+            }
+        }
+        if let Some(workers) = self.workers {
+            let _ = writeln!(out, "  workers: {workers}");
+        }
+        if let Some(path) = &self.access_log {
+            let _ = writeln!(out, "  access_log: {{path: \"{path}\", format: json}}");
+        }
+        out.push_str(&indent(&self.spec_extra, 2));
+        for svc in &self.services {
+            let _ = write!(
+                out,
+                "---\napiVersion: sinew.dev/v1alpha1\nkind: Service\nmetadata:\n  name: {}\nspec:\n  protocol: {}\n  endpoints:\n",
+                svc.name, svc.protocol
+            );
+            for ep in &svc.endpoints {
+                let _ = writeln!(out, "    - address: \"{}\"", ep.addr);
+                if !ep.labels.is_empty() {
+                    let labels: Vec<String> =
+                        ep.labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                    let _ = writeln!(out, "      labels: {{{}}}", labels.join(", "));
+                }
+                if let Some(weight) = ep.weight {
+                    let _ = writeln!(out, "      weight: {weight}");
+                }
+            }
+            out.push_str(&indent(&svc.extra, 2));
+        }
+        for res in &self.resources {
+            let trimmed = res.trim_start_matches('\n');
+            if !trimmed.starts_with("---") {
+                out.push_str("---\n");
+            }
+            out.push_str(trimmed);
+            if !trimmed.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Starts the process and waits (bounded) for `GET /ready` to answer 200;
+    /// panics with the proxy's stderr and config if it does not.
+    pub async fn spawn(self) -> Proxy {
+        let mut proxy = self.launch();
+        if !proxy.wait_ready(proxy.ready_timeout()).await {
+            let status = proxy.process_mut().try_exit();
+            panic!(
+                "proxy not ready (exit: {status:?})\n--- config ---\n{}\n--- stderr ---\n{}",
+                proxy.rendered_config(),
+                proxy.stderr_tail()
+            );
+        }
+        proxy
+    }
+
+    /// Writes the config and starts the process without waiting for readiness.
+    pub fn launch(self) -> Proxy {
+        let text = self.render();
+        Proxy::start(self, &text)
+    }
+
+    /// Writes `text` verbatim as the config and starts the process (for bad configs).
+    pub fn launch_raw(self, text: &str) -> Proxy {
+        Proxy::start(self, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(SocketAddr);
+    impl Upstream for Fixed {
+        fn addr(&self) -> SocketAddr {
+            self.0
+        }
+        fn labels(&self) -> Vec<(String, String)> {
+            vec![("version".to_owned(), "v1".to_owned())]
+        }
+        fn weight(&self) -> Option<u32> {
+            Some(3)
+        }
+    }
+
+    #[test]
+    fn renders_proxy_services_and_routes_as_documents() {
+        let be = Fixed(SocketAddr::from(([127, 0, 0, 1], 9000)));
+        let b = ProxyBuilder::new("sinew")
+            .service_with("be", &[&be], "balancer: {algorithm: round-robin}")
+            .route_yaml("kind: Route\nmetadata: {name: r}\n")
+            .workers(2);
+        let text = b.render();
+        assert_eq!(text.matches("\n---\n").count(), 2, "{text}");
+        assert!(text.contains("kind: Proxy\n"));
+        assert!(text.contains("  workers: 2\n"));
+        assert!(text.contains(
+            "    - address: \"127.0.0.1:9000\"\n      labels: {version: v1}\n      weight: 3\n"
+        ));
+        assert!(text.contains("  balancer: {algorithm: round-robin}\n"));
+        assert!(text.ends_with("---\nkind: Route\nmetadata: {name: r}\n"));
+        assert!(text.contains(&format!("    api: \"{}\"\n", b.ports().api)));
+    }
+}
