@@ -325,6 +325,30 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_recording_loses_nothing() {
+        let metrics = Arc::new(Metrics::new());
+        let handle = metrics.requests(&labels("reviews/v1"));
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let handle = &handle;
+                s.spawn(move || {
+                    for i in 0..1_000u64 {
+                        let status = if i % 10 == 0 { 500 } else { 200 };
+                        handle.record(status, Duration::from_micros(t * 100 + i % 7));
+                    }
+                });
+            }
+        });
+        assert_eq!(handle.count_for_class(200), 3_600);
+        assert_eq!(handle.count_for_class(500), 400);
+        assert_eq!(handle.latency().count(), 4_000);
+        let expected_us: u64 = (0..4u64)
+            .flat_map(|t| (0..1_000u64).map(move |i| t * 100 + i % 7))
+            .sum();
+        assert_eq!(handle.latency().sum(), Duration::from_micros(expected_us));
+    }
+
+    #[test]
     fn registry_is_shareable_across_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Metrics>();
