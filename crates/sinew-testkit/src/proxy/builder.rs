@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::port::free_port;
+use crate::resource::indent;
 use crate::upstream::Upstream;
 
 use super::Proxy;
@@ -76,14 +77,6 @@ fn endpoints_of<U: Upstream>(upstreams: &[&U]) -> Vec<EndpointDef> {
             labels: u.labels(),
             weight: u.weight(),
         })
-        .collect()
-}
-
-fn indent(yaml: &str, by: usize) -> String {
-    let pad = " ".repeat(by);
-    yaml.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| format!("{pad}{l}\n"))
         .collect()
 }
 
