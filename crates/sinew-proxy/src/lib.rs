@@ -3,17 +3,31 @@
 //! A request's path through this crate, one module per phase:
 //!
 //! ```text
-//! listen (accept, protocol detection)
-//!   └─ http1 | http2 | tcp  (codec)
-//!        └─ route    (normalize path, match host and rule)
-//!             └─ balance  (pick an endpoint of the chosen backend)
-//!                  └─ endpoint (pooled upstream connection)
-//!                       └─ telemetry (metrics, trace context, access log)
+//! listen    accept; HTTP/2 preface → http2, else http1; tcp listeners splice bytes
+//!   http1 | http2   codec: parse the head, frame the body
+//!     route         normalize the path; virtual host; first matching rule
+//!     dispatch      weighted backend → cluster → balance (endpoint); metric handles
+//!       endpoint    pooled connection (HTTP/1 keep-alive, HTTP/2 multiplexed)
+//!       telemetry   metrics, trace context, access log
 //! ```
 //!
-//! `config` compiles a `sinew_model::Snapshot` into the immutable runtime
-//! tables the request path reads; `api` serves the sidecar's loopback API.
+//! `config` compiles a `sinew_model::ProxyConfig` into the immutable
+//! [`config::Runtime`] the request path reads; [`server::Server`] runs the
+//! workers and swaps runtimes on reload; `api` serves the loopback API.
 
+mod access;
+pub mod api;
 pub mod balance;
+pub mod config;
+mod dispatch;
+pub mod endpoint;
+pub mod error;
+mod http1;
+mod http2;
+mod listen;
+pub mod reload;
 pub mod route;
+pub mod server;
 pub mod telemetry;
+
+pub use server::{Server, Shared};

@@ -1,1 +1,46 @@
-fn main() {}
+//! `sinew`: the one binary — sidecar proxy, local mesh, and (later) control
+//! plane and CLI.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd;
+mod logging;
+
+/// Sinew: a service mesh and event mesh in one small binary.
+#[derive(Debug, Parser)]
+#[command(name = "sinew", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a sidecar proxy from a config file (static mode).
+    Proxy(cmd::proxy::Args),
+    /// Start a local mesh: demo services, each with its sidecar, and demo traffic.
+    Up(cmd::up::Args),
+    /// Check config files without running anything.
+    Validate(cmd::validate::Args),
+    /// A built-in demo application (used by `sinew up`).
+    #[command(hide = true)]
+    DemoApp(cmd::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Proxy(args) => cmd::proxy::run(args),
+        Command::Up(args) => cmd::up::run(args),
+        Command::Validate(args) => cmd::validate::run(args),
+        Command::DemoApp(args) => cmd::demo::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

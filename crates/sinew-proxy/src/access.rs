@@ -1,0 +1,81 @@
+//! The owned facts of a request an access log line needs, captured from the
+//! request head only when an access log is configured.
+
+use crate::telemetry::{
+    AccessEntry, AccessFlags, AccessLog, Direction, ProxyErrorKind, TraceContext,
+};
+use std::{net::SocketAddr, time::Duration, time::SystemTime};
+
+/// A request being served, as the access log will describe it.
+#[derive(Debug)]
+pub(crate) struct Record {
+    timestamp: SystemTime,
+    direction: Direction,
+    remote: SocketAddr,
+    method: String,
+    authority: String,
+    path: String,
+    user_agent: Option<String>,
+    pub(crate) trace: Option<TraceContext>,
+    pub(crate) upstream: Option<SocketAddr>,
+    pub(crate) service: String,
+    pub(crate) route: String,
+}
+
+/// How the request ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    pub(crate) status: u16,
+    pub(crate) duration: Duration,
+    pub(crate) bytes_out: Option<u64>,
+    pub(crate) error: Option<ProxyErrorKind>,
+    pub(crate) flags: AccessFlags,
+}
+
+impl Record {
+    pub(crate) fn new(
+        direction: Direction,
+        remote: SocketAddr,
+        method: &str,
+        authority: Option<&str>,
+        path: &str,
+        user_agent: Option<&[u8]>,
+    ) -> Self {
+        Self {
+            timestamp: SystemTime::now(),
+            direction,
+            remote,
+            method: method.to_owned(),
+            authority: authority.unwrap_or_default().to_owned(),
+            path: path.to_owned(),
+            user_agent: user_agent.map(|v| String::from_utf8_lossy(v).into_owned()),
+            trace: None,
+            upstream: None,
+            service: String::new(),
+            route: String::new(),
+        }
+    }
+
+    /// Writes the line.
+    pub(crate) fn log(&self, log: &AccessLog, outcome: Outcome) {
+        log.log(&AccessEntry {
+            timestamp: self.timestamp,
+            direction: self.direction,
+            method: &self.method,
+            authority: &self.authority,
+            path: &self.path,
+            status: outcome.status,
+            duration: outcome.duration,
+            bytes_in: None,
+            bytes_out: outcome.bytes_out,
+            upstream: self.upstream,
+            service: &self.service,
+            route: &self.route,
+            trace: self.trace,
+            remote: Some(self.remote),
+            user_agent: self.user_agent.as_deref(),
+            error: outcome.error,
+            flags: outcome.flags,
+        });
+    }
+}

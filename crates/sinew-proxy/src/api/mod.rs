@@ -1,0 +1,116 @@
+//! The sidecar's loopback API: `/live`, `/ready`, `/metrics`, `/config`,
+//! `POST /shutdown`. Served on its own listener, off the data path.
+
+use crate::server::Shared;
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::{convert::Infallible, io, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+
+/// How long `/ready` waits for the application to accept a connection.
+const APP_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Refuses to expose the API beyond this host.
+pub fn check_loopback(addr: SocketAddr) -> io::Result<()> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("the api listener must be a loopback address, not {addr}"),
+        ))
+    }
+}
+
+/// Serves the API on `listener` until the process exits.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(route(&shared, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    resp
+}
+
+async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    const JSON: &str = "application/json";
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/live") => respond(StatusCode::OK, TEXT, "live\n"),
+        (&Method::GET, "/ready") => {
+            if shared.is_draining() {
+                respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "draining\n")
+            } else if app_answers(shared).await {
+                respond(StatusCode::OK, TEXT, "ready\n")
+            } else {
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    "application not reachable\n",
+                )
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            let mut text = String::with_capacity(16 * 1024);
+            shared.metrics().render(&mut text);
+            respond(StatusCode::OK, crate::telemetry::CONTENT_TYPE, text)
+        }
+        (&Method::GET, "/config") => {
+            let runtime = shared.runtime();
+            let body = serde_json::json!({
+                "version": runtime.version,
+                "digest": runtime.config.snapshot.digest(),
+                "proxy": runtime.config.proxy,
+                "snapshot": runtime.config.snapshot,
+            });
+            respond(StatusCode::OK, JSON, body.to_string())
+        }
+        (&Method::POST, "/shutdown") => {
+            shared.start_drain();
+            respond(StatusCode::ACCEPTED, TEXT, "draining\n")
+        }
+        (_, "/live" | "/ready" | "/metrics" | "/config" | "/shutdown") => {
+            respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n")
+        }
+        _ => respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+    }
+}
+
+/// Ready means the config is loaded (it always is once serving) and the
+/// application, if the proxy has one, accepts connections.
+async fn app_answers(shared: &Shared) -> bool {
+    let Some(app) = shared.runtime().config.proxy.spec.app else {
+        return true;
+    };
+    matches!(
+        tokio::time::timeout(APP_PROBE_TIMEOUT, tokio::net::TcpStream::connect(app)).await,
+        Ok(Ok(_))
+    )
+}

@@ -1,0 +1,84 @@
+//! A cluster: the endpoints of one service (or one subset of it), the
+//! balancer over them and the per-service connection settings.
+
+use crate::balance::{hash_bytes, Balancer};
+use crate::endpoint::EndpointPool;
+use crate::route::{cookie, query_param, RequestView};
+use crate::telemetry::UpstreamMetrics;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+/// What a hash balancer hashes.
+#[derive(Debug, Clone)]
+pub enum HashPolicy {
+    /// A request header's value.
+    Header(http::HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// A query parameter's raw value.
+    Query(String),
+    /// The client's IP address.
+    SourceIp,
+}
+
+impl HashPolicy {
+    /// The request's hash key; `None` when the request lacks it (the
+    /// balancer then picks at random).
+    pub fn key(&self, req: &RequestView<'_>, peer: SocketAddr) -> Option<u64> {
+        match self {
+            HashPolicy::Header(name) => req.headers.header(name.as_str()).map(hash_bytes),
+            HashPolicy::Cookie(name) => req
+                .headers
+                .header("cookie")
+                .and_then(|c| cookie(c, name))
+                .map(hash_bytes),
+            HashPolicy::Query(name) => req
+                .query
+                .and_then(|q| query_param(q, name))
+                .map(|v| hash_bytes(v.as_bytes())),
+            HashPolicy::SourceIp => Some(match peer.ip() {
+                std::net::IpAddr::V4(ip) => hash_bytes(&ip.octets()),
+                std::net::IpAddr::V6(ip) => hash_bytes(&ip.octets()),
+            }),
+        }
+    }
+}
+
+/// One upstream endpoint of a cluster.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its connection pool, shared with every config that keeps it.
+    pub pool: Arc<EndpointPool>,
+    /// Its connection counters.
+    pub telemetry: Arc<UpstreamMetrics>,
+}
+
+/// The endpoints of a service or subset and how to balance over them.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The service's name.
+    pub service: Arc<str>,
+    /// The subset's name, when the cluster is a subset.
+    pub subset: Option<Arc<str>>,
+    /// `service` or `service/subset`: the `backend` metric label.
+    pub label: Arc<str>,
+    /// The endpoints, in balancer order.
+    pub endpoints: Vec<Endpoint>,
+    /// Picks among `endpoints`.
+    pub balancer: Balancer,
+    /// What hash balancers hash on.
+    pub hash: Option<HashPolicy>,
+    /// Deadline for opening a connection.
+    pub connect_timeout: Duration,
+    /// The service's request timeout (a route's timeout overrides it).
+    pub timeout: Option<Duration>,
+}
+
+impl Cluster {
+    /// Picks an endpoint for `req`.
+    pub fn pick(&self, req: &RequestView<'_>, peer: SocketAddr) -> Option<usize> {
+        let hash = self.hash.as_ref().and_then(|h| h.key(req, peer));
+        self.balancer.pick(hash)
+    }
+}

@@ -1,0 +1,327 @@
+//! Compiles a validated `ProxyConfig` into the [`Runtime`] the request path
+//! reads: clusters per (service, subset) with their balancers and pools, the
+//! route table, and every metric handle resolved up front.
+
+use super::cluster::{Cluster, Endpoint, HashPolicy};
+use crate::balance::{Algorithm, Balancer};
+use crate::endpoint::Pools;
+use crate::route::{Action, ClusterId, RouteTable};
+use crate::server::Direction;
+use crate::telemetry::{DirectResponseMetrics, Metrics, RequestLabels, RequestMetrics, TcpMetrics};
+use sinew_model::{BalancerAlgorithm, HashKey, Protocol, ProxyConfig, Service};
+use std::{
+    collections::HashMap,
+    fmt,
+    hash::{BuildHasherDefault, Hasher},
+    sync::Arc,
+    time::Duration,
+};
+
+/// Connect timeout for the inbound application when its Service is unknown.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A config the model accepted but the proxy cannot run.
+#[derive(Debug)]
+pub struct CompileError(String);
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+/// The inbound side: the local application.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    pub(crate) cluster: Cluster,
+    pub(crate) metrics: Arc<RequestMetrics>,
+    pub(crate) tcp: Arc<TcpMetrics>,
+}
+
+/// An outbound opaque-TCP listener's destination.
+#[derive(Debug)]
+pub struct TcpTarget {
+    /// Index into the runtime's clusters.
+    pub cluster: usize,
+    /// Byte counters.
+    pub metrics: Arc<TcpMetrics>,
+}
+
+/// Hashes a pointer-sized key with one multiply: the keys are addresses.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0 ^ n as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_usize(n as usize);
+    }
+}
+
+type AddrMap<K, V> = HashMap<K, V, BuildHasherDefault<AddrHasher>>;
+
+/// A compiled, immutable configuration version.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Increases by one with every applied config.
+    pub version: u64,
+    /// The validated config it was compiled from.
+    pub config: Arc<ProxyConfig>,
+    pub(crate) routes: RouteTable,
+    pub(crate) clusters: Vec<Cluster>,
+    /// Request metrics by (route name's address, cluster).
+    request_metrics: AddrMap<(usize, u32), Arc<RequestMetrics>>,
+    direct_metrics: AddrMap<usize, Arc<DirectResponseMetrics>>,
+    fallback_metrics: Arc<RequestMetrics>,
+    fallback_direct: Arc<DirectResponseMetrics>,
+    pub(crate) inbound: Option<Inbound>,
+    pub(crate) tcp: Vec<TcpTarget>,
+}
+
+fn key(name: &Arc<str>) -> usize {
+    Arc::as_ptr(name).cast::<u8>() as usize
+}
+
+impl Runtime {
+    pub(crate) fn request_metrics(&self, route: &Arc<str>, cluster: ClusterId) -> &RequestMetrics {
+        self.request_metrics
+            .get(&(key(route), cluster.0))
+            .unwrap_or(&self.fallback_metrics)
+    }
+
+    pub(crate) fn direct_metrics(&self, route: &Arc<str>) -> &DirectResponseMetrics {
+        self.direct_metrics
+            .get(&key(route))
+            .unwrap_or(&self.fallback_direct)
+    }
+
+    /// The protocol of the proxy's own service (what its inbound listener speaks).
+    pub fn own_protocol(&self) -> Protocol {
+        let own = &self.config.proxy.spec.service;
+        self.config
+            .snapshot
+            .service(own)
+            .map_or(Protocol::Http, |s| s.spec.protocol)
+    }
+
+    /// The clusters, for `/config` and debugging views.
+    pub fn clusters(&self) -> &[Cluster] {
+        &self.clusters
+    }
+}
+
+/// Compiles `config` as version `version`.
+pub fn compile(
+    config: Arc<ProxyConfig>,
+    version: u64,
+    pools: &Pools,
+    metrics: &Metrics,
+) -> Result<Runtime, CompileError> {
+    let services: HashMap<&str, &Service> = config
+        .snapshot
+        .services()
+        .values()
+        .map(|s| (s.metadata.name.as_str(), s))
+        .collect();
+    let mut clusters: Vec<Cluster> = Vec::new();
+    let mut interned: HashMap<(String, Option<String>), ClusterId> = HashMap::new();
+    let mut cluster_of = |service: &str, subset: Option<&str>| -> ClusterId {
+        let key = (service.to_owned(), subset.map(str::to_owned));
+        if let Some(id) = interned.get(&key) {
+            return *id;
+        }
+        let id = ClusterId(clusters.len() as u32);
+        clusters.push(build_cluster(
+            service,
+            subset,
+            services.get(service).copied(),
+            pools,
+            metrics,
+        ));
+        interned.insert(key, id);
+        id
+    };
+    let routes = RouteTable::from_resources(
+        config.snapshot.services().values(),
+        config.snapshot.routes().values(),
+        &mut cluster_of,
+    );
+
+    let mut tcp = Vec::new();
+    for listener in &config.proxy.spec.listen.tcp {
+        let id = cluster_of(&listener.service, None);
+        tcp.push(TcpTarget {
+            cluster: id.0 as usize,
+            metrics: metrics.tcp(&listener.service),
+        });
+    }
+    drop(cluster_of);
+
+    let mut request_metrics = AddrMap::default();
+    let mut direct_metrics = AddrMap::default();
+    for vhost in routes.virtual_hosts() {
+        for rule in vhost.rules() {
+            match &rule.action {
+                Action::Forward(forward) => {
+                    for backend in forward.backends() {
+                        let cluster = &clusters[backend.cluster.0 as usize];
+                        request_metrics
+                            .entry((key(&rule.route_name), backend.cluster.0))
+                            .or_insert_with(|| {
+                                metrics.requests(&RequestLabels {
+                                    direction: Direction::Outbound,
+                                    service: &cluster.service,
+                                    route: &rule.route_name,
+                                    backend: &cluster.label,
+                                })
+                            });
+                    }
+                }
+                Action::Direct(_) => {
+                    direct_metrics
+                        .entry(key(&rule.route_name))
+                        .or_insert_with(|| metrics.direct_responses(&rule.route_name));
+                }
+            }
+        }
+    }
+
+    let spec = &config.proxy.spec;
+    let inbound = spec.app.map(|app| {
+        let own = services.get(spec.service.as_str()).copied();
+        let mut cluster = build_cluster(&spec.service, None, None, pools, metrics);
+        cluster.endpoints = vec![endpoint(&spec.service, app, pools, metrics)];
+        cluster.balancer = Balancer::new(Algorithm::RoundRobin, &[1]);
+        cluster.connect_timeout =
+            own.map_or(DEFAULT_CONNECT_TIMEOUT, |s| s.spec.connect_timeout.into());
+        cluster.timeout = own.and_then(|s| s.spec.timeout.map(Into::into));
+        Inbound {
+            metrics: metrics.requests(&RequestLabels {
+                direction: Direction::Inbound,
+                service: &spec.service,
+                route: "inbound",
+                backend: "app",
+            }),
+            tcp: metrics.tcp(&spec.service),
+            cluster,
+        }
+    });
+
+    Ok(Runtime {
+        version,
+        fallback_metrics: metrics.requests(&RequestLabels {
+            direction: Direction::Outbound,
+            service: "unknown",
+            route: "unknown",
+            backend: "unknown",
+        }),
+        fallback_direct: metrics.direct_responses("unknown"),
+        config,
+        routes,
+        clusters,
+        request_metrics,
+        direct_metrics,
+        inbound,
+        tcp,
+    })
+}
+
+fn endpoint(
+    service: &str,
+    addr: std::net::SocketAddr,
+    pools: &Pools,
+    metrics: &Metrics,
+) -> Endpoint {
+    Endpoint {
+        addr,
+        pool: pools.get(addr),
+        telemetry: metrics.upstream(service, &addr.to_string()),
+    }
+}
+
+fn build_cluster(
+    name: &str,
+    subset: Option<&str>,
+    service: Option<&Service>,
+    pools: &Pools,
+    metrics: &Metrics,
+) -> Cluster {
+    let label: Arc<str> = match subset {
+        Some(subset) => Arc::from(format!("{name}/{subset}")),
+        None => Arc::from(name),
+    };
+    let Some(service) = service else {
+        // The model validates references; an unknown service has no endpoints.
+        return Cluster {
+            service: Arc::from(name),
+            subset: subset.map(Arc::from),
+            label,
+            endpoints: Vec::new(),
+            balancer: Balancer::new(Algorithm::RoundRobin, &[]),
+            hash: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: None,
+        };
+    };
+    let selector = subset.and_then(|s| service.spec.subsets.iter().find(|x| x.name == s));
+    let chosen: Vec<_> = service
+        .spec
+        .endpoints
+        .iter()
+        .filter(|e| selector.is_none_or(|sel| sel.selects(&e.labels)))
+        .collect();
+    let weights: Vec<u32> = chosen.iter().map(|e| e.weight.max(1)).collect();
+    let keys: Vec<String> = chosen.iter().map(|e| e.address.to_string()).collect();
+    let key_bytes: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let spec = &service.spec;
+    Cluster {
+        service: Arc::from(name),
+        subset: subset.map(Arc::from),
+        label,
+        endpoints: chosen
+            .iter()
+            .map(|e| endpoint(name, e.address, pools, metrics))
+            .collect(),
+        balancer: Balancer::with_keys(algorithm(spec.balancer.algorithm), &weights, &key_bytes),
+        hash: spec.balancer.hash.as_ref().and_then(hash_policy),
+        connect_timeout: spec.connect_timeout.into(),
+        timeout: spec.timeout.map(Into::into),
+    }
+}
+
+fn algorithm(a: BalancerAlgorithm) -> Algorithm {
+    match a {
+        BalancerAlgorithm::RoundRobin => Algorithm::RoundRobin,
+        BalancerAlgorithm::Random => Algorithm::Random,
+        BalancerAlgorithm::WeightedRoundRobin => Algorithm::WeightedRoundRobin,
+        BalancerAlgorithm::LeastRequest => Algorithm::LeastRequest,
+        BalancerAlgorithm::PeakEwma => Algorithm::PeakEwma,
+        BalancerAlgorithm::RingHash => Algorithm::RingHash,
+        BalancerAlgorithm::Maglev => Algorithm::Maglev,
+    }
+}
+
+fn hash_policy(key: &HashKey) -> Option<HashPolicy> {
+    Some(match key {
+        HashKey::Header(name) => {
+            HashPolicy::Header(http::HeaderName::from_bytes(name.as_bytes()).ok()?)
+        }
+        HashKey::Cookie(name) => HashPolicy::Cookie(name.clone()),
+        HashKey::Query(name) => HashPolicy::Query(name.clone()),
+        HashKey::SourceIp => HashPolicy::SourceIp,
+    })
+}

@@ -1,0 +1,167 @@
+//! Proxy errors: who failed (downstream, upstream, the proxy itself) and whether a retry is safe.
+//!
+//! The retry and response layers ask these questions ([`ProxyError::side`],
+//! [`ProxyError::is_retryable`], [`ProxyError::status`]); nothing ever inspects
+//! an error's message text.
+
+use std::{fmt, io};
+
+/// Which party an error is attributed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something invalid or went away.
+    Downstream,
+    /// The upstream endpoint failed, refused or misbehaved.
+    Upstream,
+    /// The proxy itself (configuration, resource limits).
+    Internal,
+}
+
+/// What went wrong, precisely enough to choose a response and a retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request could not be parsed or is forbidden by RFC 9112 (smuggling shapes).
+    BadRequest,
+    /// The request head exceeds the size or header-count limit.
+    HeadTooLarge,
+    /// The path failed normalization (`%00`, encoded `/`, malformed escapes).
+    BadPath,
+    /// No route or virtual host matches: the proxy is never an open proxy.
+    NoRoute,
+    /// The chosen backend has no endpoint to send to.
+    NoEndpoint,
+    /// Connecting to the upstream failed; the request was never sent.
+    ConnectFailed,
+    /// Connecting to the upstream took longer than the connect timeout.
+    ConnectTimeout,
+    /// The upstream did not answer within the request timeout.
+    Timeout,
+    /// The upstream closed or reset the connection before a complete response.
+    UpstreamReset,
+    /// The upstream sent a response the proxy cannot parse.
+    UpstreamProtocol,
+    /// The client went away or sent a malformed body mid-request.
+    DownstreamIo,
+    /// A method or feature the proxy refuses (e.g. `CONNECT`).
+    NotSupported,
+}
+
+/// An error on the request path.
+#[derive(Debug)]
+pub struct ProxyError {
+    kind: ErrorKind,
+    source: Option<io::Error>,
+}
+
+impl ProxyError {
+    /// An error of `kind` without an underlying cause.
+    pub fn new(kind: ErrorKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    /// An error of `kind` caused by an I/O error.
+    pub fn io(kind: ErrorKind, source: io::Error) -> Self {
+        Self {
+            kind,
+            source: Some(source),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Who failed.
+    pub fn side(&self) -> Side {
+        match self.kind {
+            ErrorKind::BadRequest
+            | ErrorKind::HeadTooLarge
+            | ErrorKind::BadPath
+            | ErrorKind::DownstreamIo
+            | ErrorKind::NotSupported => Side::Downstream,
+            ErrorKind::ConnectFailed
+            | ErrorKind::ConnectTimeout
+            | ErrorKind::Timeout
+            | ErrorKind::UpstreamReset
+            | ErrorKind::UpstreamProtocol => Side::Upstream,
+            ErrorKind::NoRoute | ErrorKind::NoEndpoint => Side::Internal,
+        }
+    }
+
+    /// Whether the request certainly never reached the upstream application,
+    /// so it may be sent again whatever its method.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout
+        )
+    }
+
+    /// The status of the response the proxy answers with.
+    pub fn status(&self) -> u16 {
+        match self.kind {
+            ErrorKind::BadRequest | ErrorKind::BadPath => 400,
+            ErrorKind::HeadTooLarge => 431,
+            ErrorKind::NoRoute => 404,
+            ErrorKind::NotSupported => 405,
+            ErrorKind::NoEndpoint | ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout => 503,
+            ErrorKind::Timeout => 504,
+            ErrorKind::UpstreamReset | ErrorKind::UpstreamProtocol => 502,
+            ErrorKind::DownstreamIo => 400,
+        }
+    }
+
+    /// The `sinew_proxy_errors_total` label this error counts under.
+    pub fn metric_kind(&self) -> crate::telemetry::ProxyErrorKind {
+        use crate::telemetry::ProxyErrorKind as K;
+        match self.kind {
+            ErrorKind::BadRequest
+            | ErrorKind::HeadTooLarge
+            | ErrorKind::BadPath
+            | ErrorKind::NotSupported => K::BadRequest,
+            ErrorKind::NoRoute => K::NoRoute,
+            ErrorKind::NoEndpoint => K::NoEndpoint,
+            ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout => K::UpstreamConnect,
+            ErrorKind::Timeout => K::UpstreamTimeout,
+            ErrorKind::UpstreamReset | ErrorKind::UpstreamProtocol => K::UpstreamError,
+            ErrorKind::DownstreamIo => K::DownstreamClosed,
+        }
+    }
+
+    /// The short machine-readable reason sent in `x-sinew-error` and used as a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::BadRequest => "bad-request",
+            ErrorKind::HeadTooLarge => "head-too-large",
+            ErrorKind::BadPath => "bad-path",
+            ErrorKind::NoRoute => "no-route",
+            ErrorKind::NoEndpoint => "no-endpoint",
+            ErrorKind::ConnectFailed => "connect-failed",
+            ErrorKind::ConnectTimeout => "connect-timeout",
+            ErrorKind::Timeout => "upstream-timeout",
+            ErrorKind::UpstreamReset => "upstream-reset",
+            ErrorKind::UpstreamProtocol => "upstream-protocol",
+            ErrorKind::DownstreamIo => "downstream-io",
+            ErrorKind::NotSupported => "not-supported",
+        }
+    }
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ProxyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

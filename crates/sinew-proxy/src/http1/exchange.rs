@@ -1,0 +1,360 @@
+//! The upstream half of an HTTP/1 request: take a pooled connection (or
+//! connect), send the rewritten head and the body, read the response head,
+//! stream the response back, and return the connection to the pool when the
+//! exchange left it clean. It all runs in the downstream connection's task:
+//! no channel, no extra wake-up between the two sides.
+
+use super::body::{self, BodyError, Progress, READ_CHUNK};
+use super::head::{self, Framing, MAX_HEADERS};
+use super::write::{self, Downstream, Edits};
+use crate::dispatch::Target;
+use crate::endpoint::connect;
+use crate::error::{ErrorKind, ProxyError};
+use bytes::{Buf, BytesMut};
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The request facts the exchange needs once the request head is gone.
+#[derive(Debug)]
+pub(crate) struct Request<'r> {
+    pub(crate) target: Target<'r>,
+    pub(crate) framing: Framing,
+    pub(crate) is_head: bool,
+    pub(crate) idempotent: bool,
+    pub(crate) client_http10: bool,
+    /// The client asked to close after this exchange.
+    pub(crate) close: bool,
+    pub(crate) upgrade: bool,
+    pub(crate) expect_continue: bool,
+    pub(crate) response_edits: Edits<'r>,
+}
+
+/// A finished exchange.
+#[derive(Debug)]
+pub(crate) struct Exchanged {
+    pub(crate) status: u16,
+    /// Whether the downstream connection can carry another request.
+    pub(crate) keep_alive: bool,
+    pub(crate) upstream_bytes: u64,
+}
+
+/// A failed exchange, and whether the client has already seen part of a response.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) error: ProxyError,
+    /// Response bytes already reached the client: the only honest answer left
+    /// is closing the connection.
+    pub(crate) response_started: bool,
+    /// The request body was not fully read from the client.
+    pub(crate) request_unread: bool,
+}
+
+fn failed(error: ProxyError, request: &Progress) -> Failed {
+    Failed {
+        error,
+        response_started: false,
+        request_unread: !request.is_done(),
+    }
+}
+
+/// The buffers of the downstream connection, lent to the exchange.
+#[derive(Debug)]
+pub(crate) struct Buffers<'c> {
+    pub(crate) down: &'c mut TcpStream,
+    pub(crate) rbuf: &'c mut BytesMut,
+    pub(crate) ubuf: &'c mut BytesMut,
+    /// Holds the upstream request head on entry.
+    pub(crate) out: &'c mut Vec<u8>,
+}
+
+/// Runs one exchange. `io.out` holds the rewritten request head.
+pub(crate) async fn run(
+    io: Buffers<'_>,
+    req: &Request<'_>,
+    worker: usize,
+    started: Instant,
+) -> Result<Exchanged, Failed> {
+    let Buffers {
+        down,
+        rbuf,
+        ubuf,
+        out,
+    } = io;
+    let endpoint = req.target.endpoint;
+    let mut request_body = Progress::new(req.framing);
+    if !req.expect_continue {
+        let n = request_body
+            .take(rbuf, None)
+            .map_err(|_| failed(ProxyError::new(ErrorKind::BadRequest), &request_body))?;
+        out.extend_from_slice(&rbuf[..n]);
+        rbuf.advance(n);
+    }
+    let deadline = req
+        .target
+        .timeout
+        .map(|t| tokio::time::Instant::from_std(started + t));
+
+    // Send the request and read the response head; a reused connection the
+    // upstream closed meanwhile is replaced once, while the request can be
+    // replayed from `out`.
+    let mut fresh_only = false;
+    let mut up = loop {
+        let (mut up, reused) = acquire(req, worker, fresh_only)
+            .await
+            .map_err(|e| failed(e, &request_body))?;
+        let sent = send(&mut up, down, rbuf, ubuf, out, req, &mut request_body);
+        let result = match deadline {
+            Some(at) => tokio::time::timeout_at(at, sent)
+                .await
+                .unwrap_or_else(|_| Err(Send::Failed(ProxyError::new(ErrorKind::Timeout)))),
+            None => sent.await,
+        };
+        match result {
+            Ok(()) => break up,
+            Err(Send::Stale) if reused && !fresh_only => {
+                ubuf.clear();
+                fresh_only = true;
+            }
+            Err(Send::Stale) => {
+                return Err(failed(
+                    ProxyError::new(ErrorKind::UpstreamReset),
+                    &request_body,
+                ))
+            }
+            Err(Send::Failed(e)) => return Err(failed(e, &request_body)),
+            Err(Send::Client(e)) => return Err(failed(e, &request_body)),
+        }
+    };
+    out.clear();
+
+    // Forward the response head (and 1xx interim responses).
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let resp = match head::parse_response(ubuf, &mut headers, req.is_head) {
+            Ok(Some(resp)) => resp,
+            Ok(None) | Err(_) => {
+                return Err(failed(
+                    ProxyError::new(ErrorKind::UpstreamProtocol),
+                    &request_body,
+                ))
+            }
+        };
+        let status = resp.status;
+        if status < 200 && status != 101 {
+            // Interim: pass through verbatim, then read the final head.
+            let len = resp.len;
+            down.write_all(&ubuf[..len])
+                .await
+                .map_err(|e| failed(ProxyError::io(ErrorKind::DownstreamIo, e), &request_body))?;
+            ubuf.advance(len);
+            if status == 100 && req.expect_continue && !request_body.is_done() {
+                body::copy(&mut request_body, down, rbuf, &mut up, false)
+                    .await
+                    .map_err(|e| failed(body_error(e, true), &request_body))?;
+            }
+            read_head(&mut up, ubuf)
+                .await
+                .map_err(|e| failed(e, &request_body))?;
+            continue;
+        }
+        if status == 101 && req.upgrade {
+            write::response(
+                out,
+                &resp,
+                req.response_edits,
+                Downstream::PassThrough,
+                false,
+            );
+            let len = resp.len;
+            ubuf.advance(len);
+            return upgrade(down, &mut up, rbuf, ubuf, out, status).await;
+        }
+        let mode = if req.client_http10 {
+            Downstream::Http10
+        } else {
+            Downstream::PassThrough
+        };
+        let decode = mode == Downstream::Http10 && resp.framing == Framing::Chunked;
+        let keep_alive = !(req.close
+            || !request_body.is_done()
+            || resp.framing == Framing::UntilClose
+            || decode);
+        write::response(out, &resp, req.response_edits, mode, !keep_alive);
+        let upstream_reusable = !resp.conn.close && resp.framing != Framing::UntilClose;
+        let framing = resp.framing;
+        let len = resp.len;
+        ubuf.advance(len);
+
+        // The head and the body bytes already here leave in one write.
+        let mut response_body = Progress::new(framing);
+        let n = response_body
+            .take(ubuf, decode.then_some(&mut *out))
+            .map_err(|_| failed(ProxyError::new(ErrorKind::UpstreamProtocol), &request_body))?;
+        if !decode {
+            out.extend_from_slice(&ubuf[..n]);
+        }
+        ubuf.advance(n);
+        let mut upstream_bytes = n as u64;
+        down.write_all(out).await.map_err(|e| Failed {
+            error: ProxyError::io(ErrorKind::DownstreamIo, e),
+            response_started: true,
+            request_unread: !request_body.is_done(),
+        })?;
+        if !response_body.is_done() {
+            upstream_bytes += body::copy(&mut response_body, &mut up, ubuf, down, decode)
+                .await
+                .map_err(|e| Failed {
+                    error: body_error(e, false),
+                    response_started: true,
+                    request_unread: !request_body.is_done(),
+                })?;
+        }
+        if upstream_reusable && ubuf.is_empty() && request_body.is_done() {
+            endpoint.pool.checkin(worker, up, Instant::now());
+        }
+        return Ok(Exchanged {
+            status,
+            keep_alive,
+            upstream_bytes,
+        });
+    }
+}
+
+async fn acquire(
+    req: &Request<'_>,
+    worker: usize,
+    fresh_only: bool,
+) -> Result<(TcpStream, bool), ProxyError> {
+    let endpoint = req.target.endpoint;
+    if !fresh_only && !req.upgrade {
+        if let Some(stream) = endpoint.pool.checkout(worker, Instant::now()) {
+            return Ok((stream, true));
+        }
+    }
+    match connect(endpoint.addr, req.target.cluster.connect_timeout).await {
+        Ok(stream) => {
+            endpoint.telemetry.connects.inc();
+            Ok((stream, false))
+        }
+        Err(e) => {
+            endpoint.telemetry.connect_errors.inc();
+            Err(e)
+        }
+    }
+}
+
+/// Why sending a request and reading its response head failed.
+enum Send {
+    /// The connection was closed or reset before any response byte: safe to
+    /// replay on a fresh connection.
+    Stale,
+    /// The upstream failed.
+    Failed(ProxyError),
+    /// The client failed while its body was being forwarded.
+    Client(ProxyError),
+}
+
+async fn send(
+    up: &mut TcpStream,
+    down: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    ubuf: &mut BytesMut,
+    out: &[u8],
+    req: &Request<'_>,
+    request_body: &mut Progress,
+) -> Result<(), Send> {
+    if up.write_all(out).await.is_err() {
+        return Err(Send::Stale);
+    }
+    let mut replayable = true;
+    if !req.expect_continue && !request_body.is_done() {
+        replayable = false;
+        body::copy(request_body, down, rbuf, up, false)
+            .await
+            .map_err(|e| match e {
+                BodyError::Sink(e) => Send::Failed(ProxyError::io(ErrorKind::UpstreamReset, e)),
+                other => Send::Client(body_error(other, true)),
+            })?;
+    }
+    match read_head(up, ubuf).await {
+        Ok(()) => Ok(()),
+        Err(e)
+            if replayable
+                && ubuf.is_empty()
+                && req.idempotent
+                && e.kind() == ErrorKind::UpstreamReset =>
+        {
+            Err(Send::Stale)
+        }
+        Err(e) => Err(Send::Failed(e)),
+    }
+}
+
+/// Reads from the upstream until `ubuf` holds a complete response head.
+async fn read_head(up: &mut TcpStream, ubuf: &mut BytesMut) -> Result<(), ProxyError> {
+    loop {
+        if memchr::memmem::find(ubuf, b"\r\n\r\n").is_some() {
+            return Ok(());
+        }
+        if ubuf.len() >= head::MAX_HEAD_BYTES {
+            return Err(ProxyError::new(ErrorKind::UpstreamProtocol));
+        }
+        ubuf.reserve(READ_CHUNK);
+        match up.read_buf(ubuf).await {
+            Ok(0) => return Err(ProxyError::new(ErrorKind::UpstreamReset)),
+            Ok(_) => {}
+            Err(e) => return Err(ProxyError::io(ErrorKind::UpstreamReset, e)),
+        }
+    }
+}
+
+fn body_error(e: BodyError, request: bool) -> ProxyError {
+    match (e, request) {
+        (BodyError::Framing, true) => ProxyError::new(ErrorKind::BadRequest),
+        (BodyError::Framing, false) => ProxyError::new(ErrorKind::UpstreamProtocol),
+        (BodyError::Source(e), true) | (BodyError::Sink(e), false) => {
+            ProxyError::io(ErrorKind::DownstreamIo, e)
+        }
+        (BodyError::Source(e), false) | (BodyError::Sink(e), true) => {
+            ProxyError::io(ErrorKind::UpstreamReset, e)
+        }
+    }
+}
+
+/// After `101 Switching Protocols`: flush what each side already sent, then
+/// splice the two connections until either closes.
+async fn upgrade(
+    down: &mut TcpStream,
+    up: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    ubuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    status: u16,
+) -> Result<Exchanged, Failed> {
+    let started = Failed {
+        error: ProxyError::new(ErrorKind::DownstreamIo),
+        response_started: true,
+        request_unread: false,
+    };
+    out.extend_from_slice(ubuf);
+    ubuf.clear();
+    if down.write_all(out).await.is_err() {
+        return Err(started);
+    }
+    if !rbuf.is_empty() {
+        if up.write_all(rbuf).await.is_err() {
+            return Err(started);
+        }
+        rbuf.clear();
+    }
+    let upstream_bytes = match tokio::io::copy_bidirectional(down, up).await {
+        Ok((_, from_up)) => from_up,
+        Err(_) => 0,
+    };
+    Ok(Exchanged {
+        status,
+        keep_alive: false,
+        upstream_bytes,
+    })
+}

@@ -1,0 +1,12 @@
+//! HTTP/1.1 proxying, written for the hot path: heads parsed in place,
+//! rewritten in one pass, and the upstream exchange run inside the
+//! downstream connection's task with pooled keep-alive connections.
+
+mod body;
+mod chunked;
+mod exchange;
+mod head;
+mod server;
+mod write;
+
+pub(crate) use server::serve;

@@ -1,0 +1,366 @@
+//! The downstream HTTP/1 connection loop: read a head, decide, forward or
+//! answer locally, record telemetry, repeat while the connection is kept alive.
+
+use super::exchange::{self, Buffers, Exchanged, Request};
+use super::head::{self, Framing, MAX_HEADERS};
+use super::write::{self, Edits, RequestRewrite};
+use crate::access::{Outcome, Record};
+use crate::dispatch::{self, Decision};
+use crate::error::{ErrorKind, ProxyError};
+use crate::route::RequestView;
+use crate::server::{Direction, Shared};
+use crate::telemetry::{AccessFlags, TraceContext};
+use bytes::{Buf, BytesMut};
+use std::{net::SocketAddr, sync::Arc, time::Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a kept-alive connection may sit idle between requests.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Headers of a parsed request, as the matchers see them.
+struct Fields<'a, 'b>(&'a [httparse::Header<'b>]);
+
+impl crate::route::HeaderSource for Fields<'_, '_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+}
+
+/// Serves one downstream HTTP/1 connection until it closes.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    direction: Direction,
+    down: TcpStream,
+    peer: SocketAddr,
+) {
+    let mut conn = Conn {
+        shared,
+        direction,
+        peer,
+        down,
+        rbuf: BytesMut::with_capacity(8 * 1024),
+        ubuf: BytesMut::with_capacity(8 * 1024),
+        out: Vec::with_capacity(8 * 1024),
+    };
+    conn.run().await;
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    direction: Direction,
+    peer: SocketAddr,
+    down: TcpStream,
+    rbuf: BytesMut,
+    ubuf: BytesMut,
+    out: Vec<u8>,
+}
+
+/// What to do with the connection after a request.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+impl Conn {
+    async fn run(&mut self) {
+        let mut draining = self.shared.drain_signal();
+        loop {
+            let read = tokio::select! {
+                biased;
+                r = self.read_head() => r,
+                _ = draining.changed(), if self.rbuf.is_empty() => return,
+            };
+            match read {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    let _ = self.reply_error(&e, true).await;
+                    return;
+                }
+            }
+            match self.handle().await {
+                Next::KeepAlive if !self.shared.is_draining() => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// Reads until `rbuf` holds a complete head. `Ok(false)`: the client
+    /// closed (or idled out) between requests.
+    async fn read_head(&mut self) -> Result<bool, ProxyError> {
+        loop {
+            if !self.rbuf.is_empty() && memchr::memmem::find(&self.rbuf, b"\r\n\r\n").is_some() {
+                return Ok(true);
+            }
+            if self.rbuf.len() >= head::MAX_HEAD_BYTES {
+                return Err(ProxyError::new(ErrorKind::HeadTooLarge));
+            }
+            self.rbuf.reserve(4 * 1024);
+            let read = if self.rbuf.is_empty() {
+                match tokio::time::timeout(IDLE_TIMEOUT, self.down.read_buf(&mut self.rbuf)).await {
+                    Ok(r) => r,
+                    Err(_) => return Ok(false),
+                }
+            } else {
+                self.down.read_buf(&mut self.rbuf).await
+            };
+            match read {
+                Ok(0) if self.rbuf.is_empty() => return Ok(false),
+                Ok(0) => return Err(ProxyError::new(ErrorKind::BadRequest)),
+                Ok(_) => {}
+                Err(_) => return Ok(false),
+            }
+        }
+    }
+
+    async fn handle(&mut self) -> Next {
+        let started = Instant::now();
+        let runtime = self.shared.runtime();
+        let worker = crate::endpoint::current_worker();
+        let log = self.shared.access_log.as_ref();
+
+        // Parse, decide and write the upstream head while the head borrows `rbuf`.
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = match head::parse_request(&self.rbuf, &mut headers) {
+            Ok(Some(head)) => head,
+            Ok(None) => {
+                return self
+                    .fail(ProxyError::new(ErrorKind::BadRequest), true, started)
+                    .await
+            }
+            Err(e) => return self.fail(e, true, started).await,
+        };
+        let head_len = head.len;
+        let has_body = head.framing != Framing::Empty;
+        let mut record = log.map(|_| {
+            Record::new(
+                self.direction,
+                self.peer,
+                head.method,
+                head.authority,
+                head.target,
+                head.header_value("user-agent"),
+            )
+        });
+        let path = if head.target == "*" {
+            std::borrow::Cow::Borrowed("*")
+        } else {
+            match crate::route::normalize_path(head.path) {
+                Ok(p) => p,
+                Err(_) => {
+                    return self
+                        .fail(ProxyError::new(ErrorKind::BadPath), true, started)
+                        .await
+                }
+            }
+        };
+        let fields = Fields(head.headers);
+        let view = RequestView {
+            method: head.method,
+            path: &path,
+            query: head.query,
+            headers: &fields,
+        };
+        let decision = dispatch::decide(&runtime, self.direction, head.authority, &view, self.peer);
+        let target = match decision {
+            Ok(Decision::Forward(target)) => target,
+            Ok(Decision::Direct(direct)) => {
+                self.out.clear();
+                write::local_response(
+                    &mut self.out,
+                    direct.status,
+                    None,
+                    direct.headers,
+                    direct.body,
+                    has_body || head.conn.close,
+                );
+                direct.metrics.record(direct.status.as_u16());
+                if let (Some(log), Some(record)) = (log, record.as_ref()) {
+                    record.log(
+                        log,
+                        Outcome {
+                            status: direct.status.as_u16(),
+                            duration: started.elapsed(),
+                            bytes_out: Some(direct.body.len() as u64),
+                            error: None,
+                            flags: AccessFlags::DIRECT_RESPONSE,
+                        },
+                    );
+                }
+                let close = has_body || head.conn.close;
+                self.rbuf.advance(head_len);
+                if self.down.write_all(&self.out).await.is_err() || close {
+                    return Next::Close;
+                }
+                return Next::KeepAlive;
+            }
+            Err(e) => return self.fail(e, has_body || head.conn.close, started).await,
+        };
+        let trace = head
+            .header_value("traceparent")
+            .and_then(TraceContext::from_header)
+            .map_or_else(TraceContext::new_root, |parent| parent.child());
+        let mut traceparent = [0u8; 55];
+        let traceparent = trace.write_header(&mut traceparent);
+        let forward = target.forward;
+        let rewritten = match forward.and_then(|f| f.rewrite.as_ref()) {
+            Some(rewrite) => rewrite.apply(&path),
+            None => std::borrow::Cow::Borrowed(&*path),
+        };
+        self.out.clear();
+        write::request(
+            &mut self.out,
+            &head,
+            &RequestRewrite {
+                path: &rewritten,
+                edits: forward.map_or_else(Edits::default, |f| Edits {
+                    set: &f.request_headers.set,
+                    remove: &f.request_headers.remove,
+                }),
+                traceparent: traceparent.as_bytes(),
+            },
+        );
+        let request = Request {
+            framing: head.framing,
+            is_head: head.method == "HEAD",
+            idempotent: matches!(
+                head.method,
+                "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+            ),
+            client_http10: head.minor == 0,
+            close: head.conn.close,
+            upgrade: head.upgrade.is_some(),
+            expect_continue: head.expect_continue,
+            response_edits: forward.map_or_else(Edits::default, |f| Edits {
+                set: &f.response_headers.set,
+                remove: &f.response_headers.remove,
+            }),
+            target,
+        };
+        if let Some(record) = record.as_mut() {
+            record.trace = Some(trace);
+            record.upstream = Some(request.target.endpoint.addr);
+            record.service = request.target.cluster.service.to_string();
+            record.route = request.target.route_name().to_owned();
+        }
+        drop(rewritten);
+        drop(path);
+        self.rbuf.advance(head_len);
+
+        let load = request.target.load().start();
+        let io = Buffers {
+            down: &mut self.down,
+            rbuf: &mut self.rbuf,
+            ubuf: &mut self.ubuf,
+            out: &mut self.out,
+        };
+        let result = exchange::run(io, &request, worker, started).await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(Exchanged {
+                status,
+                keep_alive,
+                upstream_bytes,
+            }) => {
+                load.finish(elapsed);
+                request.target.metrics.record(status, elapsed);
+                if let (Some(log), Some(record)) = (log, record.as_ref()) {
+                    let flags = if status == 101 {
+                        AccessFlags::UPGRADED
+                    } else {
+                        AccessFlags::NONE
+                    };
+                    record.log(
+                        log,
+                        Outcome {
+                            status,
+                            duration: elapsed,
+                            bytes_out: Some(upstream_bytes),
+                            error: None,
+                            flags,
+                        },
+                    );
+                }
+                if keep_alive {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                }
+            }
+            Err(failed) => {
+                drop(load);
+                let status = failed.error.status();
+                request.target.metrics.record(status, elapsed);
+                self.shared
+                    .metrics
+                    .proxy_error(failed.error.metric_kind())
+                    .inc();
+                if let (Some(log), Some(record)) = (log, record.as_ref()) {
+                    record.log(
+                        log,
+                        Outcome {
+                            status,
+                            duration: elapsed,
+                            bytes_out: None,
+                            error: Some(failed.error.metric_kind()),
+                            flags: AccessFlags::NONE,
+                        },
+                    );
+                }
+                if failed.response_started {
+                    return Next::Close;
+                }
+                tracing::debug!(error = %failed.error, upstream = %request.target.endpoint.addr, "request failed");
+                let close = failed.request_unread || request.close;
+                self.out.clear();
+                write::local_response(
+                    &mut self.out,
+                    http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY),
+                    Some(failed.error.reason()),
+                    &[],
+                    failed.error.reason().as_bytes(),
+                    close,
+                );
+                if self.down.write_all(&self.out).await.is_err() || close {
+                    Next::Close
+                } else {
+                    Next::KeepAlive
+                }
+            }
+        }
+    }
+
+    /// Answers a request the proxy refuses before forwarding it.
+    async fn fail(&mut self, error: ProxyError, close: bool, started: Instant) -> Next {
+        self.shared.metrics.proxy_error(error.metric_kind()).inc();
+        let _ = started;
+        if self.reply_error(&error, close).await.is_err() || close {
+            Next::Close
+        } else {
+            // The head is consumed; an unframed request has nothing more.
+            if let Some(end) = memchr::memmem::find(&self.rbuf, b"\r\n\r\n") {
+                self.rbuf.advance(end + 4);
+            }
+            Next::KeepAlive
+        }
+    }
+
+    async fn reply_error(&mut self, error: &ProxyError, close: bool) -> std::io::Result<()> {
+        self.out.clear();
+        let status =
+            http::StatusCode::from_u16(error.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
+        write::local_response(
+            &mut self.out,
+            status,
+            Some(error.reason()),
+            &[],
+            error.reason().as_bytes(),
+            close,
+        );
+        self.down.write_all(&self.out).await
+    }
+}

@@ -1,0 +1,237 @@
+//! The downstream side of HTTP/2: hyper serves the connection; each stream
+//! is normalized, routed, balanced and sent on the endpoint's multiplexed
+//! upstream connection, keeping HTTP/2 end to end (gRPC trailers included).
+
+use super::client;
+use crate::dispatch::{self, Decision};
+use crate::endpoint::H2Body;
+use crate::error::{ErrorKind, ProxyError};
+use crate::route::RequestView;
+use crate::server::{Direction, Shared};
+use crate::telemetry::TraceContext;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Instant};
+use tokio::net::TcpStream;
+
+/// Serves one downstream HTTP/2 connection until it closes or the proxy drains.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    direction: Direction,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let mut drain = shared.drain_signal();
+    let svc_shared = shared.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let shared = svc_shared.clone();
+        async move { Ok::<_, Infallible>(handle(&shared, direction, peer, req).await) }
+    });
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, %peer, "HTTP/2 connection ended");
+            }
+        }
+        _ = drain.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+fn local(
+    status: StatusCode,
+    reason: Option<&'static str>,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Bytes,
+) -> Response<H2Body> {
+    let mut resp = Response::new(
+        Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    if let Some(reason) = reason {
+        resp.headers_mut()
+            .insert("x-sinew-error", HeaderValue::from_static(reason));
+    }
+    for (name, value) in headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
+}
+
+fn error_response(error: &ProxyError) -> Response<H2Body> {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    local(
+        status,
+        Some(error.reason()),
+        &[],
+        Bytes::from_static(error.reason().as_bytes()),
+    )
+}
+
+async fn handle(
+    shared: &Shared,
+    direction: Direction,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<H2Body> {
+    let started = Instant::now();
+    let runtime = shared.runtime();
+    let worker = crate::endpoint::current_worker();
+    let (mut parts, body) = req.into_parts();
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        });
+    let path = match crate::route::normalize_path(parts.uri.path()) {
+        Ok(p) => p.into_owned(),
+        Err(_) => {
+            let e = ProxyError::new(ErrorKind::BadPath);
+            shared.metrics.proxy_error(e.metric_kind()).inc();
+            return error_response(&e);
+        }
+    };
+    let query = parts.uri.query().map(str::to_owned);
+    let decision = {
+        let view = RequestView {
+            method: parts.method.as_str(),
+            path: &path,
+            query: query.as_deref(),
+            headers: &parts.headers,
+        };
+        dispatch::decide(&runtime, direction, authority.as_deref(), &view, peer)
+    };
+    let target = match decision {
+        Ok(Decision::Forward(target)) => target,
+        Ok(Decision::Direct(direct)) => {
+            direct.metrics.record(direct.status.as_u16());
+            return local(direct.status, None, &direct.headers, direct.body.clone());
+        }
+        Err(e) => {
+            shared.metrics.proxy_error(e.metric_kind()).inc();
+            return error_response(&e);
+        }
+    };
+
+    // Rewrite the request for the upstream.
+    let trace = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| TraceContext::from_header(v.as_bytes()))
+        .map_or_else(TraceContext::new_root, |parent| parent.child());
+    let mut tp = [0u8; 55];
+    let path = match target.forward.and_then(|f| f.rewrite.as_ref()) {
+        Some(rewrite) => rewrite.apply(&path).into_owned(),
+        None => path,
+    };
+    let path_and_query = match &query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let authority = authority.unwrap_or_else(|| target.cluster.service.to_string());
+    parts.uri = match Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()
+    {
+        Ok(uri) => uri,
+        Err(_) => return error_response(&ProxyError::new(ErrorKind::BadRequest)),
+    };
+    strip_connection_headers(&mut parts.headers);
+    if let Some(forward) = target.forward {
+        apply(
+            &mut parts.headers,
+            &forward.request_headers.set,
+            &forward.request_headers.remove,
+        );
+    }
+    if let Ok(value) = HeaderValue::from_str(trace.write_header(&mut tp)) {
+        parts.headers.insert("traceparent", value);
+    }
+    parts.version = http::Version::HTTP_2;
+    let upstream_req = Request::from_parts(parts, body.boxed_unsync());
+
+    let load = target.load().start();
+    let sent = async {
+        let mut tx = client::sender(target.cluster, target.endpoint, worker).await?;
+        tx.ready()
+            .await
+            .map_err(|_| ProxyError::new(ErrorKind::UpstreamReset))?;
+        tx.send_request(upstream_req)
+            .await
+            .map_err(|_| ProxyError::new(ErrorKind::UpstreamReset))
+    };
+    let result = match target.timeout {
+        Some(t) => tokio::time::timeout(t, sent)
+            .await
+            .unwrap_or_else(|_| Err(ProxyError::new(ErrorKind::Timeout))),
+        None => sent.await,
+    };
+    let elapsed = started.elapsed();
+    match result {
+        Ok(resp) => {
+            load.finish(elapsed);
+            target.metrics.record(resp.status().as_u16(), elapsed);
+            let (mut parts, body) = resp.into_parts();
+            strip_connection_headers(&mut parts.headers);
+            if let Some(forward) = target.forward {
+                apply(
+                    &mut parts.headers,
+                    &forward.response_headers.set,
+                    &forward.response_headers.remove,
+                );
+            }
+            Response::from_parts(parts, body.boxed_unsync())
+        }
+        Err(e) => {
+            drop(load);
+            target.metrics.record(e.status(), elapsed);
+            shared.metrics.proxy_error(e.metric_kind()).inc();
+            tracing::debug!(error = %e, upstream = %target.endpoint.addr, "HTTP/2 request failed");
+            error_response(&e)
+        }
+    }
+}
+
+fn apply(headers: &mut HeaderMap, set: &[(HeaderName, HeaderValue)], remove: &[HeaderName]) {
+    for name in remove {
+        headers.remove(name);
+    }
+    for (name, value) in set {
+        headers.insert(name.clone(), value.clone());
+    }
+}
+
+/// Connection-specific fields are forbidden in HTTP/2 (RFC 9113 §8.2.2).
+fn strip_connection_headers(headers: &mut HeaderMap) {
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+    if headers.get(header::TE).is_some_and(|v| v != "trailers") {
+        headers.remove(header::TE);
+    }
+}

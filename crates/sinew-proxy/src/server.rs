@@ -1,0 +1,268 @@
+//! The running proxy: worker threads (one single-threaded runtime each, with
+//! their own `SO_REUSEPORT` listeners and connection pools), the shared
+//! state they read (the current config, swapped atomically), reload and
+//! graceful drain.
+
+use crate::config::{compile, Runtime};
+use crate::endpoint::Pools;
+use crate::listen::{self, Serve};
+use crate::telemetry::{AccessLog, AccessLogTarget, Metrics, ReloadResult};
+use arc_swap::ArcSwap;
+use sinew_model::{Protocol, ProxyConfig};
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{mpsc, Arc},
+    thread,
+    time::Duration,
+};
+use tokio::sync::watch;
+
+/// Which listener a request arrived on.
+pub type Direction = crate::telemetry::Direction;
+
+/// State shared by every worker.
+#[derive(Debug)]
+pub struct Shared {
+    runtime: ArcSwap<Runtime>,
+    pub(crate) pools: Pools,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) access_log: Option<AccessLog>,
+    drain: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// The config in force now.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// A receiver that changes when draining starts.
+    pub fn drain_signal(&self) -> watch::Receiver<bool> {
+        self.drain.subscribe()
+    }
+
+    /// Whether the proxy is draining.
+    pub fn is_draining(&self) -> bool {
+        *self.drain.borrow()
+    }
+
+    /// Starts draining: listeners stop accepting, idle connections close,
+    /// in-flight requests finish.
+    pub fn start_drain(&self) {
+        self.drain.send_replace(true);
+    }
+
+    /// Open downstream connections on every listener.
+    pub fn open_connections(&self) -> i64 {
+        crate::telemetry::Direction::ALL
+            .iter()
+            .map(|d| self.metrics.connections(*d).open_now())
+            .sum()
+    }
+
+    /// Compiles `config` and swaps it in, unless it changes what only a
+    /// restart can (listeners, workers). Returns the new version.
+    pub fn apply(&self, config: ProxyConfig) -> Result<u64, String> {
+        let current = self.runtime();
+        let (old, new) = (&current.config.proxy.spec, &config.proxy.spec);
+        if old.listen != new.listen
+            || old.workers != new.workers
+            || old.service != new.service
+            || old.app != new.app
+        {
+            self.metrics
+                .config_reloaded(ReloadResult::Rejected, current.version);
+            return Err(
+                "changing the Proxy's listen addresses, workers, service or app needs a restart"
+                    .into(),
+            );
+        }
+        let version = current.version + 1;
+        match compile(Arc::new(config), version, &self.pools, &self.metrics) {
+            Ok(runtime) => {
+                self.runtime.store(Arc::new(runtime));
+                self.metrics.config_reloaded(ReloadResult::Ok, version);
+                Ok(version)
+            }
+            Err(e) => {
+                self.metrics
+                    .config_reloaded(ReloadResult::Rejected, current.version);
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+/// A started proxy.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    workers: Vec<thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Compiles `config`, binds every listener on every worker and starts
+    /// serving. Fails (before serving anything) on a bind or config error.
+    pub fn start(config: ProxyConfig) -> Result<Server, io::Error> {
+        let spec = config.proxy.spec.clone();
+        let workers = usize::from(spec.workers.max(1));
+        let metrics = Arc::new(Metrics::new());
+        let pools = Pools::new(workers);
+        let access_log = match &spec.access_log {
+            Some(log) => {
+                let target = match &log.path {
+                    sinew_model::AccessLogPath::Stdout => AccessLogTarget::Stdout,
+                    sinew_model::AccessLogPath::File(path) => AccessLogTarget::File(path.clone()),
+                };
+                Some(AccessLog::open_with(
+                    target,
+                    AccessLog::DEFAULT_CAPACITY,
+                    metrics.access_log_dropped(),
+                )?)
+            }
+            None => None,
+        };
+        let runtime = compile(Arc::new(config), 1, &pools, &metrics)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        metrics.config_reloaded(ReloadResult::Ok, 1);
+        let own_protocol = runtime.own_protocol();
+        let (drain, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            pools,
+            metrics,
+            access_log,
+            drain,
+        });
+
+        let mut listeners: Vec<(SocketAddr, Serve)> =
+            vec![(spec.listen.outbound, Serve::Http(Direction::Outbound))];
+        if spec.app.is_some() {
+            let inbound = match own_protocol {
+                Protocol::Tcp => Serve::TcpInbound,
+                Protocol::Http => Serve::Http(Direction::Inbound),
+            };
+            listeners.push((spec.listen.inbound, inbound));
+        }
+        for (index, tcp) in spec.listen.tcp.iter().enumerate() {
+            listeners.push((tcp.address, Serve::Tcp(index)));
+        }
+
+        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+        let mut handles = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let shared = shared.clone();
+            let listeners = listeners.clone();
+            let ready = ready_tx.clone();
+            let handle = thread::Builder::new()
+                .name(format!("sinew-worker-{index}"))
+                .spawn(move || worker(index, shared, listeners, ready))?;
+            handles.push(handle);
+        }
+        drop(ready_tx);
+        for _ in 0..workers {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    shared.start_drain();
+                    return Err(e);
+                }
+                Err(_) => return Err(io::Error::other("a worker thread died while starting")),
+            }
+        }
+        Ok(Server {
+            shared,
+            workers: handles,
+        })
+    }
+
+    /// The shared state (config, metrics, drain).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Drains and waits for in-flight requests to finish, at most `timeout`.
+    pub fn shutdown(self, timeout: Duration) {
+        self.shared.start_drain();
+        let deadline = std::time::Instant::now() + timeout;
+        while self.shared.open_connections() > 0 && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if self.shared.open_connections() == 0 {
+            for handle in self.workers {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+fn worker(
+    index: usize,
+    shared: Arc<Shared>,
+    listeners: Vec<(SocketAddr, Serve)>,
+    ready: mpsc::Sender<io::Result<()>>,
+) {
+    crate::endpoint::set_current_worker(index);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut bound = Vec::with_capacity(listeners.len());
+        for (addr, serve) in listeners {
+            match listen::bind(addr) {
+                Ok(listener) => bound.push((listener, serve)),
+                Err(e) => {
+                    let _ = ready.send(Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on {addr}: {e}"),
+                    )));
+                    return;
+                }
+            }
+        }
+        let _ = ready.send(Ok(()));
+        let mut tasks = Vec::with_capacity(bound.len());
+        for (listener, serve) in bound {
+            tasks.push(tokio::spawn(listen::accept_loop(
+                listener,
+                shared.clone(),
+                serve,
+            )));
+        }
+        // Sweep idle upstream connections until the listeners stop.
+        let sweeper = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    let now = std::time::Instant::now();
+                    for pool in shared.pools.live() {
+                        pool.sweep(now);
+                    }
+                }
+            })
+        };
+        for task in tasks {
+            let _ = task.await;
+        }
+        // Draining: keep serving open connections until they finish.
+        while shared.open_connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sweeper.abort();
+    });
+}
