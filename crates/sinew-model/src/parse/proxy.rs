@@ -1,0 +1,117 @@
+//! Decoding and checking `Proxy.spec`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::check::{name, positive};
+use super::node::Node;
+use super::reader::{nonempty, one_of, socket_addr, Cx, D};
+use crate::{AccessLog, AccessLogFormat, AccessLogPath, Duration, Listen, ProxySpec, TcpListen};
+
+/// `Proxy.spec`.
+pub(crate) fn proxy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxySpec> {
+    let mut m = cx.map(node, path)?;
+    let service = m.req(cx, "service", name);
+    let app = m.opt(cx, "app", socket_addr);
+    let listen = m.or(cx, "listen", Listen::default(), listen);
+    let control = m.opt(cx, "control", |cx, n, p| {
+        let s = nonempty(cx, n, p)?;
+        if s.contains(char::is_whitespace) {
+            return cx.invalid(
+                n,
+                p,
+                "must be an address like 127.0.0.1:7701, without spaces",
+            );
+        }
+        Some(s)
+    });
+    let workers = m.or(cx, "workers", 1, positive);
+    let access_log = m.opt(cx, "access_log", access_log);
+    let drain_timeout = m.or(
+        cx,
+        "drain_timeout",
+        Duration::from_secs(10),
+        super::reader::duration,
+    );
+    m.finish(cx);
+    Some(ProxySpec {
+        service: service?,
+        app: app?,
+        listen: listen?,
+        control: control?,
+        workers: workers?,
+        access_log: access_log?,
+        drain_timeout: drain_timeout?,
+    })
+}
+
+fn listen(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Listen> {
+    let mut m = cx.map(node, path)?;
+    let outbound = m.or(cx, "outbound", Listen::OUTBOUND, socket_addr);
+    let inbound = m.or(cx, "inbound", Listen::INBOUND, socket_addr);
+    let api = m.or(cx, "api", Listen::API, socket_addr);
+    let tcp = m.or(cx, "tcp", Vec::new(), |cx, n, p| {
+        cx.list(n, p, |cx, n, p| {
+            let mut m = cx.map(n, p)?;
+            let service = m.req(cx, "service", name);
+            let address = m.req(cx, "address", socket_addr);
+            m.finish(cx);
+            Some(TcpListen {
+                service: service?,
+                address: address?,
+            })
+        })
+    });
+    let tcp_node = m.node_of("tcp");
+    let fields = ["outbound", "inbound", "api"].map(|k| (m.path_of(k), m.node_of(k)));
+    m.finish(cx);
+    let l = Listen {
+        outbound: outbound?,
+        inbound: inbound?,
+        api: api?,
+        tcp: tcp?,
+    };
+    // Every socket must be distinct: the three fixed ones, then each tcp listener.
+    let mut taken: Vec<(SocketAddr, String)> = Vec::new();
+    let fixed = [l.outbound, l.inbound, l.api];
+    let tcp_paths = (0..l.tcp.len()).map(|i| format!("{path}.tcp[{i}].address"));
+    let all = fixed
+        .iter()
+        .copied()
+        .zip(fields.iter().map(|(p, _)| p.clone()))
+        .chain(l.tcp.iter().map(|t| t.address).zip(tcp_paths));
+    let mut ok = true;
+    for (i, (addr, field)) in all.enumerate() {
+        if let Some((_, other)) = taken.iter().find(|(a, _)| *a == addr) {
+            let at = fields.get(i).map_or(tcp_node, |(_, n)| n);
+            cx.invalid::<()>(at, &field, format!("{addr} is already used by `{other}`"));
+            ok = false;
+        }
+        taken.push((addr, field));
+    }
+    for (i, t) in l.tcp.iter().enumerate() {
+        if l.tcp[..i].iter().any(|o| o.service == t.service) {
+            let msg = format!("service `{}` already has a tcp listener", t.service);
+            cx.invalid::<()>(tcp_node, &format!("{path}.tcp[{i}].service"), msg);
+            ok = false;
+        }
+    }
+    ok.then_some(l)
+}
+
+fn access_log(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<AccessLog> {
+    let mut m = cx.map(node, path)?;
+    let target = m.req(cx, "path", nonempty);
+    let format = m.or(cx, "format", AccessLogFormat::Json, |cx, n, p| {
+        one_of(cx, n, p, &[("json", AccessLogFormat::Json)])
+    });
+    m.finish(cx);
+    let path = match target?.as_str() {
+        "stdout" | "-" => AccessLogPath::Stdout,
+        file => AccessLogPath::File(PathBuf::from(file)),
+    };
+    Some(AccessLog {
+        path,
+        format: format?,
+    })
+}
