@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, StatusCode};
-use sinew_model::{Protocol, Route, RouteAction, RouteRule, Service, DEFAULT_NAMESPACE};
+use sinew_model::{Protocol, Route, RouteAction, RouteRule, Service, Snapshot, DEFAULT_NAMESPACE};
 
 use super::matcher::{MatchEntry, RuleMatcher};
 use super::rule::{
@@ -15,6 +15,16 @@ use super::table::{RouteTable, VirtualHost};
 pub type ClusterFn<'c> = dyn FnMut(&str, Option<&str>) -> ClusterId + 'c;
 
 impl RouteTable {
+    /// Compiles the Routes and Services of `snapshot` into a table; see
+    /// [`from_resources`](Self::from_resources) for the rules.
+    pub fn build(snapshot: &Snapshot, cluster: &mut ClusterFn<'_>) -> RouteTable {
+        Self::from_resources(
+            snapshot.services().values(),
+            snapshot.routes().values(),
+            cluster,
+        )
+    }
+
     /// Compiles routes and services given one by one; [`build`](Self::build)
     /// reads them from a snapshot.
     ///
@@ -210,7 +220,9 @@ fn header_pairs<'a>(
         .into_iter()
         .filter_map(|(name, value)| {
             let value = HeaderValue::from_str(value)
-                .inspect_err(|_| tracing::warn!(header = %name, "invalid header value in route; skipped"))
+                .inspect_err(
+                    |_| tracing::warn!(header = %name, "invalid header value in route; skipped"),
+                )
                 .ok()?;
             Some((header_name(name)?, value))
         })

@@ -260,8 +260,14 @@ mod tests {
 
         let regex = StringMatcher::from(&ValueMatch::Regex(pattern("v[0-9]+")));
         assert!(regex.matches(Some(b"v12")));
-        assert!(!regex.matches(Some(b"v12x")), "regex is anchored at the end");
-        assert!(!regex.matches(Some(b"xv12")), "regex is anchored at the start");
+        assert!(
+            !regex.matches(Some(b"v12x")),
+            "regex is anchored at the end"
+        );
+        assert!(
+            !regex.matches(Some(b"xv12")),
+            "regex is anchored at the start"
+        );
         assert!(!regex.matches(Some(b"v1\xff")), "non-UTF-8 never matches");
         assert!(!regex.matches(None));
 
@@ -281,7 +287,10 @@ mod tests {
         let prefix = PathMatcher::Prefix("/api".into());
         assert!(prefix.matches("/api"));
         assert!(prefix.matches("/api/x"));
-        assert!(!prefix.matches("/apix"), "prefixes end on a segment boundary");
+        assert!(
+            !prefix.matches("/apix"),
+            "prefixes end on a segment boundary"
+        );
         assert!(!prefix.matches("/ap"));
         let slash = PathMatcher::Prefix("/api/".into());
         assert!(slash.matches("/api/x"));
@@ -314,13 +323,30 @@ mod tests {
         let h: &&[(&str, &str)] = &&[("X-Canary", "1")][..];
         assert!(entry.matches(&req("GET", "/api/x", Some("debug"), h)));
         assert!(entry.matches(&req("GET", "/api", Some("a=1&debug=0"), h)));
-        assert!(!entry.matches(&req("POST", "/api/x", Some("debug"), h)), "method");
-        assert!(!entry.matches(&req("get", "/api/x", Some("debug"), h)), "methods are case-sensitive");
-        assert!(!entry.matches(&req("GET", "/web", Some("debug"), h)), "path");
-        assert!(!entry.matches(&req("GET", "/api/x", None, h)), "query");
-        assert!(!entry.matches(&req("GET", "/api/x", Some("debug"), &&[][..])), "header");
         assert!(
-            !entry.matches(&req("GET", "/api/x", Some("debug"), &&[("x-canary", "2")][..])),
+            !entry.matches(&req("POST", "/api/x", Some("debug"), h)),
+            "method"
+        );
+        assert!(
+            !entry.matches(&req("get", "/api/x", Some("debug"), h)),
+            "methods are case-sensitive"
+        );
+        assert!(
+            !entry.matches(&req("GET", "/web", Some("debug"), h)),
+            "path"
+        );
+        assert!(!entry.matches(&req("GET", "/api/x", None, h)), "query");
+        assert!(
+            !entry.matches(&req("GET", "/api/x", Some("debug"), &&[][..])),
+            "header"
+        );
+        assert!(
+            !entry.matches(&req(
+                "GET",
+                "/api/x",
+                Some("debug"),
+                &&[("x-canary", "2")][..]
+            )),
             "header value"
         );
     }

@@ -21,7 +21,9 @@ mod table_tests;
 mod weighted;
 
 pub use compile::ClusterFn;
-pub use matcher::{HeaderMatcher, MatchEntry, PathMatcher, QueryMatcher, RuleMatcher, StringMatcher};
+pub use matcher::{
+    HeaderMatcher, MatchEntry, PathMatcher, QueryMatcher, RuleMatcher, StringMatcher,
+};
 pub use normalize::{normalize_path, split_target, PathError};
 pub use request::{cookie, normalize_host, percent_decode, query_param, HeaderSource, RequestView};
 pub use rule::{

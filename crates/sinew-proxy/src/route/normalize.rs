@@ -118,7 +118,9 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
             }
             PERCENT => {
                 let value = decode_escape(b, i)?;
-                if is_unreserved(value) || b[i + 1].is_ascii_lowercase() || b[i + 2].is_ascii_lowercase()
+                if is_unreserved(value)
+                    || b[i + 1].is_ascii_lowercase()
+                    || b[i + 2].is_ascii_lowercase()
                 {
                     clean = false;
                 }
@@ -319,9 +321,16 @@ mod tests {
         for (raw, want) in cases {
             let got = normalize_path(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
             assert_eq!(got, want, "normalizing {raw}");
-            assert!(matches!(got, Cow::Owned(_)), "{raw} changed, so it is owned");
+            assert!(
+                matches!(got, Cow::Owned(_)),
+                "{raw} changed, so it is owned"
+            );
             // Normalization is idempotent.
-            assert_eq!(normalize_path(&got).as_deref(), Ok(want), "re-normalizing {raw}");
+            assert_eq!(
+                normalize_path(&got).as_deref(),
+                Ok(want),
+                "re-normalizing {raw}"
+            );
         }
     }
 

@@ -6,8 +6,9 @@ use std::fmt;
 /// Looks request headers up by name.
 ///
 /// Implemented for [`http::HeaderMap`]; the proxy's own codec may implement it
-/// over its parsed header slots to avoid building a map.
-pub trait HeaderSource {
+/// over its parsed header slots to avoid building a map. `Sync`, so that a
+/// [`RequestView`] is `Send` and may be held across an `.await`.
+pub trait HeaderSource: Sync {
     /// The first value of header `name` (given in lower case; the lookup is
     /// case-insensitive), or `None` when the header is absent.
     fn header(&self, name: &str) -> Option<&[u8]>;
@@ -167,6 +168,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn request_view_is_send() {
+        fn check<T: Send + Sync>() {}
+        check::<RequestView<'static>>();
+    }
+
+    #[test]
     fn header_map_lookup_is_case_insensitive_and_first_value() {
         let mut map = http::HeaderMap::new();
         map.append("X-Canary", http::HeaderValue::from_static("1"));
@@ -188,7 +195,11 @@ mod tests {
         assert_eq!(query_param(q, "d"), Some("x=y"));
         assert_eq!(query_param(q, "e"), Some("%41"));
         assert_eq!(query_param(q, "z"), None);
-        assert_eq!(query_param(q, ""), Some(""), "the empty pair between && has an empty name");
+        assert_eq!(
+            query_param(q, ""),
+            Some(""),
+            "the empty pair between && has an empty name"
+        );
         assert_eq!(query_param("", "a"), None);
     }
 

@@ -123,7 +123,10 @@ fn first_matching_rule_wins() {
         "reviews",
         &["reviews"],
         vec![
-            rule(vec![path_prefix("/api/v2")], to(&[("reviews", Some("v2"), 1)])),
+            rule(
+                vec![path_prefix("/api/v2")],
+                to(&[("reviews", Some("v2"), 1)]),
+            ),
             rule(vec![path_prefix("/api")], to(&[("reviews", Some("v1"), 1)])),
             rule(vec![path_prefix("/api/v3")], to(&[("never", None, 1)])),
             rule(vec![], to(&[("reviews", None, 1)])),
@@ -136,15 +139,26 @@ fn first_matching_rule_wins() {
         (rule.index, forward(rule).pick_backend().cluster)
     };
     assert_eq!(pick("/api/v2/x"), (0, ClusterId(0)));
-    assert_eq!(pick("/api/v3"), (1, ClusterId(1)), "an earlier rule shadows a later one");
+    assert_eq!(
+        pick("/api/v3"),
+        (1, ClusterId(1)),
+        "an earlier rule shadows a later one"
+    );
     assert_eq!(pick("/api"), (1, ClusterId(1)));
-    assert_eq!(pick("/apix"), (3, ClusterId(3)), "prefix ends on a segment boundary");
+    assert_eq!(
+        pick("/apix"),
+        (3, ClusterId(3)),
+        "prefix ends on a segment boundary"
+    );
     assert_eq!(pick("/"), (3, ClusterId(3)));
     assert_eq!(clusters, ["reviews/v2", "reviews/v1", "never/", "reviews/"]);
     let rule = vhost.route(&get("/")).expect("catch-all rule");
     assert_eq!(&*rule.route_name, "reviews");
     let backend = forward(rule).pick_backend();
-    assert_eq!((&*backend.service, backend.subset.as_deref()), ("reviews", None));
+    assert_eq!(
+        (&*backend.service, backend.subset.as_deref()),
+        ("reviews", None)
+    );
 }
 
 #[test]
@@ -177,16 +191,29 @@ fn match_entries_are_ored_and_fields_anded() {
         headers: &headers,
     };
     let index = |r: RequestView<'_>| vhost.route(&r).map(|rule| rule.index);
-    assert_eq!(index(req("GET", "/api/a", Some("debug=1"))), Some(0), "first entry, all fields");
-    assert_eq!(index(req("POST", "/admin", None)), Some(0), "second entry alone");
-    assert_eq!(index(req("POST", "/api/a", Some("debug=1"))), Some(1), "method fails");
+    assert_eq!(
+        index(req("GET", "/api/a", Some("debug=1"))),
+        Some(0),
+        "first entry, all fields"
+    );
+    assert_eq!(
+        index(req("POST", "/admin", None)),
+        Some(0),
+        "second entry alone"
+    );
+    assert_eq!(
+        index(req("POST", "/api/a", Some("debug=1"))),
+        Some(1),
+        "method fails"
+    );
     assert_eq!(index(req("GET", "/api/a", None)), Some(1), "query fails");
     assert_eq!(index(get("/api/a")), Some(1), "header fails");
 }
 
 #[test]
 fn hosts_are_case_and_port_insensitive_and_wildcards_nest() {
-    let r = |name: &str, hosts: &[&str]| route(name, hosts, vec![rule(vec![], to(&[(name, None, 1)]))]);
+    let r =
+        |name: &str, hosts: &[&str]| route(name, hosts, vec![rule(vec![], to(&[(name, None, 1)]))]);
     let routes = [
         r("exact", &["api.example.com", "Other.Example.com"]),
         r("wide", &["*.example.com"]),
@@ -207,7 +234,11 @@ fn hosts_are_case_and_port_insensitive_and_wildcards_nest() {
     assert_eq!(name("a.b.example.com").as_deref(), Some("wide"));
     assert_eq!(name("fr.eu.example.com:80").as_deref(), Some("narrow"));
     assert_eq!(name("eu.example.com").as_deref(), Some("wide"));
-    assert_eq!(name("example.com").as_deref(), Some("rest"), "*.x does not match x");
+    assert_eq!(
+        name("example.com").as_deref(),
+        Some("rest"),
+        "*.x does not match x"
+    );
     assert_eq!(name("elsewhere").as_deref(), Some("rest"));
     assert_eq!(table.virtual_hosts().len(), 4);
 
@@ -224,11 +255,23 @@ fn unclaimed_http_services_get_implicit_routes() {
         service("db", m::DEFAULT_NAMESPACE, m::Protocol::Tcp),
         service("ratings", "shop", m::Protocol::Http),
     ];
-    let claimed = route("reviews-route", &["reviews"], vec![rule(vec![], to(&[("reviews", Some("v1"), 1)]))]);
+    let claimed = route(
+        "reviews-route",
+        &["reviews"],
+        vec![rule(vec![], to(&[("reviews", Some("v1"), 1)]))],
+    );
     let (table, clusters) = build(&services, &[claimed]);
-    let name = |authority: &str| table.route(authority, &get("/x")).map(|r| r.route_name.to_string());
+    let name = |authority: &str| {
+        table
+            .route(authority, &get("/x"))
+            .map(|r| r.route_name.to_string())
+    };
 
-    assert_eq!(name("reviews").as_deref(), Some("reviews-route"), "the Route claims it");
+    assert_eq!(
+        name("reviews").as_deref(),
+        Some("reviews-route"),
+        "the Route claims it"
+    );
     assert_eq!(name("reviews.default").as_deref(), Some("service/reviews"));
     assert_eq!(name("ratings:9080").as_deref(), Some("service/ratings"));
     assert_eq!(name("ratings.default").as_deref(), Some("service/ratings"));
@@ -236,9 +279,14 @@ fn unclaimed_http_services_get_implicit_routes() {
     assert_eq!(name("db"), None, "tcp services are not routed");
     assert_eq!(name("db.default"), None);
 
-    let rule = table.route("Ratings", &get("/anything")).expect("implicit rule");
+    let rule = table
+        .route("Ratings", &get("/anything"))
+        .expect("implicit rule");
     let backend = forward(rule).pick_backend();
-    assert_eq!((&*backend.service, backend.subset.as_deref()), ("ratings", None));
+    assert_eq!(
+        (&*backend.service, backend.subset.as_deref()),
+        ("ratings", None)
+    );
     assert_eq!(clusters[backend.cluster.0 as usize], "ratings/");
     assert_eq!(rule.index, 0);
     assert!(rule.timeout.is_none());
@@ -250,7 +298,10 @@ fn weighted_backends_split_exactly() {
     let r = route(
         "reviews",
         &["reviews"],
-        vec![rule(vec![], to(&[("reviews", Some("v1"), 90), ("reviews", Some("v2"), 10)]))],
+        vec![rule(
+            vec![],
+            to(&[("reviews", Some("v1"), 90), ("reviews", Some("v2"), 10)]),
+        )],
     );
     let (table, clusters) = build(&[http_service("reviews")], &[r]);
     let rule = table.route("reviews", &get("/")).expect("rule");
@@ -262,12 +313,19 @@ fn weighted_backends_split_exactly() {
     }
     assert!((140..=260).contains(&v2), "10 % ± 3 % of 2,000, got {v2}");
     assert_eq!(v2, 200);
-    assert_eq!(clusters, ["reviews/v1", "reviews/v2", "reviews/"], "reviews.default stays implicit");
+    assert_eq!(
+        clusters,
+        ["reviews/v1", "reviews/v2", "reviews/"],
+        "reviews.default stays implicit"
+    );
 }
 
 #[test]
 fn rewrite_headers_timeout_and_mirror_are_compiled() {
-    let mut r = rule(vec![path_prefix("/api"), path_prefix("/v1/api")], to(&[("svc", None, 1)]));
+    let mut r = rule(
+        vec![path_prefix("/api"), path_prefix("/v1/api")],
+        to(&[("svc", None, 1)]),
+    );
     r.rewrite = Some(m::Rewrite { prefix: "/".into() });
     r.timeout = Some(m::Duration::from_millis(1500));
     r.mirror = Some(m::Mirror {
@@ -278,9 +336,14 @@ fn rewrite_headers_timeout_and_mirror_are_compiled() {
         set: BTreeMap::from([("x-route".to_owned(), "api".to_owned())]),
         remove: vec!["x-debug".into()],
     };
-    r.headers.response.set.insert("x-served-by".into(), "sinew".into());
+    r.headers
+        .response
+        .set
+        .insert("x-served-by".into(), "sinew".into());
     let mut all = rule(vec![], to(&[("svc", None, 1)]));
-    all.rewrite = Some(m::Rewrite { prefix: "/app".into() });
+    all.rewrite = Some(m::Rewrite {
+        prefix: "/app".into(),
+    });
     let (table, clusters) = build(&[], &[route("svc", &["svc"], vec![r, all])]);
 
     let rule = table.route("svc", &get("/v1/api/users")).expect("rule 0");
@@ -298,13 +361,20 @@ fn rewrite_headers_timeout_and_mirror_are_compiled() {
     headers.insert("x-debug", http::HeaderValue::from_static("1"));
     f.request_headers.apply(&mut headers);
     assert!(headers.get("x-debug").is_none());
-    assert_eq!(headers.get("x-route").map(|v| v.as_bytes()), Some(&b"api"[..]));
+    assert_eq!(
+        headers.get("x-route").map(|v| v.as_bytes()),
+        Some(&b"api"[..])
+    );
     assert_eq!(f.response_headers.set.len(), 1);
     assert!(f.response_headers.remove.is_empty());
 
     let rule = table.route("svc", &get("/web/x")).expect("rule 1");
     let rewrite = forward(rule).rewrite.as_ref().expect("rewrite");
-    assert_eq!(rewrite.apply("/web/x"), "/app/web/x", "no path match: the prefix is /");
+    assert_eq!(
+        rewrite.apply("/web/x"),
+        "/app/web/x",
+        "no path match: the prefix is /"
+    );
 }
 
 #[test]
@@ -335,4 +405,84 @@ fn direct_responses_are_compiled() {
         table.route("svc", &get("/internals")).map(|r| &r.action),
         Some(Action::Forward(_))
     ));
+}
+
+#[test]
+fn builds_from_a_parsed_snapshot() {
+    let yaml = r#"
+apiVersion: sinew.dev/v1alpha1
+kind: Service
+metadata: {name: reviews}
+spec:
+  protocol: http
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: sinew.dev/v1alpha1
+kind: Service
+metadata: {name: ratings}
+spec: {protocol: http}
+---
+apiVersion: sinew.dev/v1alpha1
+kind: Service
+metadata: {name: db}
+spec: {protocol: tcp}
+---
+apiVersion: sinew.dev/v1alpha1
+kind: Route
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  rules:
+    - match: [{path: {prefix: /api}, method: GET, headers: {x-canary: {exact: "1"}}, query: {debug: {present: true}}}]
+      backends: [{service: reviews, subset: v2}]
+      timeout: 1s
+    - match: [{path: {prefix: /internal}}]
+      direct_response: {status: 403, body: "forbidden"}
+    - backends: [{service: reviews, subset: v1, weight: 90}, {service: reviews, subset: v2, weight: 10}]
+      rewrite: {prefix: /}
+"#;
+    let resources = m::parse_str("mesh.yaml", yaml).expect("example parses");
+    let snapshot = m::Snapshot::build(resources, 1).expect("example is valid");
+    let mut calls = Vec::new();
+    let table = RouteTable::build(&snapshot, &mut |service, subset| {
+        calls.push(format!("{service}/{}", subset.unwrap_or("")));
+        ClusterId(u32::try_from(calls.len()).expect("few clusters"))
+    });
+
+    let headers: &[(&str, &str)] = &[("X-Canary", "1")];
+    let canary = RequestView {
+        method: "GET",
+        path: "/api/reviews",
+        query: Some("debug"),
+        headers: &headers,
+    };
+    let rule = table.route("reviews:9080", &canary).expect("canary rule");
+    assert_eq!((&*rule.route_name, rule.index), ("reviews", 0));
+    assert_eq!(rule.timeout, Some(std::time::Duration::from_secs(1)));
+    assert_eq!(forward(rule).pick_backend().subset.as_deref(), Some("v2"));
+
+    let rule = table
+        .route("reviews", &get("/internal/x"))
+        .expect("direct rule");
+    assert!(matches!(&rule.action, Action::Direct(d) if d.status == http::StatusCode::FORBIDDEN));
+
+    let rule = table
+        .route("reviews", &get("/api/reviews"))
+        .expect("split rule");
+    assert_eq!(rule.index, 2);
+    assert_eq!(
+        forward(rule)
+            .rewrite
+            .as_ref()
+            .map(|r| r.apply("/api/x"))
+            .as_deref(),
+        Some("/api/x")
+    );
+
+    let rule = table
+        .route("ratings.default", &get("/"))
+        .expect("implicit route");
+    assert_eq!(&*rule.route_name, "service/ratings");
+    assert!(table.virtual_host("db").is_none());
+    assert!(calls.contains(&"ratings/".to_owned()));
 }
