@@ -155,3 +155,28 @@ fn header_names_are_lowercased_and_methods_kept() {
     };
     assert!(p.is_match("/api/v2/reviews"));
 }
+
+#[test]
+fn matcher_helpers_follow_their_documented_rules() {
+    let prefix = PathMatch::Prefix("/api".into());
+    assert!(prefix.matches("/api") && prefix.matches("/api/x"));
+    assert!(!prefix.matches("/apix"));
+    assert!(PathMatch::Prefix("/".into()).matches("/anything"));
+    assert!(PathMatch::Exact("/a".into()).matches("/a"));
+    assert!(!PathMatch::Exact("/a".into()).matches("/a/"));
+    assert!(ValueMatch::Present(false).matches(None));
+    assert!(!ValueMatch::Present(true).matches(None));
+    assert!(ValueMatch::Prefix("ab".into()).matches(Some("abc")));
+    assert!(!ValueMatch::Exact("1".into()).matches(None));
+    let subset = Subset {
+        name: "v1".into(),
+        labels: [("version".to_owned(), "v1".to_owned())].into(),
+    };
+    let labels = [
+        ("version".to_owned(), "v1".to_owned()),
+        ("zone".to_owned(), "a".to_owned()),
+    ]
+    .into();
+    assert!(subset.selects(&labels));
+    assert!(!subset.selects(&Default::default()));
+}
