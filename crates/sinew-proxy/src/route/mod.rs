@@ -17,7 +17,7 @@ mod request;
 mod rule;
 mod table;
 #[cfg(test)]
-mod table_tests;
+mod tests;
 mod weighted;
 
 pub use compile::ClusterFn;
