@@ -62,7 +62,11 @@ async fn metrics_count_requests_by_service_route_backend_and_status_class() {
         proxy.metrics().await
     );
     let metrics = proxy.metrics().await;
-    let failed = ["service=\"web\"", "status_class=\"5xx\""];
+    let failed = [
+        "service=\"web\"",
+        "route=\"web-route\"",
+        "status_class=\"5xx\"",
+    ];
     assert_eq!(
         sample(&metrics, "sinew_requests_total", &failed),
         Some(2.0),
@@ -73,25 +77,17 @@ async fn metrics_count_requests_by_service_route_backend_and_status_class() {
         metrics.contains("# TYPE sinew_request_duration_seconds histogram"),
         "{metrics}"
     );
-    let count = sample(
-        &metrics,
-        "sinew_request_duration_seconds_count",
-        &["service=\"web\""],
-    );
+    let series = ["service=\"web\"", "route=\"web-route\"", "backend=\"web\""];
+    let count = sample(&metrics, "sinew_request_duration_seconds_count", &series);
     assert_eq!(count, Some(9.0), "{metrics}");
     let inf_bucket = sample(
         &metrics,
         "sinew_request_duration_seconds_bucket",
-        &["service=\"web\"", "le=\"+Inf\""],
+        &[series[0], series[1], series[2], "le=\"+Inf\""],
     );
     assert_eq!(inf_bucket, Some(9.0), "{metrics}");
     assert!(
-        sample(
-            &metrics,
-            "sinew_request_duration_seconds_sum",
-            &["service=\"web\""]
-        )
-        .is_some_and(|s| s > 0.0),
+        sample(&metrics, "sinew_request_duration_seconds_sum", &series).is_some_and(|s| s > 0.0),
         "{metrics}"
     );
 }
