@@ -16,8 +16,13 @@
 //! endpoint does not take a flood at once, small enough to be tried soon.
 //!
 //! Time comes from one process-wide monotonic base ([`Instant`]) read as `u64`
-//! nanoseconds. Concurrent updates race benignly: each is a single atomic
-//! store or compare-exchange, and a lost update only costs precision.
+//! nanoseconds. The estimate is stored as an *anchored logarithm*:
+//! `anchor = log2(estimate at t) + t · rate` with `rate = 1 / (decay · ln 2)`,
+//! which stays constant while the estimate decays. Two endpoints with the
+//! same decay therefore compare without reading the clock or calling `exp`:
+//! the common `now · rate` term cancels. Concurrent updates race benignly:
+//! each is a single atomic store or compare-exchange, and a lost update only
+//! costs precision.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -50,11 +55,13 @@ fn duration_ns(d: Duration) -> u64 {
 #[repr(align(64))]
 pub struct EndpointLoad {
     in_flight: AtomicU64,
-    /// The estimate in nanoseconds, as `f64` bits.
-    ewma_ns: AtomicU64,
-    /// When `ewma_ns` was last written, from [`now_ns`].
+    /// `log2(estimate in ns at t) + t · rate`, as `f64` bits; see the module
+    /// docs.
+    anchor: AtomicU64,
+    /// When the last sample was recorded, from [`now_ns`].
     updated_ns: AtomicU64,
-    decay_ns: f64,
+    /// Decay in log2 units per nanosecond: `1 / (decay · ln 2)`.
+    rate: f64,
 }
 
 impl Default for EndpointLoad {
@@ -80,11 +87,13 @@ impl EndpointLoad {
     /// Fresh statistics as of clock time `now`: endpoints created together
     /// start with exactly equal estimates.
     pub(crate) fn created_at(decay: Duration, default_rtt: Duration, now: u64) -> Self {
+        let rate = 1.0 / (duration_ns(decay).max(1) as f64 * std::f64::consts::LN_2);
+        let estimate = (duration_ns(default_rtt) as f64).max(1.0);
         EndpointLoad {
             in_flight: AtomicU64::new(0),
-            ewma_ns: AtomicU64::new((duration_ns(default_rtt) as f64).to_bits()),
+            anchor: AtomicU64::new((estimate.log2() + now as f64 * rate).to_bits()),
             updated_ns: AtomicU64::new(now),
-            decay_ns: duration_ns(decay).max(1) as f64,
+            rate,
         }
     }
 
@@ -125,42 +134,66 @@ impl EndpointLoad {
 
     /// The estimate in nanoseconds at clock time `now`, decayed toward zero
     /// since the last sample.
-    #[inline]
     pub(crate) fn estimate_at(&self, now: u64) -> f64 {
-        let stored = f64::from_bits(self.ewma_ns.load(Relaxed));
-        let elapsed = now.saturating_sub(self.updated_ns.load(Relaxed));
-        if elapsed == 0 {
-            stored
-        } else {
-            stored * (-(elapsed as f64) / self.decay_ns).exp()
-        }
+        (self.anchor() - now as f64 * self.rate).exp2()
     }
 
     /// Peak-EWMA cost at clock time `now`: estimate × (in flight + 1).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn cost_at(&self, now: u64) -> f64 {
         self.estimate_at(now) * (self.in_flight() as f64 + 1.0)
+    }
+
+    fn anchor(&self) -> f64 {
+        f64::from_bits(self.anchor.load(Relaxed))
     }
 
     pub(crate) fn record_at(&self, rtt: Duration, now: u64) {
         let rtt = duration_ns(rtt) as f64;
         let previous = self.updated_ns.swap(now, Relaxed);
-        let decay = (-(now.saturating_sub(previous) as f64) / self.decay_ns).exp();
+        // exp(-Δt / decay), written with the rate.
+        let keep = (-(now.saturating_sub(previous) as f64) * self.rate).exp2();
+        let shift = now as f64 * self.rate;
         let update = |bits: u64| {
-            let current = f64::from_bits(bits) * decay;
+            let current = (f64::from_bits(bits) - shift).exp2();
             let next = if rtt > current {
                 rtt
             } else {
-                current + rtt * (1.0 - decay)
+                current + rtt * (1.0 - keep)
             };
-            Some(next.to_bits())
+            // At least 1 ns keeps the logarithm finite.
+            Some((next.max(1.0).log2() + shift).to_bits())
         };
         // The closure always returns Some, so this cannot fail.
-        let _ = self.ewma_ns.fetch_update(Relaxed, Relaxed, update);
+        let _ = self.anchor.fetch_update(Relaxed, Relaxed, update);
     }
 
     fn end(&self) {
         self.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Whether `a` (weight `wa`) has a strictly lower peak-EWMA cost per unit of
+/// weight than `b`: `estimate × (in flight + 1) / weight`.
+///
+/// With equal decay rates the clock term cancels (see the module docs): no
+/// clock read, and at most one `log2`.
+#[inline]
+pub(crate) fn cheaper_peak_ewma(a: &EndpointLoad, wa: u32, b: &EndpointLoad, wb: u32) -> bool {
+    // Load factors: the weight of the other side multiplies, as in a
+    // cross-multiplied comparison of fractions.
+    let fa = (a.in_flight() as f64 + 1.0) * f64::from(wb);
+    let fb = (b.in_flight() as f64 + 1.0) * f64::from(wa);
+    if a.rate == b.rate {
+        let (la, lb) = (a.anchor(), b.anchor());
+        if fa == fb {
+            la < lb
+        } else {
+            la - lb < (fb / fa).log2()
+        }
+    } else {
+        let now = now_ns();
+        a.estimate_at(now) * fa < b.estimate_at(now) * fb
     }
 }
 
@@ -246,7 +279,7 @@ mod tests {
     #[test]
     fn starts_at_default_rtt() {
         let load = at(0, DEFAULT_DECAY, Duration::from_millis(7));
-        assert_eq!(load.estimate_at(0), 7.0 * MS as f64);
+        assert!((load.estimate_at(0) - 7.0 * MS as f64).abs() < 1e-3);
     }
 
     #[test]
@@ -285,11 +318,35 @@ mod tests {
     }
 
     #[test]
+    fn clock_free_comparison_matches_the_costs() {
+        let decay = Duration::from_secs(1);
+        let a = at(0, decay, Duration::from_millis(4));
+        let b = at(0, decay, Duration::from_millis(1));
+        b.record_at(Duration::from_millis(3), 500 * MS);
+        let _busy: Vec<_> = (0..2).map(|_| b.start()).collect();
+        for (wa, wb) in [(1, 1), (1, 3), (5, 1), (2, 2)] {
+            let now = 700 * MS;
+            let want = a.cost_at(now) / f64::from(wa) < b.cost_at(now) / f64::from(wb);
+            assert_eq!(cheaper_peak_ewma(&a, wa, &b, wb), want, "weights {wa} {wb}");
+            assert_eq!(
+                cheaper_peak_ewma(&b, wb, &a, wa),
+                !want,
+                "weights {wb} {wa}"
+            );
+        }
+        // Different decay rates take the clock path and agree too.
+        let c = EndpointLoad::with_peak_ewma(Duration::from_secs(3), Duration::from_millis(2));
+        let d = EndpointLoad::with_peak_ewma(decay, Duration::from_millis(9));
+        assert!(cheaper_peak_ewma(&c, 1, &d, 1));
+        assert!(!cheaper_peak_ewma(&d, 1, &c, 1));
+    }
+
+    #[test]
     fn cost_grows_with_in_flight() {
         let load = at(0, DEFAULT_DECAY, Duration::from_millis(2));
         let idle = load.cost_at(0);
         let _a = load.start();
         let _b = load.start();
-        assert_eq!(load.cost_at(0), idle * 3.0);
+        assert!((load.cost_at(0) - idle * 3.0).abs() < 1e-3);
     }
 }

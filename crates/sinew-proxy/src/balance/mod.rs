@@ -371,8 +371,7 @@ impl Balancer {
         let (wa, wb) = (self.weights[a], self.weights[b]);
         let (la, lb) = (&self.loads[a], &self.loads[b]);
         if self.algorithm == Algorithm::PeakEwma {
-            let now = load::now_ns();
-            la.cost_at(now) * f64::from(wb) < lb.cost_at(now) * f64::from(wa)
+            load::cheaper_peak_ewma(la, wa, lb, wb)
         } else {
             u128::from(la.in_flight()) * u128::from(wb)
                 < u128::from(lb.in_flight()) * u128::from(wa)

@@ -6,6 +6,11 @@
 //! endpoint's key (its address), so removing an endpoint moves only the keys
 //! its points held: about 1/n of them. The total is capped at [`MAX_POINTS`]
 //! (scaled proportionally, each endpoint keeping at least one point).
+//!
+//! A lookup does not binary-search the whole ring: an index of the first
+//! point in each of `2^bits` equal slices of the hash space (about four
+//! points per slice) narrows the search to a few adjacent points, so a
+//! lookup touches two or three cache lines whatever the ring's size.
 
 use super::hash::{mix64, GOLDEN};
 
@@ -16,11 +21,18 @@ pub(crate) const MAX_POINTS: u64 = 64 * 1024;
 /// Ring positions `lookup_where` inspects before giving up.
 const WALK_LIMIT: usize = 64;
 
+/// Aim for this many points per index slice.
+const POINTS_PER_SLICE: usize = 4;
+
 /// The sorted ring: `points[i]` is owned by endpoint `owners[i]`.
 #[derive(Debug)]
 pub(crate) struct Ring {
     points: Box<[u64]>,
     owners: Box<[u32]>,
+    /// `slices[k]`: the first point whose top `bits` bits are at least `k`;
+    /// `2^bits + 1` entries.
+    slices: Box<[u32]>,
+    bits: u32,
 }
 
 impl Ring {
@@ -44,9 +56,21 @@ impl Ring {
         // Ties (astronomically rare) break on the endpoint's key, not its
         // index, so they resolve the same way in every config version.
         ring.sort_unstable();
+        let points: Box<[u64]> = ring.iter().map(|p| p.0).collect();
+        let bits = (points.len() / POINTS_PER_SLICE).max(1).ilog2().min(24);
+        let mut slices = Vec::with_capacity((1 << bits) + 1);
+        let mut next = 0;
+        for k in 0..=(1u64 << bits) {
+            while next < points.len() && slice_of(points[next], bits) < k {
+                next += 1;
+            }
+            slices.push(next as u32);
+        }
         Ring {
-            points: ring.iter().map(|p| p.0).collect(),
+            points,
             owners: ring.iter().map(|p| p.2).collect(),
+            slices: slices.into_boxed_slice(),
+            bits,
         }
     }
 
@@ -62,7 +86,11 @@ impl Ring {
         if len == 0 {
             return None;
         }
-        let start = self.points.partition_point(|&p| p < hash) % len;
+        let slice = slice_of(hash, self.bits) as usize;
+        let (lo, hi) = (self.slices[slice] as usize, self.slices[slice + 1] as usize);
+        // Points before `lo` lie in earlier slices (below `hash`), points from
+        // `hi` on in later ones (above it).
+        let start = (lo + self.points[lo..hi].partition_point(|&p| p < hash)) % len;
         (0..len.min(WALK_LIMIT))
             .map(|k| self.owners[(start + k) % len] as usize)
             .find(|&i| eligible(i))
@@ -73,6 +101,11 @@ impl Ring {
     pub(crate) fn len(&self) -> usize {
         self.points.len()
     }
+}
+
+/// The index slice of `hash`: its top `bits` bits.
+fn slice_of(hash: u64, bits: u32) -> u64 {
+    hash.checked_shr(64 - bits).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -98,6 +131,27 @@ mod tests {
         let ring = Ring::new(&[1_000_000, 1], &keys(2));
         assert!(ring.len() as u64 <= MAX_POINTS + 1);
         assert!(ring.owners.contains(&1));
+    }
+
+    #[test]
+    fn indexed_lookup_agrees_with_binary_search() {
+        for n in [1, 2, 3, 10, 100, 1000] {
+            let ring = Ring::new(&vec![1; n], &keys(n));
+            let mut rng = fastrand::Rng::with_seed(n as u64);
+            for hash in (0..2_000)
+                .map(|_| rng.u64(..))
+                .chain([0, u64::MAX])
+                .chain(ring.points.iter().copied())
+            {
+                let want =
+                    ring.owners[ring.points.partition_point(|&p| p < hash) % ring.len()] as usize;
+                assert_eq!(
+                    ring.lookup_where(hash, |_| true),
+                    Some(want),
+                    "n {n} hash {hash:#x}"
+                );
+            }
+        }
     }
 
     #[test]
