@@ -1,0 +1,240 @@
+//! `sinew up`: a local demo mesh on loopback — web → catalog (v1 and v2, split
+//! 90/10) → inventory (one instance flaky), each instance a supervised
+//! `sinew demo-app` child with its own `sinew proxy` sidecar child, plus demo
+//! traffic and a status line.
+
+mod banner;
+pub(crate) mod client;
+mod config;
+mod ports;
+mod ready;
+mod shop;
+mod supervise;
+mod traffic;
+mod workdir;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use ports::PortSource;
+use shop::{Instance, Shop};
+use supervise::{ChildSpec, Supervisor};
+use workdir::WorkDir;
+
+/// How long every sidecar has to become ready.
+const READY_WITHIN: Duration = Duration::from_secs(20);
+/// Time between status lines.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// Time children get between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Start a local mesh: demo services, each with its sidecar, and demo traffic.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Use 20 consecutive loopback ports from N instead of free ports picked by the OS.
+    #[arg(long, value_name = "N")]
+    port_base: Option<u16>,
+}
+
+pub(crate) fn run(args: Args) -> Result<(), String> {
+    crate::logging::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(up(args))
+}
+
+async fn up(args: Args) -> Result<(), String> {
+    let source = args.port_base.map_or(PortSource::Free, PortSource::Base);
+    let shop = Shop::demo(source).map_err(|e| format!("cannot pick ports: {e}"))?;
+    let entry = shop
+        .entry()
+        .cloned()
+        .ok_or("the demo shop has no entry service")?;
+    let work = WorkDir::create().map_err(|e| format!("cannot create the work directory: {e}"))?;
+    config::write_all(work.path(), &shop).map_err(|e| {
+        format!(
+            "cannot write sidecar configs in {}: {e}",
+            work.path().display()
+        )
+    })?;
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the sinew executable: {e}"))?;
+    let mut stop = Stop::install().map_err(|e| format!("cannot handle signals: {e}"))?;
+
+    let mut children = Supervisor::new(GRACE);
+    for instance in &shop.instances {
+        for spec in child_specs(&exe, &work, instance) {
+            if let Err(e) = children.start(spec.clone()) {
+                children.stop().await;
+                return Err(format!("cannot start {}: {e}", spec.name));
+            }
+        }
+    }
+    tracing::info!(instances = shop.instances.len(), dir = %work.path().display(), "started; waiting for sidecars");
+
+    let sidecars: Vec<_> = shop
+        .instances
+        .iter()
+        .map(|i| (i.name.clone(), i.ports.api))
+        .collect();
+    let readiness = tokio::select! {
+        result = ready::wait_all(&sidecars, READY_WITHIN) => Some(result),
+        () = stop.recv() => None,
+    };
+    match readiness {
+        None => {
+            children.stop().await;
+            return Ok(());
+        }
+        Some(Err(failed)) => {
+            let tails: Vec<String> = failed
+                .iter()
+                .map(|f| workdir::tail(&work.logs().join(format!("{}.sidecar.log", f.name)), 5))
+                .collect();
+            eprint!("{}", banner::not_ready(&failed, &tails));
+            children.stop().await;
+            return Err(format!(
+                "the demo mesh was not ready within {READY_WITHIN:?}"
+            ));
+        }
+        Some(Ok(())) => {}
+    }
+    say(&banner::ready(&shop, &work.logs()));
+
+    let stats = Arc::new(traffic::Stats::default());
+    let traffic = tokio::spawn(traffic::run(
+        entry.ports.inbound,
+        shop::ENTRY,
+        Arc::clone(&stats),
+    ));
+    let mut ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
+    let mut prev = stats.totals();
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                let now = stats.totals();
+                say(&format!("{}\n", banner::status(&prev, &now, STATUS_EVERY, children.restarts())));
+                prev = now;
+            }
+            () = stop.recv() => break,
+        }
+    }
+    traffic.abort();
+    say("sinew up: stopping\n");
+    children.stop().await;
+    drop(work);
+    say("sinew up: stopped\n");
+    Ok(())
+}
+
+/// The demo app and the sidecar of one instance.
+fn child_specs(exe: &Path, work: &WorkDir, instance: &Instance) -> [ChildSpec; 2] {
+    let p = &instance.ports;
+    let mut app_args = vec![
+        "demo-app".to_owned(),
+        "--name".to_owned(),
+        instance.service.to_owned(),
+        "--listen".to_owned(),
+        p.app.to_string(),
+        "--version".to_owned(),
+        instance.version.to_owned(),
+        "--instance".to_owned(),
+        instance.name.clone(),
+        "--fail-ratio".to_owned(),
+        instance.fail_ratio.to_string(),
+    ];
+    for service in instance.calls {
+        app_args.push("--call".to_owned());
+        app_args.push(format!("{service}={}", p.outbound));
+    }
+    let config = config::config_path(work.path(), instance);
+    [
+        ChildSpec {
+            name: format!("{}/app", instance.name),
+            program: exe.to_owned(),
+            args: app_args,
+            log: work.logs().join(format!("{}.app.log", instance.name)),
+        },
+        ChildSpec {
+            name: format!("{}/sidecar", instance.name),
+            program: exe.to_owned(),
+            args: vec![
+                "proxy".to_owned(),
+                "--config".to_owned(),
+                config.display().to_string(),
+            ],
+            log: work.logs().join(format!("{}.sidecar.log", instance.name)),
+        },
+    ]
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM.
+#[derive(Debug)]
+struct Stop {
+    int: Signal,
+    term: Signal,
+}
+
+impl Stop {
+    fn install() -> std::io::Result<Stop> {
+        Ok(Stop {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+}
+
+/// Writes to stdout now (the banner and status lines are the command's output).
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_are_the_demo_app_and_its_sidecar() {
+        let shop = Shop::demo(PortSource::Base(33000)).expect("ports");
+        let work = WorkDir::create().expect("work dir");
+        let catalog = shop.instances_of("catalog").next().expect("catalog");
+        let [app, sidecar] = child_specs(Path::new("sinew"), &work, catalog);
+        assert_eq!(app.args[0], "demo-app");
+        let call = format!("inventory={}", catalog.ports.outbound);
+        assert!(
+            app.args.windows(2).any(|w| w == ["--call", call.as_str()]),
+            "{:?}",
+            app.args
+        );
+        assert!(app
+            .args
+            .windows(2)
+            .any(|w| w == ["--listen", &catalog.ports.app.to_string()]));
+        assert_eq!(sidecar.args[..2], ["proxy", "--config"]);
+        assert_eq!(
+            sidecar.args[2],
+            config::config_path(work.path(), catalog)
+                .display()
+                .to_string()
+        );
+        assert_ne!(app.log, sidecar.log);
+    }
+}

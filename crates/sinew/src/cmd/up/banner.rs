@@ -1,0 +1,163 @@
+//! What `sinew up` prints: where to look once the mesh is ready, a status
+//! line every few seconds, and what failed when it never got ready.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use super::config::CATALOG_SPLIT;
+use super::ready::NotReady;
+use super::shop::Shop;
+use super::traffic::Totals;
+
+/// The first line of the ready banner.
+pub(crate) const READY: &str = "sinew up: the demo mesh is ready";
+
+/// Where to look: the web URL, a curl example, each sidecar's metrics and config, the logs.
+pub(crate) fn ready(shop: &Shop, logs: &Path) -> String {
+    let mut out = format!(
+        "{READY} ({} instances, each with its sidecar)\n\n",
+        shop.instances.len()
+    );
+    if let Some(web) = shop.entry() {
+        let _ = writeln!(
+            out,
+            "  web:   http://{}/   (through {}'s sidecar)",
+            web.ports.inbound, web.name
+        );
+        let split: Vec<String> = CATALOG_SPLIT
+            .iter()
+            .map(|(v, w)| format!("{w}% {v}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  try:   curl -H 'Host: catalog' http://{}/   ({}'s outbound; catalog splits {})",
+            web.ports.outbound,
+            web.name,
+            split.join(" / ")
+        );
+    }
+    let width = shop
+        .instances
+        .iter()
+        .map(|i| i.name.len())
+        .max()
+        .unwrap_or(0)
+        .max("sidecar".len());
+    let _ = writeln!(out, "\n  {:width$}  {:34}  config", "sidecar", "metrics");
+    for i in &shop.instances {
+        let metrics = format!("http://{}/metrics", i.ports.api);
+        let _ = writeln!(
+            out,
+            "  {:width$}  {metrics:34}  http://{}/config",
+            i.name, i.ports.api
+        );
+    }
+    let _ = writeln!(out, "\n  logs:  {}", logs.display());
+    out.push_str("\nDemo traffic: 4 requests/s to web. A status line follows every few seconds; Ctrl-C stops everything.\n");
+    out
+}
+
+/// One status line: the last interval (`every`), the totals, the catalog version split, restarts.
+pub(crate) fn status(prev: &Totals, now: &Totals, every: Duration, restarts: u64) -> String {
+    let ok = now.ok.saturating_sub(prev.ok);
+    let failed = now.failed.saturating_sub(prev.failed);
+    let mut line = format!(
+        "status: last {}s {ok} ok, {failed} failed | total {} ok, {} failed | catalog",
+        every.as_secs(),
+        now.ok,
+        now.failed
+    );
+    let answered: u64 = now.versions.values().sum();
+    if answered == 0 {
+        line.push_str(" -");
+    }
+    for (version, count) in &now.versions {
+        let percent = (count * 100 + answered / 2) / answered.max(1);
+        let _ = write!(line, " {version} {percent}%");
+    }
+    let _ = write!(line, " | restarts {restarts}");
+    line
+}
+
+/// Why the mesh did not get ready: each sidecar that failed, and the tail of its log.
+pub(crate) fn not_ready(failed: &[NotReady], log_tails: &[String]) -> String {
+    let mut out = format!("sinew up: {} sidecar(s) not ready in time:\n", failed.len());
+    for (f, tail) in failed
+        .iter()
+        .zip(log_tails.iter().map(Some).chain(std::iter::repeat(None)))
+    {
+        let _ = writeln!(out, "  {} (api {}): {}", f.name, f.api, f.last);
+        if let Some(tail) = tail.filter(|t| !t.trim().is_empty()) {
+            for line in tail.lines() {
+                let _ = writeln!(out, "      | {line}");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ports::PortSource;
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn ready_banner_points_at_web_metrics_and_config() {
+        let shop = Shop::demo(PortSource::Base(32000)).expect("ports");
+        let text = ready(&shop, Path::new("logs-dir"));
+        assert!(text.starts_with(READY));
+        let web = shop.entry().expect("web");
+        assert!(text.contains(&format!("  web:   http://{}/", web.ports.inbound)));
+        assert!(text.contains(&format!(
+            "curl -H 'Host: catalog' http://{}/",
+            web.ports.outbound
+        )));
+        for i in &shop.instances {
+            assert!(
+                text.contains(&format!("http://{}/metrics", i.ports.api)),
+                "{}",
+                i.name
+            );
+            assert!(
+                text.contains(&format!("http://{}/config", i.ports.api)),
+                "{}",
+                i.name
+            );
+        }
+        assert!(text.contains("logs-dir"));
+    }
+
+    #[test]
+    fn status_shows_interval_totals_and_split() {
+        let prev = Totals {
+            ok: 10,
+            failed: 1,
+            versions: BTreeMap::new(),
+        };
+        let now = Totals {
+            ok: 28,
+            failed: 2,
+            versions: BTreeMap::from([("v1".to_owned(), 48), ("v2".to_owned(), 6)]),
+        };
+        let every = Duration::from_secs(5);
+        assert_eq!(
+            status(&prev, &now, every, 1),
+            "status: last 5s 18 ok, 1 failed | total 28 ok, 2 failed | catalog v1 89% v2 11% | restarts 1"
+        );
+        assert!(status(&Totals::default(), &Totals::default(), every, 0).contains("catalog - |"));
+    }
+
+    #[test]
+    fn not_ready_names_each_failure_with_its_log() {
+        let failed = [NotReady {
+            name: "web-1".into(),
+            api: "127.0.0.1:9".parse().expect("addr"),
+            last: "status 503".into(),
+        }];
+        let text = not_ready(&failed, &["error: bad config".to_owned()]);
+        assert!(text.contains("web-1 (api 127.0.0.1:9): status 503"));
+        assert!(text.contains("| error: bad config"));
+    }
+}

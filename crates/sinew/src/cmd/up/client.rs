@@ -1,0 +1,85 @@
+//! A minimal HTTP/1.1 client — one GET per connection — for the demo app's
+//! downstream calls, the demo traffic and the readiness checks.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::HOST;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// A response's status and whole body.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    /// HTTP status code.
+    pub(crate) status: u16,
+    /// The body, fully read.
+    pub(crate) body: Bytes,
+}
+
+/// Why a GET got no response.
+#[derive(Debug)]
+pub(crate) enum ClientError {
+    /// The TCP connection could not be made.
+    Connect(std::io::Error),
+    /// The request could not be built (bad host or path).
+    Request(hyper::http::Error),
+    /// The HTTP exchange failed.
+    Http(hyper::Error),
+    /// No full response within the timeout.
+    Timeout,
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connect(e) => write!(f, "connect failed: {e}"),
+            Self::Request(e) => write!(f, "bad request: {e}"),
+            Self::Http(e) => write!(f, "HTTP error: {e}"),
+            Self::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// `GET path` with `Host: host` on a new connection to `addr`, bounded by `timeout`.
+pub(crate) async fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<Reply, ClientError> {
+    tokio::time::timeout(timeout, exchange(addr, host, path))
+        .await
+        .unwrap_or(Err(ClientError::Timeout))
+}
+
+async fn exchange(addr: SocketAddr, host: &str, path: &str) -> Result<Reply, ClientError> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(ClientError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(ClientError::Http)?;
+    let driver = tokio::spawn(conn);
+    let request = Request::get(path)
+        .header(HOST, host)
+        .body(Empty::<Bytes>::new())
+        .map_err(ClientError::Request)?;
+    let result = async {
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(Reply { status, body })
+    }
+    .await
+    .map_err(ClientError::Http);
+    driver.abort();
+    result
+}
