@@ -46,6 +46,10 @@ pub(crate) struct Args {
     /// Share of `GET /` requests answered 503 on purpose (0 to 1).
     #[arg(long, default_value_t = 0.0, value_parser = ratio)]
     fail_ratio: f64,
+    /// Also stop when standard input closes (`sinew up` holds it open, so an
+    /// instance never outlives a killed `sinew up`).
+    #[arg(long, hide = true)]
+    exit_on_stdin_eof: bool,
 }
 
 /// One downstream: its service name and the outbound listener to reach it through.
@@ -94,10 +98,30 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         tracing::info!(service = %args.name, version = %args.version, listen = %args.listen,
             calls = args.calls.len(), fail_ratio = args.fail_ratio, "demo app serving");
-        serve(listener, args, stop_signal()).await;
+        let stdin_closed = args.exit_on_stdin_eof.then(stdin_eof);
+        let stop = async move {
+            match stdin_closed {
+                Some(closed) => tokio::select! {
+                    () = stop_signal() => {}
+                    _ = closed => tracing::info!("standard input closed; stopping"),
+                },
+                None => stop_signal().await,
+            }
+        };
+        serve(listener, args, stop).await;
         tracing::info!("demo app stopped");
         Ok(())
     })
+}
+
+/// Resolves once standard input reaches end of file (read on a plain thread).
+fn stdin_eof() -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        let _ = tx.send(());
+    });
+    rx
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -244,6 +268,7 @@ mod tests {
             instance: None,
             calls,
             fail_ratio,
+            exit_on_stdin_eof: false,
         }
     }
 

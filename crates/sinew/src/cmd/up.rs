@@ -150,6 +150,7 @@ fn child_specs(exe: &Path, work: &WorkDir, instance: &Instance) -> [ChildSpec; 2
         instance.name.clone(),
         "--fail-ratio".to_owned(),
         instance.fail_ratio.to_string(),
+        "--exit-on-stdin-eof".to_owned(),
     ];
     for service in instance.calls {
         app_args.push("--call".to_owned());

@@ -92,7 +92,8 @@ fn spawn(spec: &ChildSpec) -> io::Result<Child> {
     let log_err = log.try_clone()?;
     Command::new(&spec.program)
         .args(&spec.args)
-        .stdin(Stdio::null())
+        // A pipe we never write: it closes when `sinew up` dies, however it dies.
+        .stdin(Stdio::piped())
         .stdout(log)
         .stderr(log_err)
         // Own process group: a terminal's Ctrl-C reaches `sinew up` only, which
