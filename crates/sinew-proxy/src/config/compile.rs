@@ -169,7 +169,6 @@ pub fn compile(
             metrics: metrics.tcp(&listener.service),
         });
     }
-    drop(cluster_of);
 
     let mut request_metrics = AddrMap::default();
     let mut direct_metrics = AddrMap::default();

@@ -122,7 +122,7 @@ async fn handle(
         Ok(Decision::Forward(target)) => target,
         Ok(Decision::Direct(direct)) => {
             direct.metrics.record(direct.status.as_u16());
-            return local(direct.status, None, &direct.headers, direct.body.clone());
+            return local(direct.status, None, direct.headers, direct.body.clone());
         }
         Err(e) => {
             shared.metrics.proxy_error(e.metric_kind()).inc();

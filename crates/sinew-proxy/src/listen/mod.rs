@@ -64,7 +64,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, serv
 async fn handle(shared: Arc<Shared>, serve: Serve, stream: TcpStream, peer: SocketAddr) {
     match serve {
         Serve::Http(direction) => {
-            let _open = shared.metrics.connections(direction.into()).open();
+            let _open = shared.metrics.connections(direction).open();
             if detect::is_h2_prior_knowledge(&stream).await {
                 crate::http2::serve(shared, direction, stream, peer).await;
             } else {
