@@ -13,6 +13,10 @@ pub(crate) struct Args {
     /// Worker threads (overrides `spec.workers`).
     #[arg(long)]
     workers: Option<u16>,
+    /// Drain and exit when standard input closes: a supervisor that holds
+    /// the pipe open (like `sinew up`) takes its sidecars with it if it dies.
+    #[arg(long, hide = true)]
+    exit_on_stdin_eof: bool,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), String> {
@@ -38,6 +42,20 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         workers = spec.workers,
         "sinew proxy serving"
     );
+
+    if args.exit_on_stdin_eof {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("sinew-stdin-watch".into())
+            .spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 256];
+                while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
+                tracing::info!("standard input closed; draining");
+                shared.start_drain();
+            })
+            .map_err(|e| e.to_string())?;
+    }
 
     let admin = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -171,6 +171,7 @@ fn child_specs(exe: &Path, work: &WorkDir, instance: &Instance) -> [ChildSpec; 2
                 "proxy".to_owned(),
                 "--config".to_owned(),
                 config.display().to_string(),
+                "--exit-on-stdin-eof".to_owned(),
             ],
             log: work.logs().join(format!("{}.sidecar.log", instance.name)),
         },
