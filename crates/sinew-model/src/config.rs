@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::snapshot::at;
+use crate::snapshot::{at, sort};
 use crate::{parse_file, parse_str, Error, ErrorKind, Errors, Protocol, Proxy, Resource, Snapshot};
 
 /// A proxy's bootstrap and the snapshot of the other resources in its file.
@@ -19,7 +19,8 @@ impl ProxyConfig {
     ///
     /// # Errors
     /// Parse errors, snapshot conflicts, a count of Proxies other than one, and
-    /// (in static mode) `listen.tcp` entries naming unknown or non-tcp services.
+    /// (in static mode) `listen.tcp` entries naming unknown or non-tcp services;
+    /// each at `FILE:LINE:COL` of the offending field.
     pub fn load(path: impl AsRef<Path>, version: u64) -> Result<ProxyConfig, Errors> {
         let path = path.as_ref();
         let resources = parse_file(path)?;
@@ -55,7 +56,7 @@ impl ProxyConfig {
         for extra in proxies.iter().skip(1) {
             let msg = format!(
                 "a proxy config holds exactly one Proxy; the first is at {}",
-                proxies[0].location
+                proxies[0].location.place("kind")
             );
             errors.push(at(ErrorKind::Conflict, &extra.location, "kind", msg));
         }
@@ -79,7 +80,10 @@ impl ProxyConfig {
         }
         match snapshot {
             Some(snapshot) if errors.is_empty() => Ok(ProxyConfig { proxy, snapshot }),
-            _ => Err(Errors(errors)),
+            _ => {
+                sort(&mut errors);
+                Err(Errors(errors))
+            }
         }
     }
 }
@@ -105,7 +109,8 @@ fn check_tcp_listeners(proxy: &Proxy, snapshot: &Snapshot, errors: &mut Vec<Erro
             Some(s) if s.spec.protocol != Protocol::Tcp => {
                 let msg = format!(
                     "service `{}` ({}) is not `protocol: tcp`; tcp listeners forward opaque TCP only",
-                    t.service, s.location
+                    t.service,
+                    s.location.place("spec.protocol")
                 );
                 errors.push(at(
                     ErrorKind::UnknownReference,

@@ -39,7 +39,8 @@ impl Snapshot {
     /// or a `tcp` service; a Route whose host is a `tcp` service; more than one Mesh.
     ///
     /// # Errors
-    /// Every conflict, each at the location of the resource that makes it.
+    /// Every conflict, each at `FILE:LINE:COL` of the field that makes it
+    /// (`metadata.name` for duplicates, the host entry or backend field for Routes).
     pub fn build(resources: Vec<Resource>, version: u64) -> Result<Snapshot, Errors> {
         let mut s = Snapshot {
             version,
@@ -61,7 +62,10 @@ impl Snapshot {
                 }
             };
             if let Some(first) = first {
-                let msg = format!("duplicate {kind} `{key}`; first defined at {first}");
+                let msg = format!(
+                    "duplicate {kind} `{key}`; first defined at {}",
+                    first.place("metadata.name")
+                );
                 errors.push(at(
                     ErrorKind::DuplicateResource,
                     &location,
@@ -76,7 +80,7 @@ impl Snapshot {
                 for m in meshes {
                     let msg = format!(
                         "only one Mesh is allowed; another is defined at {}",
-                        first.location
+                        first.location.place("metadata.name")
                     );
                     errors.push(at(ErrorKind::Conflict, &m.location, "metadata.name", msg));
                 }
@@ -84,7 +88,7 @@ impl Snapshot {
         }
         s.check_routes(&mut errors);
         if !errors.is_empty() {
-            errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+            sort(&mut errors);
             return Err(Errors(errors));
         }
         let canonical = serde_json::to_vec(&Documents(&s)).unwrap_or_default();
@@ -98,19 +102,16 @@ impl Snapshot {
             for (i, host) in route.spec.hosts.iter().enumerate() {
                 let field = format!("spec.hosts[{i}]");
                 if let Some(other) = self.hosts.get(host).and_then(|k| self.routes.get(k)) {
-                    let msg = format!(
-                        "host `{host}` is claimed by Route `{}` ({}) and Route `{key}` ({loc})",
-                        other.metadata.key(),
-                        other.location
-                    );
-                    errors.push(at(ErrorKind::Conflict, loc, &field, msg));
+                    let j = other.spec.hosts.iter().position(|h| h == host);
+                    let other_field = format!("spec.hosts[{}]", j.unwrap_or(0));
+                    errors.push(host_conflict(host, (other, &other_field), (route, &field)));
                     continue;
                 }
                 if let Some(svc) = self.services.get(&ObjectKey::new(&key.namespace, host)) {
                     if svc.spec.protocol == Protocol::Tcp {
                         let msg = format!(
                             "`{host}` is a tcp Service ({}); Routes apply to http services only",
-                            svc.location
+                            svc.location.place("spec.protocol")
                         );
                         errors.push(at(ErrorKind::Conflict, loc, &field, msg));
                     }
@@ -157,7 +158,7 @@ impl Snapshot {
         if svc.spec.protocol == Protocol::Tcp {
             let msg = format!(
                 "`{service}` is a tcp Service ({}); Routes apply to http services only",
-                svc.location
+                svc.location.place("spec.protocol")
             );
             errors.push(at(ErrorKind::UnknownReference, loc, &svc_field, msg));
         }
@@ -350,6 +351,31 @@ fn insert<T>(
     }
 }
 
+/// An error at `field` of the resource read from `loc`: that field's own line
+/// and column when kept, else the resource's first line.
 pub(crate) fn at(kind: ErrorKind, loc: &Location, field: &str, message: String) -> Error {
-    Error::new(kind, &loc.file, loc.line, 0, field, message)
+    let (line, column) = loc.position(field);
+    Error::new(kind, &loc.file, line, column, field, message)
+}
+
+/// Orders errors by place: file, line, column (stable, so ties keep their order).
+pub(crate) fn sort(errors: &mut [Error]) {
+    errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+}
+
+/// Two Routes claim `host`: the error sits at the later claim in source order
+/// and names both claims' places.
+fn host_conflict(host: &str, a: (&Route, &str), b: (&Route, &str)) -> Error {
+    let (pa, pb) = (a.0.location.place(a.1), b.0.location.place(b.1));
+    let ((first, first_at), (second, second_at)) = if pa <= pb {
+        ((a, pa), (b, pb))
+    } else {
+        ((b, pb), (a, pa))
+    };
+    let msg = format!(
+        "host `{host}` is claimed by two Routes: `{}` at {first_at} and `{}` at {second_at}",
+        first.0.metadata.key(),
+        second.0.metadata.key(),
+    );
+    at(ErrorKind::Conflict, &second.0.location, second.1, msg)
 }

@@ -4,6 +4,7 @@ mod check;
 mod common;
 mod node;
 mod other;
+mod positions;
 mod proxy;
 mod reader;
 mod resource;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::check::{name, positive};
 use super::node::Node;
-use super::reader::{nonempty, one_of, socket_addr, Cx, D};
+use super::reader::{boolean, nonempty, one_of, socket_addr, Cx, D};
 use crate::{AccessLog, AccessLogFormat, AccessLogPath, Duration, Listen, ProxySpec, TcpListen};
 
 /// `Proxy.spec`.
@@ -50,6 +50,7 @@ fn listen(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Listen> {
     let outbound = m.or(cx, "outbound", Listen::OUTBOUND, socket_addr);
     let inbound = m.or(cx, "inbound", Listen::INBOUND, socket_addr);
     let api = m.or(cx, "api", Listen::API, socket_addr);
+    let allow_non_loopback = m.or(cx, "api_allow_non_loopback", false, boolean);
     let tcp = m.or(cx, "tcp", Vec::new(), |cx, n, p| {
         cx.list(n, p, |cx, n, p| {
             let mut m = cx.map(n, p)?;
@@ -69,8 +70,20 @@ fn listen(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Listen> {
         outbound: outbound?,
         inbound: inbound?,
         api: api?,
+        api_allow_non_loopback: allow_non_loopback?,
         tcp: tcp?,
     };
+    let mut ok = true;
+    if !l.api_allow_non_loopback && !l.api.ip().to_canonical().is_loopback() {
+        let (api_path, api_node) = &fields[2];
+        let msg = format!(
+            "{} is not a loopback address; the sidecar API is loopback-only \
+             unless `api_allow_non_loopback: true` explicitly allows it",
+            l.api
+        );
+        cx.invalid::<()>(api_node, api_path, msg);
+        ok = false;
+    }
     // Every socket must be distinct: the three fixed ones, then each tcp listener.
     let mut taken: Vec<(SocketAddr, String)> = Vec::new();
     let fixed = [l.outbound, l.inbound, l.api];
@@ -80,7 +93,6 @@ fn listen(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Listen> {
         .copied()
         .zip(fields.iter().map(|(p, _)| p.clone()))
         .chain(l.tcp.iter().map(|t| t.address).zip(tcp_paths));
-    let mut ok = true;
     for (i, (addr, field)) in all.enumerate() {
         if let Some((_, other)) = taken.iter().find(|(a, _)| *a == addr) {
             let at = fields.get(i).map_or(tcp_node, |(_, n)| n);

@@ -3,6 +3,7 @@
 use super::common::metadata;
 use super::node::Node;
 use super::other::{mesh_spec, policy_spec, subscription_spec};
+use super::positions::kept_positions;
 use super::proxy::proxy_spec;
 use super::reader::{quoted_list, string, Cx, D};
 use super::route::route_spec;
@@ -51,6 +52,7 @@ pub(crate) fn resource(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Resource> 
     let location = Location {
         file: cx.file.to_owned(),
         line: node.line,
+        fields: kept_positions(node, kind),
     };
     let Some(spec_node) = spec_node else {
         if kind == Kind::Mesh {

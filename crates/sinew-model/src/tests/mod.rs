@@ -1,7 +1,9 @@
 //! Crate-level tests of parsing, validation and snapshots, by area.
 
+mod cross;
 mod documents;
 mod errors;
+mod listen;
 mod snapshots;
 
 use crate::{parse_str, Error, Errors, Resource};

@@ -4,13 +4,13 @@ use super::{Location, Metadata};
 use crate::Duration;
 
 /// Mesh-wide settings.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Mesh {
     /// Name, namespace and labels.
     pub metadata: Metadata,
     /// The settings.
     pub spec: MeshSpec,
-    /// Where it was read from (not serialized).
+    /// Where it was read from (not serialized, ignored by `==`).
     #[serde(skip)]
     pub location: Location,
 }

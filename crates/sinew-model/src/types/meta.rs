@@ -1,4 +1,4 @@
-//! The envelope every resource shares: metadata, identity key and source location.
+//! The envelope every resource shares: metadata and identity key.
 
 use std::collections::BTreeMap;
 
@@ -61,20 +61,5 @@ impl ObjectKey {
 impl std::fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// Where a resource was read from, for errors that involve several resources.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Location {
-    /// The source name given to the parser (usually a file path).
-    pub file: String,
-    /// 1-based line of the resource's first line.
-    pub line: u32,
-}
-
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
     }
 }

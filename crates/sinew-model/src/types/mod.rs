@@ -1,6 +1,7 @@
 //! The resource types users write, one file per kind, plus the shared envelope.
 
 mod common;
+mod location;
 mod mesh;
 mod meta;
 mod policy;
@@ -11,8 +12,9 @@ mod service;
 mod subscription;
 
 pub use common::{Backoff, Percent, Retries, RetryBudget, RetryOn, ValueMatch};
+pub use location::{FieldPositions, Location, Place};
 pub use mesh::{Mesh, MeshSpec, MtlsMode};
-pub use meta::{Location, Metadata, ObjectKey, API_VERSION, DEFAULT_NAMESPACE};
+pub use meta::{Metadata, ObjectKey, API_VERSION, DEFAULT_NAMESPACE};
 pub use policy::{
     AuthorizationPolicy, AuthorizationPolicySpec, AuthzAction, AuthzFrom, AuthzRule, AuthzTo,
     AuthzWhen,

@@ -6,13 +6,13 @@ use super::{Location, Metadata, ValueMatch};
 
 /// Who may call a service. Deny policies are checked first; if any allow policy
 /// targets a service, requests matching none of them are denied.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct AuthorizationPolicy {
     /// Name, namespace and labels.
     pub metadata: Metadata,
     /// Target, action and rules.
     pub spec: AuthorizationPolicySpec,
-    /// Where it was read from (not serialized).
+    /// Where it was read from (not serialized, ignored by `==`).
     #[serde(skip)]
     pub location: Location,
 }

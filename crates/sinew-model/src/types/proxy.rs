@@ -7,13 +7,13 @@ use super::{Location, Metadata};
 use crate::Duration;
 
 /// A sidecar's bootstrap.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Proxy {
     /// Name, namespace and labels.
     pub metadata: Metadata,
     /// The proxy's settings.
     pub spec: ProxySpec,
-    /// Where it was read from (not serialized).
+    /// Where it was read from (not serialized, ignored by `==`).
     #[serde(skip)]
     pub location: Location,
 }
@@ -47,8 +47,13 @@ pub struct Listen {
     pub outbound: SocketAddr,
     /// Inbound (mesh → app). Default 0.0.0.0:4143.
     pub inbound: SocketAddr,
-    /// Sidecar API and admin (loopback). Default 127.0.0.1:4191.
+    /// Sidecar API and admin. Default 127.0.0.1:4191. Must be a loopback
+    /// address unless [`Listen::api_allow_non_loopback`] is set.
     pub api: SocketAddr,
+    /// `api_allow_non_loopback: true` explicitly allows a non-loopback `api`
+    /// address (the API is loopback-only by default). Default false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub api_allow_non_loopback: bool,
     /// Outbound opaque-TCP listeners, one per `protocol: tcp` service.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tcp: Vec<TcpListen>,
@@ -71,6 +76,7 @@ impl Default for Listen {
             outbound: Self::OUTBOUND,
             inbound: Self::INBOUND,
             api: Self::API,
+            api_allow_non_loopback: false,
             tcp: Vec::new(),
         }
     }

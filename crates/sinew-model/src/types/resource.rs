@@ -113,6 +113,29 @@ impl Resource {
     }
 }
 
+/// Each kind compares by content only (`metadata` and `spec`): where a resource
+/// was read from (its [`Location`]) does not make it different.
+macro_rules! eq_by_content {
+    ($($kind:ident),*) => {$(
+        impl PartialEq for $kind {
+            fn eq(&self, other: &Self) -> bool {
+                // Destructured so that a new field cannot be silently left out.
+                let $kind { metadata, spec, location: _ } = self;
+                *metadata == other.metadata && *spec == other.spec
+            }
+        }
+    )*};
+}
+
+eq_by_content!(
+    Service,
+    Route,
+    Proxy,
+    Mesh,
+    AuthorizationPolicy,
+    Subscription
+);
+
 /// Serializes as a full document: `apiVersion`, `kind`, `metadata`, `spec`.
 impl serde::Serialize for Resource {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -6,13 +6,13 @@ use super::{Location, Metadata, Percent, Retries, ValueMatch};
 use crate::{Duration, Pattern};
 
 /// How requests for some hosts are matched and split.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Route {
     /// Name, namespace and labels.
     pub metadata: Metadata,
     /// Hosts and rules.
     pub spec: RouteSpec,
-    /// Where it was read from (not serialized).
+    /// Where it was read from (not serialized, ignored by `==`).
     #[serde(skip)]
     pub location: Location,
 }

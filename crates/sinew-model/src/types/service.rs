@@ -7,13 +7,13 @@ use super::{Location, Metadata, Retries};
 use crate::Duration;
 
 /// A logical service: how to reach and balance it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Service {
     /// Name, namespace and labels.
     pub metadata: Metadata,
     /// The service's settings.
     pub spec: ServiceSpec,
-    /// Where it was read from (not serialized).
+    /// Where it was read from (not serialized, ignored by `==`).
     #[serde(skip)]
     pub location: Location,
 }

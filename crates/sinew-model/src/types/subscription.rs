@@ -3,13 +3,13 @@
 use super::{Backoff, Location, Metadata};
 
 /// Delivers a topic's events to a service.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Subscription {
     /// Name (also the consumer group), namespace and labels.
     pub metadata: Metadata,
     /// The subscription's settings.
     pub spec: SubscriptionSpec,
-    /// Where it was read from (not serialized).
+    /// Where it was read from (not serialized, ignored by `==`).
     #[serde(skip)]
     pub location: Location,
 }
