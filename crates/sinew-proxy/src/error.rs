@@ -50,7 +50,7 @@ pub enum ErrorKind {
 #[derive(Debug)]
 pub struct ProxyError {
     kind: ErrorKind,
-    source: Option<io::Error>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl ProxyError {
@@ -61,9 +61,17 @@ impl ProxyError {
 
     /// An error of `kind` caused by an I/O error.
     pub fn io(kind: ErrorKind, source: io::Error) -> Self {
+        Self::caused_by(kind, source)
+    }
+
+    /// An error of `kind` caused by `source` (kept for logs, never matched on).
+    pub fn caused_by(
+        kind: ErrorKind,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         Self {
             kind,
-            source: Some(source),
+            source: Some(source.into()),
         }
     }
 
@@ -161,7 +169,7 @@ impl fmt::Display for ProxyError {
 impl std::error::Error for ProxyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
-            .as_ref()
+            .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }

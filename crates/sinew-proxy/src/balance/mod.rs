@@ -218,6 +218,12 @@ impl Balancer {
         }
     }
 
+    /// Whether picks read latency estimates (peak-EWMA): only then is a
+    /// finished request's latency worth recording.
+    pub fn uses_latency(&self) -> bool {
+        self.algorithm() == Algorithm::PeakEwma
+    }
+
     /// The algorithm this balancer runs.
     #[must_use]
     pub fn algorithm(&self) -> Algorithm {

@@ -5,7 +5,7 @@
 //! no channel, no extra wake-up between the two sides.
 
 use super::body::{self, BodyError, Progress, READ_CHUNK};
-use super::head::{self, Framing, MAX_HEADERS};
+use super::head::{self, Framing};
 use super::write::{self, Downstream, Edits};
 use crate::dispatch::Target;
 use crate::endpoint::connect;
@@ -100,7 +100,7 @@ pub(crate) async fn run(
     // replayed from `out`.
     let mut fresh_only = false;
     let mut up = loop {
-        let (mut up, reused) = acquire(req, worker, fresh_only)
+        let (mut up, reused) = acquire(req, worker, fresh_only, started)
             .await
             .map_err(|e| failed(e, &request_body))?;
         let sent = send(&mut up, down, rbuf, ubuf, out, req, &mut request_body);
@@ -130,7 +130,7 @@ pub(crate) async fn run(
 
     // Forward the response head (and 1xx interim responses).
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = head::header_buf();
         let resp = match head::parse_response(ubuf, &mut headers, req.is_head) {
             Ok(Some(resp)) => resp,
             Ok(None) | Err(_) => {
@@ -225,10 +225,11 @@ async fn acquire(
     req: &Request<'_>,
     worker: usize,
     fresh_only: bool,
+    now: Instant,
 ) -> Result<(TcpStream, bool), ProxyError> {
     let endpoint = req.target.endpoint;
     if !fresh_only && !req.upgrade {
-        if let Some(stream) = endpoint.pool.checkout(worker, Instant::now()) {
+        if let Some(stream) = endpoint.pool.checkout(worker, now) {
             return Ok((stream, true));
         }
     }

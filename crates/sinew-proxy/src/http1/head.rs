@@ -10,6 +10,15 @@ use crate::error::{ErrorKind, ProxyError};
 
 /// Most header fields accepted in one head.
 pub(crate) const MAX_HEADERS: usize = 100;
+
+/// Room for a head's fields. Left uninitialized: `httparse` writes only the
+/// fields it finds, so a head costs no 3 KiB memset.
+pub(crate) type HeaderBuf<'b> = [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+/// A fresh [`HeaderBuf`].
+pub(crate) const fn header_buf<'b>() -> HeaderBuf<'b> {
+    [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
+}
 /// Largest head accepted, in bytes.
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 
@@ -90,10 +99,10 @@ fn bad(kind: ErrorKind) -> ProxyError {
 /// Parses a request head. `Ok(None)` means more bytes are needed.
 pub(crate) fn parse_request<'b>(
     buf: &'b [u8],
-    headers: &'b mut [httparse::Header<'b>; MAX_HEADERS],
+    headers: &'b mut HeaderBuf<'b>,
 ) -> Result<Option<RequestHead<'b>>, ProxyError> {
-    let mut req = httparse::Request::new(headers);
-    let len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
             return Err(bad(ErrorKind::HeadTooLarge))
@@ -220,11 +229,13 @@ fn split_request_target(target: &str) -> Result<(bool, Option<&str>, &str), Prox
 /// Parses a response head. `Ok(None)` means more bytes are needed.
 pub(crate) fn parse_response<'b>(
     buf: &'b [u8],
-    headers: &'b mut [httparse::Header<'b>; MAX_HEADERS],
+    headers: &'b mut HeaderBuf<'b>,
     request_method_is_head: bool,
 ) -> Result<Option<ResponseHead<'b>>, ProxyError> {
-    let mut resp = httparse::Response::new(headers);
-    let len = match resp.parse(buf) {
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, headers)
+    {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
             return Err(bad(ErrorKind::UpstreamProtocol))
@@ -347,7 +358,7 @@ mod tests {
     use super::*;
 
     fn req(raw: &str) -> Result<Option<(Framing, Option<String>, String)>, ErrorKind> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_buf();
         match parse_request(raw.as_bytes(), &mut headers) {
             Ok(Some(h)) => Ok(Some((
                 h.framing,
@@ -420,17 +431,17 @@ mod tests {
 
     #[test]
     fn response_framing() {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_buf();
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n";
         let r = parse_response(raw, &mut headers, false).unwrap().unwrap();
         assert_eq!(
             (r.status, r.framing, r.conn.close),
             (200, Framing::Length(12), false)
         );
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_buf();
         let r = parse_response(raw, &mut headers, true).unwrap().unwrap();
         assert_eq!(r.framing, Framing::Empty);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_buf();
         let raw = b"HTTP/1.0 200 OK\r\n\r\n";
         let r = parse_response(raw, &mut headers, false).unwrap().unwrap();
         assert_eq!((r.framing, r.conn.close), (Framing::UntilClose, true));

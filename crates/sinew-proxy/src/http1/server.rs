@@ -2,7 +2,7 @@
 //! answer locally, record telemetry, repeat while the connection is kept alive.
 
 use super::exchange::{self, Buffers, Exchanged, Request};
-use super::head::{self, Framing, MAX_HEADERS};
+use super::head::{self, Framing};
 use super::write::{self, Edits, RequestRewrite};
 use crate::access::{Outcome, Record};
 use crate::dispatch::{self, Decision};
@@ -67,12 +67,28 @@ enum Next {
 
 impl Conn {
     async fn run(&mut self) {
+        // One drain subscription and one idle timer per connection, not per
+        // request: the timer is re-armed only when it fires early.
         let mut draining = self.shared.drain_signal();
+        let drained = draining.changed();
+        tokio::pin!(drained);
+        let idle = tokio::time::sleep(IDLE_TIMEOUT);
+        tokio::pin!(idle);
+        let mut last_active = Instant::now();
         loop {
+            let between_requests = self.rbuf.is_empty();
             let read = tokio::select! {
                 biased;
                 r = self.read_head() => r,
-                _ = draining.changed(), if self.rbuf.is_empty() => return,
+                _ = &mut drained, if between_requests => return,
+                _ = &mut idle, if between_requests => {
+                    let deadline = last_active + IDLE_TIMEOUT;
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                    idle.as_mut().reset(deadline.into());
+                    continue;
+                }
             };
             match read {
                 Ok(true) => {}
@@ -82,7 +98,9 @@ impl Conn {
                     return;
                 }
             }
-            match self.handle().await {
+            let next = self.handle().await;
+            last_active = Instant::now();
+            match next {
                 Next::KeepAlive if !self.shared.is_draining() => {}
                 _ => return,
             }
@@ -90,7 +108,7 @@ impl Conn {
     }
 
     /// Reads until `rbuf` holds a complete head. `Ok(false)`: the client
-    /// closed (or idled out) between requests.
+    /// closed between requests.
     async fn read_head(&mut self) -> Result<bool, ProxyError> {
         loop {
             if !self.rbuf.is_empty() && memchr::memmem::find(&self.rbuf, b"\r\n\r\n").is_some() {
@@ -100,15 +118,7 @@ impl Conn {
                 return Err(ProxyError::new(ErrorKind::HeadTooLarge));
             }
             self.rbuf.reserve(4 * 1024);
-            let read = if self.rbuf.is_empty() {
-                match tokio::time::timeout(IDLE_TIMEOUT, self.down.read_buf(&mut self.rbuf)).await {
-                    Ok(r) => r,
-                    Err(_) => return Ok(false),
-                }
-            } else {
-                self.down.read_buf(&mut self.rbuf).await
-            };
-            match read {
+            match self.down.read_buf(&mut self.rbuf).await {
                 Ok(0) if self.rbuf.is_empty() => return Ok(false),
                 Ok(0) => return Err(ProxyError::new(ErrorKind::BadRequest)),
                 Ok(_) => {}
@@ -124,7 +134,7 @@ impl Conn {
         let log = self.shared.access_log.as_ref();
 
         // Parse, decide and write the upstream head while the head borrows `rbuf`.
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = head::header_buf();
         let head = match head::parse_request(&self.rbuf, &mut headers) {
             Ok(Some(head)) => head,
             Ok(None) => {

@@ -189,12 +189,12 @@ pub(crate) fn local_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::head::{parse_request, parse_response, MAX_HEADERS};
+    use crate::http1::head::{self, parse_request, parse_response};
 
     #[test]
     fn request_drops_hop_by_hop_and_applies_edits() {
         let raw = b"GET http://be/a%61 HTTP/1.1\r\nHost: ignored\r\nConnection: keep-alive, x-secret\r\nKeep-Alive: 5\r\nX-Secret: s\r\nX-Drop: 1\r\nX-Keep: 2\r\ntraceparent: old\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = head::header_buf();
         let head = parse_request(raw, &mut headers).unwrap().unwrap();
         let set = [(
             HeaderName::from_static("x-set"),
@@ -221,7 +221,7 @@ mod tests {
     fn response_for_http10_client_decodes_chunked() {
         let raw =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x\r\nServer: s\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = head::header_buf();
         let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
         let mut out = Vec::new();
         response(&mut out, &head, Edits::default(), Downstream::Http10, true);

@@ -168,17 +168,16 @@ async fn handle(
     }
     parts.version = http::Version::HTTP_2;
     let upstream_req = Request::from_parts(parts, body.boxed_unsync());
+    let replay = client::Replay::of(&upstream_req);
 
     let load = target.load().start();
-    let sent = async {
-        let mut tx = client::sender(target.cluster, target.endpoint, worker).await?;
-        tx.ready()
-            .await
-            .map_err(|_| ProxyError::new(ErrorKind::UpstreamReset))?;
-        tx.send_request(upstream_req)
-            .await
-            .map_err(|_| ProxyError::new(ErrorKind::UpstreamReset))
-    };
+    let sent = client::send(
+        target.cluster,
+        target.endpoint,
+        worker,
+        upstream_req,
+        replay,
+    );
     let result = match target.timeout {
         Some(t) => tokio::time::timeout(t, sent)
             .await
@@ -188,7 +187,9 @@ async fn handle(
     let elapsed = started.elapsed();
     match result {
         Ok(resp) => {
-            load.finish(elapsed);
+            if target.cluster.balancer.uses_latency() {
+                load.finish(elapsed);
+            }
             target.metrics.record(resp.status().as_u16(), elapsed);
             let (mut parts, body) = resp.into_parts();
             strip_connection_headers(&mut parts.headers);
