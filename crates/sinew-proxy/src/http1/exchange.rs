@@ -211,7 +211,7 @@ pub(crate) async fn run(
                 })?;
         }
         if upstream_reusable && ubuf.is_empty() && request_body.is_done() {
-            endpoint.pool.checkin(worker, up, Instant::now());
+            endpoint.pool.checkin(worker, up, started);
         }
         return Ok(Exchanged {
             status,

@@ -98,8 +98,10 @@ impl Conn {
                     return;
                 }
             }
-            let next = self.handle().await;
-            last_active = Instant::now();
+            // The idle clock restarts at each request (one clock read per request).
+            let started = Instant::now();
+            last_active = started;
+            let next = self.handle(started).await;
             match next {
                 Next::KeepAlive if !self.shared.is_draining() => {}
                 _ => return,
@@ -127,8 +129,8 @@ impl Conn {
         }
     }
 
-    async fn handle(&mut self) -> Next {
-        let started = Instant::now();
+    /// Serves one request whose head is in `rbuf`, received at `started`.
+    async fn handle(&mut self, started: Instant) -> Next {
         let runtime = self.shared.runtime();
         let worker = crate::endpoint::current_worker();
         let log = self.shared.access_log.as_ref();
