@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: bash bench/proxy.sh [--quick] [--no-build] [--no-sinew] [--report FILE] [--help]
+Usage: bash bench/proxy.sh [--quick] [--no-build] [--no-sinew] [--report FILE] [--netns] [--help]
 
 Benchmarks, one after another in one run, the same nginx backend reached:
   direct   127.0.0.1:18080 (no proxy)
@@ -28,6 +28,9 @@ Options:
   --no-build     do not run `cargo build --release -p sinew`; use the existing binary
   --no-sinew     measure direct, HAProxy and nginx only
   --report FILE  write the report to FILE (repo-relative or absolute)
+  --netns        run inside a private network namespace (root; needs unshare and ip), so
+                 the fixed ports cannot clash with another run of the yardstick on the
+                 machine; CPU contention with it remains (see "other work" in the report)
   --help         this text
 
 Environment:
@@ -45,6 +48,8 @@ QUICK=0
 BUILD=1
 WANT_SINEW=1
 REPORT=""
+NETNS=0
+ARGS=("$@")
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -55,6 +60,7 @@ while [[ $# -gt 0 ]]; do
       REPORT="$2"
       shift
       ;;
+    --netns) NETNS=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "proxy.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -63,6 +69,14 @@ done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+
+if [[ $NETNS -eq 1 && -z ${PROXY_SH_NETNS:-} ]]; then
+  [[ $(id -u) -eq 0 ]] || { echo "proxy.sh: --netns needs root" >&2; exit 2; }
+  # A fresh namespace has only a loopback interface, down: bring it up, then rerun.
+  # shellcheck disable=SC2016 # $0 and $@ belong to the inner bash
+  exec unshare -n env PROXY_SH_NETNS=1 bash -c 'ip link set lo up && exec bash "$0" "$@"' \
+    "${BASH_SOURCE[0]}" "${ARGS[@]}"
+fi
 
 # ---------------------------------------------------------------- settings
 BACKEND_PORT=18080
@@ -81,6 +95,10 @@ fi
 SINEW_BIN="${SINEW_BIN:-target/release/sinew}"
 CLK_TCK="$(getconf CLK_TCK)"
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git diff --quiet HEAD -- crates Cargo.toml 2>/dev/null; then
+  COMMIT="$COMMIT (with uncommitted changes in crates/)"
+fi
 STAMP="$(date -u +%Y%m%d-%H%M%S)"
 RUN="bench/out/run-$STAMP"
 if [[ -z "$REPORT" ]]; then
@@ -92,15 +110,21 @@ die() { printf '[proxy.sh] error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- cleanup
 STARTED=()
+# Whether PID runs (an exited child stays a zombie, state Z, until it is reaped).
+alive() {
+  local line
+  line="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ ${line##*) } != Z* ]]
+}
 stop_pid() {
   local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
+  alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    alive "$pid" || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     local child
     for child in $(tree_pids "$pid"); do kill -KILL "$child" 2>/dev/null || true; done
   fi
@@ -174,13 +198,22 @@ rss_kb() {
   echo "$total"
 }
 
+# user + nice + system ticks of the whole machine, and all ticks (the capacity), from /proc/stat.
+machine_ticks() { awk '/^cpu / { s = 0; for (i = 2; i <= NF; i++) s += $i; print $2 + $3 + $4, s }' /proc/stat; }
+# utime + stime + cutime + cstime of this script: itself and the load generators it reaped.
+self_ticks() {
+  local line
+  line="$(cat "/proc/$$/stat")"
+  awk '{ print $12 + $13 + $14 + $15 }' <<<"${line##*) }"
+}
+
 # ---------------------------------------------------------------- process helpers
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Waits until `Host: be` on PORT answers the backend's body; fails if PID exits first.
 wait_serving() {
   local port=$1 pid=$2 i body
   for ((i = 0; i < 150; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 1
+    alive "$pid" || return 1
     body="$(curl -s --max-time 1 -H 'Host: be' "http://127.0.0.1:$port/" 2>/dev/null || true)"
     [[ "$body" == "hello world" ]] && return 0
     sleep 0.1
@@ -197,21 +230,24 @@ start() {
 }
 
 # ---------------------------------------------------------------- results
-declare -A RPS REQS TICKS CPU_US RATE_US BE_US NON2XX P50 P99 P999 OHA_RPS OHA_ERR RSS_IDLE RSS_LOAD
+declare -A RPS REQS TICKS CPU_US RATE_US BE_US OTHER NON2XX P50 P99 P999 OHA_RPS OHA_ERR RSS_IDLE RSS_LOAD
 TARGETS=()
 
 fmt() { awk -v v="$1" -v d="${2:-1}" 'BEGIN { if (v == "" || v == "-") print "—"; else printf "%.*f\n", d, v }'; }
 
 # measure NAME PORT PROXY_PID|- : the throughput, latency and memory figures of one target.
 measure() {
-  local name=$1 port=$2 pid=$3 url="http://127.0.0.1:$2/" t0 t1 b0 b1
+  local name=$1 port=$2 pid=$3 url="http://127.0.0.1:$2/" t0 t1 b0 b1 m0 m1 s0 s1 p0=0 p1=0 be0 be1
   TARGETS+=("$name")
   if [[ $pid != "-" ]]; then RSS_IDLE[$name]=$(rss_kb "$pid"); fi
   log "$name: warm-up ${WARM}s"
   taskset -c 0 wrk -t1 -c"$CONNS" -d"${WARM}s" -H 'Host: be' "$url" >"$RUN/$name.warmup.txt"
   log "$name: wrk ${DUR}s"
+  m0=$(machine_ticks)
+  s0=$(self_ticks)
   b0=$(cpu_ticks "$BACKEND_PID")
-  if [[ $pid != "-" ]]; then t0=$(cpu_ticks "$pid"); fi
+  be0=$b0
+  if [[ $pid != "-" ]]; then t0=$(cpu_ticks "$pid"); p0=$t0; fi
   taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -H 'Host: be' "$url" >"$RUN/$name.wrk.txt"
   if [[ $pid != "-" ]]; then t1=$(cpu_ticks "$pid"); fi
   b1=$(cpu_ticks "$BACKEND_PID")
@@ -228,7 +264,16 @@ measure() {
   if [[ $pid != "-" ]]; then t0=$(cpu_ticks "$pid"); fi
   taskset -c 0 oha --no-tui -z "${DUR}s" -c "$CONNS" -q "$RATE" --latency-correction \
     "${OHA_JSON[@]}" -H 'Host: be' "$url" >"$RUN/$name.oha.json"
-  if [[ $pid != "-" ]]; then t1=$(cpu_ticks "$pid"); fi
+  if [[ $pid != "-" ]]; then t1=$(cpu_ticks "$pid"); p1=$t1; fi
+  be1=$(cpu_ticks "$BACKEND_PID")
+  s1=$(self_ticks)
+  m1=$(machine_ticks)
+  # What the rest of the machine used meanwhile: busy ticks not spent by the backend, the
+  # proxy, or this script and its load generators.
+  OTHER[$name]=$(awk -v m0="$m0" -v m1="$m1" -v ours=$(((s1 - s0) + (be1 - be0) + (p1 - p0))) 'BEGIN {
+    split(m0, a, " "); split(m1, b, " "); cap = b[2] - a[2]; o = b[1] - a[1] - ours
+    if (o < 0) o = 0
+    printf "%.0f\n", (cap > 0) ? 100 * o / cap : 0 }')
   P50[$name]=$(jq -r '.latencyPercentiles.p50 * 1e6' "$RUN/$name.oha.json")
   P99[$name]=$(jq -r '.latencyPercentiles.p99 * 1e6' "$RUN/$name.oha.json")
   P999[$name]=$(jq -r '.latencyPercentiles["p99.9"] * 1e6' "$RUN/$name.oha.json")
@@ -264,7 +309,21 @@ elif [[ $BUILD -eq 1 ]]; then
 fi
 if [[ $SINEW_STATUS == measured && ! -x $SINEW_BIN ]]; then
   SINEW_STATUS="skipped: $SINEW_BIN does not exist"
+elif [[ $SINEW_STATUS == measured && $BUILD -eq 0 ]]; then
+  SINEW_STATUS="measured (--no-build: binary built $(date -u -r "$SINEW_BIN" '+%Y-%m-%d %H:%M UTC'), possibly before this commit)"
 fi
+
+# Share of CPU time other work used over 2 s (from /proc/stat: idle + iowait are not busy).
+cpu_busy_percent() {
+  local a b
+  a=$(awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
+  sleep 2
+  b=$(awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6 }' /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); t = y[1] - x[1]
+    printf "%.0f\n", (t > 0) ? 100 * (1 - (y[2] - x[2]) / t) : 0 }'
+}
+BUSY_BEFORE=$(cpu_busy_percent)
+log "CPU busy with other work before the run: $BUSY_BEFORE%"
 
 log "starting backend nginx on CPU 0"
 start backend 0 nginx -e stderr -p "$ROOT/$RUN" -c backend-nginx.conf
@@ -285,7 +344,7 @@ wait_serving "$NGINX_PORT" "$STARTED_PID" || die "nginx did not serve on $NGINX_
 measure nginx "$NGINX_PORT" "$STARTED_PID"
 stop_pid "$STARTED_PID"
 
-if [[ $SINEW_STATUS == measured ]]; then
+if [[ $SINEW_STATUS == measured* ]]; then
   log "starting Sinew on CPU 1"
   start sinew 1 "$SINEW_BIN" proxy --config bench/sinew.yaml
   SINEW_PID=$STARTED_PID
@@ -294,7 +353,7 @@ if [[ $SINEW_STATUS == measured ]]; then
     curl -s --max-time 2 "http://127.0.0.1:$SINEW_API_PORT/metrics" >"$RUN/sinew.metrics.txt" || true
     stop_pid "$SINEW_PID"
   else
-    if kill -0 "$SINEW_PID" 2>/dev/null; then
+    if alive "$SINEW_PID"; then
       SINEW_STATUS="skipped: $SINEW_BIN did not serve Host: be on 127.0.0.1:$SINEW_PORT within 15 s (see $RUN/sinew.log)"
     else
       SINEW_STATUS="skipped: $SINEW_BIN exited before serving (see $RUN/sinew.log)"
@@ -302,11 +361,11 @@ if [[ $SINEW_STATUS == measured ]]; then
     stop_pid "$SINEW_PID"
   fi
 fi
-[[ $SINEW_STATUS == measured ]] || log "Sinew $SINEW_STATUS"
+[[ $SINEW_STATUS == measured* ]] || log "Sinew $SINEW_STATUS"
 
 # ---------------------------------------------------------------- report
 # ratio A B: A / B with two decimals, or empty when either is missing.
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print ""; else printf "%.2f\n", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print ""; else printf "%.6f\n", a / b }'; }
 # verdict OK_EXPR: "pass" / "**FAIL**" from an awk condition on v (and w).
 verdict() { awk -v v="$1" -v w="${3:-}" "BEGIN { if (v == \"\") print \"not measured\"; else if ($2) print \"pass\"; else print \"**FAIL**\" }"; }
 mib() { awk -v k="$1" 'BEGIN { if (k == "") print "—"; else printf "%.1f\n", k / 1024 }'; }
@@ -322,29 +381,49 @@ notes() {
   local n=$1 out=()
   [[ -n ${NON2XX[$n]:-} ]] && out+=("wrk: ${NON2XX[$n]} non-2xx")
   [[ ${OHA_ERR[$n]:-0} != 0 ]] && out+=("oha: ${OHA_ERR[$n]} errors")
+  if [[ ${OTHER[$n]:-0} -ge 5 ]]; then out+=("other work used ${OTHER[$n]}% of the CPUs"); fi
   if awk -v r="${OHA_RPS[$n]:-0}" -v q="$RATE" 'BEGIN { exit !(r < 0.95 * q) }'; then
     out+=("oha reached only $(fmt "${OHA_RPS[$n]:-0}" 0) req/s")
   fi
-  local IFS=';'
-  echo "${out[*]:-}"
+  local joined="" x
+  for x in "${out[@]}"; do joined+="${joined:+; }$x"; done
+  echo "$joined"
+}
+
+# A warning when other work kept the CPUs busy just before the run.
+busy_note() {
+  awk -v b="$BUSY_BEFORE" 'BEGIN {
+    if (b + 0 >= 10)
+      printf "\n**The machine was busy: %s%% of its CPU time was used by other work in the 2 s before the run. CPU-per-request ratios still compare the proxies; latency percentiles mostly measure the contention. Rerun on a quiet machine for latency figures.**\n", b }'
+}
+
+# What Sinew's own /metrics counted, as evidence that routing and metrics were on.
+sinew_metrics_note() {
+  local f="$RUN/sinew.metrics.txt" n
+  [[ $SINEW_STATUS == measured* ]] || return 0
+  n=$(awk '/^sinew_requests_total\{/ && /direction="outbound"/ && /route="be"/ { s += $NF } END { printf "%d", s }' "$f" 2>/dev/null || echo 0)
+  if [[ $n -gt 0 ]]; then
+    echo "; its /metrics counted $n outbound requests on route \`be\` during the run"
+  else
+    echo "; its /metrics showed no outbound requests on route \`be\` (see sinew.metrics.txt)"
+  fi
 }
 
 report() {
-  local n added hp np commit
-  commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  if ! git diff --quiet HEAD -- crates Cargo.toml Cargo.lock 2>/dev/null; then commit="$commit (with uncommitted changes in crates/)"; fi
+  local n added hp np
   cat <<MD
 # Proxy benchmarks
 
 Generated by \`bash bench/proxy.sh$([[ $QUICK -eq 1 ]] && echo " --quick")\` — do not edit by hand; rerun the script.
 $([[ $QUICK -eq 1 ]] && printf '\n**Quick run (%s s measurements): a smoke test, not figures to publish.**\n' "$DUR")
+$(busy_note)
 
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC')
-- Commit: $commit
-- Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r), load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)
+- Commit: $COMMIT
+- Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r), load average at start $LOAD_START; CPU busy with other work in the 2 s before the run: $BUSY_BEFORE%
 - Tools: $(haproxy -v 2>/dev/null | awk 'NR == 1 { print "HAProxy " $3 }'), $(nginx -v 2>&1 | sed 's|.*/||; s|^|nginx |'), $(wrk --version 2>&1 | awk 'NR == 1 { print "wrk " $2 }'), $(oha --version 2>/dev/null | head -1)
 - Clock ticks: CLK_TCK = $CLK_TCK (CPU time resolution $((1000 / CLK_TCK)) ms)
-- Sinew: $SINEW_STATUS
+- Sinew: $SINEW_STATUS$(sinew_metrics_note)
 
 ## Results
 
@@ -353,18 +432,18 @@ $RATE requests/s, $CONNS connections, ${DUR} s, latency-corrected. CPU is the pr
 utime + stime over the wrk run (and, in the "at $RATE/s" column, over the oha run, where the
 proxy is not saturated); "backend" is the backend nginx's over the wrk run, for reference.
 
-| target | requests/s | proxy CPU ticks | proxy CPU µs/request | backend CPU µs/request | p50 µs | p99 µs | p99.9 µs | p99 added over direct µs | proxy CPU µs/request at $RATE/s | RSS idle → after load MiB | notes |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| target | requests/s | proxy CPU ticks | proxy CPU µs/request | backend CPU µs/request | p50 µs | p99 µs | p99.9 µs | p99 added over direct µs | proxy CPU µs/request at $RATE/s | RSS idle → after load MiB | other work % CPU | notes |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 MD
   for n in "${TARGETS[@]}"; do
     added=""
     [[ $n != direct ]] && added=$(awk -v a="${P99[$n]}" -v b="${P99[direct]}" 'BEGIN { printf "%.0f", a - b }')
     local rss="—"
     [[ -n ${RSS_IDLE[$n]:-} ]] && rss="$(mib "${RSS_IDLE[$n]}") → $(mib "${RSS_LOAD[$n]:-}")"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$n")" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$n")" \
       "$(fmt "${RPS[$n]}" 0)" "${TICKS[$n]:-—}" "$(fmt "${CPU_US[$n]:-}" 2)" "$(fmt "${BE_US[$n]}" 2)" \
       "$(fmt "${P50[$n]}" 0)" "$(fmt "${P99[$n]}" 0)" "$(fmt "${P999[$n]}" 0)" "${added:-—}" \
-      "$(fmt "${RATE_US[$n]:-}" 2)" "$rss" "$(notes "$n")"
+      "$(fmt "${RATE_US[$n]:-}" 2)" "$rss" "${OTHER[$n]}" "$(notes "$n")"
   done
 
   hp=$(ratio "${CPU_US[haproxy]:-}" "${CPU_US[sinew]:-}")
@@ -382,13 +461,14 @@ MD
 
 | bar | measured | required | verdict |
 |---|---:|---:|---|
-| CPU per request, HAProxy µs / Sinew µs | ${hp:-—} | ≥ 1.30 | $(verdict "$hp" 'v >= 1.3') |
-| CPU per request, nginx µs / Sinew µs | ${np:-—} | ≥ 1.15 | $(verdict "$np" 'v >= 1.15') |
+| CPU per request, HAProxy µs / Sinew µs | $(fmt "$hp" 2) | ≥ 1.30 | $(verdict "$hp" 'v >= 1.3') |
+| CPU per request, nginx µs / Sinew µs | $(fmt "$np" 2) | ≥ 1.15 | $(verdict "$np" 'v >= 1.15') |
 | p99 added over direct at $RATE requests/s | ${added:-—}${added:+ µs} | ≤ 50 µs | $(verdict "$added" 'v <= 50') |
 | p99.9 at $RATE requests/s | ${p999:-—} | ≤ both peers | $(verdict "$p999_ok" 'v == 1') |
 | idle RSS | $(mib "${RSS_IDLE[sinew]:-}") MiB | ≤ 8 MiB | $(verdict "${RSS_IDLE[sinew]:-}" 'v <= 8192') |
 
-For context, between the peers: nginx µs / HAProxy µs = $(ratio "${CPU_US[nginx]:-}" "${CPU_US[haproxy]:-}").
+For context, between the peers: nginx µs / HAProxy µs = $(fmt "$(ratio "${CPU_US[nginx]:-}" "${CPU_US[haproxy]:-}")" 2).
+$(for n in "${TARGETS[@]}"; do [[ -z $(notes "$n") ]] || printf '\n**%s figures are suspect: %s.**\n' "$(label "$n")" "$(notes "$n")"; done)
 
 ## Commands
 
@@ -424,6 +504,10 @@ taskset -c 0 oha --no-tui -z ${DUR}s -c $CONNS -q $RATE --latency-correction ${O
   (coordinated omission accounted for), so a proxy is not rewarded for answering fewer
   requests. "p99 added over direct" is the proxy's p99 minus the direct connection's p99
   from the same run.
+- **Other work** is the share of the machine's CPU time (user + nice + system, from
+  \`/proc/stat\`) during the target's wrk and oha runs that neither the backend, the proxy
+  nor the load generators used: other processes competing for the two CPUs. Above 5 % it
+  is flagged, and that target's latency figures mostly measure the contention.
 - **Memory** is VmRSS from \`/proc/PID/status\`, summed over the process tree, right after the
   proxy serves its first request (idle) and after the load.
 - **Configuration.** HAProxy and nginx use the team's fixed peer configs
