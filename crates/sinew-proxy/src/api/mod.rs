@@ -7,23 +7,11 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use std::{convert::Infallible, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
 /// How long `/ready` waits for the application to accept a connection.
 const APP_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Refuses to expose the API beyond this host.
-pub fn check_loopback(addr: SocketAddr) -> io::Result<()> {
-    if addr.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("the api listener must be a loopback address, not {addr}"),
-        ))
-    }
-}
 
 /// Serves the API on `listener` until the process exits.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {

@@ -34,6 +34,9 @@ pub(crate) struct Request<'r> {
 #[derive(Debug)]
 pub(crate) struct Exchanged {
     pub(crate) status: u16,
+    /// For an upgrade, when the 101 reached the client (the session that
+    /// follows is not request latency).
+    pub(crate) upgraded_at: Option<Instant>,
     /// Whether the downstream connection can carry another request.
     pub(crate) keep_alive: bool,
     pub(crate) upstream_bytes: u64,
@@ -215,6 +218,7 @@ pub(crate) async fn run(
         }
         return Ok(Exchanged {
             status,
+            upgraded_at: None,
             keep_alive,
             upstream_bytes,
         });
@@ -343,6 +347,7 @@ async fn upgrade(
     if down.write_all(out).await.is_err() {
         return Err(started);
     }
+    let upgraded_at = Instant::now();
     if !rbuf.is_empty() {
         if up.write_all(rbuf).await.is_err() {
             return Err(started);
@@ -355,6 +360,7 @@ async fn upgrade(
     };
     Ok(Exchanged {
         status,
+        upgraded_at: Some(upgraded_at),
         keep_alive: false,
         upstream_bytes,
     })

@@ -275,10 +275,14 @@ impl Conn {
         match result {
             Ok(Exchanged {
                 status,
+                upgraded_at,
                 keep_alive,
                 upstream_bytes,
             }) => {
-                load.finish(elapsed);
+                let elapsed = upgraded_at.map_or(elapsed, |at| at.duration_since(started));
+                if request.target.cluster.balancer.uses_latency() {
+                    load.finish(elapsed);
+                }
                 request.target.metrics.record(status, elapsed);
                 if let (Some(log), Some(record)) = (log, record.as_ref()) {
                     let flags = if status == 101 {

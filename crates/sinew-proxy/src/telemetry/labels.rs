@@ -147,7 +147,7 @@ pub struct RequestLabels<'a> {
     pub direction: Direction,
     /// Destination service (the backend's service).
     pub service: &'a str,
-    /// Name of the matched Route resource (empty when the host had no Route).
+    /// Name of the matched Route resource (`service/NAME` for a service's implicit route, `inbound` inbound).
     pub route: &'a str,
     /// Backend within the route, e.g. `reviews` or `reviews/v2` with a subset.
     pub backend: &'a str,

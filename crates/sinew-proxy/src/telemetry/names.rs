@@ -69,7 +69,7 @@ pub const REQUEST_DURATION_SECONDS: MetricDef = def(
     "sinew_request_duration_seconds",
     Histogram,
     &["direction", "service", "route", "backend"],
-    "Time from request received to response headers sent, in seconds.",
+    "Time from request received until the response completed (HTTP/1.1), or until its headers arrived (HTTP/2; upgrades: until the 101), in seconds.",
 );
 /// Downstream connections currently open.
 pub const OPEN_CONNECTIONS: MetricDef = def(

@@ -198,7 +198,7 @@ mod tests {
 # TYPE sinew_requests_total counter
 sinew_requests_total{direction="inbound",service="web",route="",backend="web",status_class="2xx"} 1
 sinew_requests_total{direction="inbound",service="web",route="",backend="web",status_class="5xx"} 1
-# HELP sinew_request_duration_seconds Time from request received to response headers sent, in seconds.
+# HELP sinew_request_duration_seconds Time from request received until the response completed (HTTP/1.1), or until its headers arrived (HTTP/2; upgrades: until the 101), in seconds.
 # TYPE sinew_request_duration_seconds histogram
 sinew_request_duration_seconds_bucket{direction="inbound",service="web",route="",backend="web",le="0.0001"} 0
 sinew_request_duration_seconds_bucket{direction="inbound",service="web",route="",backend="web",le="0.0002"} 1

@@ -27,7 +27,6 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     }
     crate::logging::init();
     let spec = config.proxy.spec.clone();
-    api::check_loopback(spec.listen.api).map_err(|e| e.to_string())?;
     if spec.control.is_some() {
         tracing::warn!("spec.control is set but this build runs static mode only; serving the file's resources");
     }
@@ -84,10 +83,12 @@ async fn wait_for_stop(shared: &Arc<sinew_proxy::Shared>) {
     let mut term = signal(SignalKind::terminate()).ok();
     let mut int = signal(SignalKind::interrupt()).ok();
     let mut drain = shared.drain_signal();
+    // `wait_for` sees a drain that started before this point too.
+    let drained = drain.wait_for(|draining| *draining);
     tokio::select! {
         _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
         _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
-        _ = drain.changed() => {}
+        _ = drained => {}
     }
     shared.start_drain();
 }
