@@ -20,14 +20,7 @@ pub(crate) struct Record {
     pub(crate) upstream: Option<SocketAddr>,
     pub(crate) service: String,
     pub(crate) route: String,
-}
-
-/// How the request ended.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Outcome {
-    pub(crate) status: u16,
-    pub(crate) duration: Duration,
-    pub(crate) bytes_out: Option<u64>,
+    /// Why the proxy failed the request, if it did.
     pub(crate) error: Option<ProxyErrorKind>,
     pub(crate) flags: AccessFlags,
 }
@@ -53,29 +46,37 @@ impl Record {
             upstream: None,
             service: String::new(),
             route: String::new(),
+            error: None,
+            flags: AccessFlags::NONE,
         }
     }
 
     /// Writes the line.
-    pub(crate) fn log(&self, log: &AccessLog, outcome: Outcome) {
+    pub(crate) fn log(
+        &self,
+        log: &AccessLog,
+        status: u16,
+        duration: Duration,
+        bytes_out: Option<u64>,
+    ) {
         log.log(&AccessEntry {
             timestamp: self.timestamp,
             direction: self.direction,
             method: &self.method,
             authority: &self.authority,
             path: &self.path,
-            status: outcome.status,
-            duration: outcome.duration,
+            status,
+            duration,
             bytes_in: None,
-            bytes_out: outcome.bytes_out,
+            bytes_out,
             upstream: self.upstream,
             service: &self.service,
             route: &self.route,
             trace: self.trace,
             remote: Some(self.remote),
             user_agent: self.user_agent.as_deref(),
-            error: outcome.error,
-            flags: outcome.flags,
+            error: self.error,
+            flags: self.flags,
         });
     }
 }

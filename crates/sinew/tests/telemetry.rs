@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sinew_testkit::{assert_eventually, resource, Backend, Proxy, Request};
+use sinew_testkit::{assert_eventually, resource, Backend, HttpClient, Proxy, Request};
 
 const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
 
@@ -157,16 +157,26 @@ async fn json_access_log_line_is_written_per_request() {
         .await;
 
     assert_eq!(proxy.get("web", "/logged?x=1").await.status, 200);
+    let mut h2 = HttpClient::h2(proxy.outbound()).await.expect("h2 connect");
+    assert_eq!(
+        h2.get("web", "/logged-h2").await.expect("h2 get").status,
+        200
+    );
 
-    let logged = || {
-        std::fs::read_to_string(&log_path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["path"].as_str().is_some_and(|p| p.starts_with("/logged")))
+    let logged_at = |prefix: &'static str| {
+        let log_path = log_path.clone();
+        move || {
+            std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
+        }
     };
+    let logged = logged_at("/logged?");
+    let logged_h2 = logged_at("/logged-h2");
     assert_eventually!(
-        logged().is_some(),
+        logged().is_some() && logged_h2().is_some(),
         Duration::from_secs(5),
         "access log line for /logged in {}: {:?}",
         log_path.display(),
@@ -176,6 +186,17 @@ async fn json_access_log_line_is_written_per_request() {
     assert_eq!(line["method"], "GET", "{line}");
     assert_eq!(line["status"], 200, "{line}");
     assert_eq!(line["service"], "web", "{line}");
+    let line = logged_h2().unwrap_or_default();
+    assert_eq!(
+        (line["method"].as_str(), line["status"].as_u64()),
+        (Some("GET"), Some(200)),
+        "{line}"
+    );
+    assert_eq!(line["route"], "service/web", "{line}");
+    assert!(
+        line["trace_id"].as_str().is_some_and(|t| t.len() == 32),
+        "{line}"
+    );
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(
         text.lines()

@@ -4,7 +4,7 @@
 use super::exchange::{self, Buffers, Exchanged, Request};
 use super::head::{self, Framing};
 use super::write::{self, Edits, RequestRewrite};
-use crate::access::{Outcome, Record};
+use crate::access::Record;
 use crate::dispatch::{self, Decision};
 use crate::error::{ErrorKind, ProxyError};
 use crate::route::RequestView;
@@ -191,17 +191,10 @@ impl Conn {
                     has_body || head.conn.close,
                 );
                 direct.metrics.record(direct.status.as_u16());
-                if let (Some(log), Some(record)) = (log, record.as_ref()) {
-                    record.log(
-                        log,
-                        Outcome {
-                            status: direct.status.as_u16(),
-                            duration: started.elapsed(),
-                            bytes_out: Some(direct.body.len() as u64),
-                            error: None,
-                            flags: AccessFlags::DIRECT_RESPONSE,
-                        },
-                    );
+                if let (Some(log), Some(record)) = (log, record.as_mut()) {
+                    record.flags = AccessFlags::DIRECT_RESPONSE;
+                    let bytes = Some(direct.body.len() as u64);
+                    record.log(log, direct.status.as_u16(), started.elapsed(), bytes);
                 }
                 let close = has_body || head.conn.close;
                 self.rbuf.advance(head_len);
@@ -284,22 +277,11 @@ impl Conn {
                     load.finish(elapsed);
                 }
                 request.target.metrics.record(status, elapsed);
-                if let (Some(log), Some(record)) = (log, record.as_ref()) {
-                    let flags = if status == 101 {
-                        AccessFlags::UPGRADED
-                    } else {
-                        AccessFlags::NONE
-                    };
-                    record.log(
-                        log,
-                        Outcome {
-                            status,
-                            duration: elapsed,
-                            bytes_out: Some(upstream_bytes),
-                            error: None,
-                            flags,
-                        },
-                    );
+                if let (Some(log), Some(record)) = (log, record.as_mut()) {
+                    if upgraded_at.is_some() {
+                        record.flags = AccessFlags::UPGRADED;
+                    }
+                    record.log(log, status, elapsed, Some(upstream_bytes));
                 }
                 if keep_alive {
                     Next::KeepAlive
@@ -315,17 +297,9 @@ impl Conn {
                     .metrics
                     .proxy_error(failed.error.metric_kind())
                     .inc();
-                if let (Some(log), Some(record)) = (log, record.as_ref()) {
-                    record.log(
-                        log,
-                        Outcome {
-                            status,
-                            duration: elapsed,
-                            bytes_out: None,
-                            error: Some(failed.error.metric_kind()),
-                            flags: AccessFlags::NONE,
-                        },
-                    );
+                if let (Some(log), Some(record)) = (log, record.as_mut()) {
+                    record.error = Some(failed.error.metric_kind());
+                    record.log(log, status, elapsed, None);
                 }
                 if failed.response_started {
                     return Next::Close;

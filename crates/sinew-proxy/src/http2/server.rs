@@ -3,12 +3,13 @@
 //! upstream connection, keeping HTTP/2 end to end (gRPC trailers included).
 
 use super::client;
+use crate::access::Record;
 use crate::dispatch::{self, Decision};
 use crate::endpoint::H2Body;
 use crate::error::{ErrorKind, ProxyError};
 use crate::route::RequestView;
 use crate::server::{Direction, Shared};
-use crate::telemetry::TraceContext;
+use crate::telemetry::{AccessFlags, TraceContext};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
@@ -85,6 +86,41 @@ async fn handle(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<H2Body> {
+    let Some(log) = shared.access_log.as_ref() else {
+        return forward(shared, direction, peer, req, None).await;
+    };
+    let started = Instant::now();
+    let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .map(HeaderValue::as_bytes);
+    let mut record = Record::new(
+        direction,
+        peer,
+        req.method().as_str(),
+        authority,
+        target,
+        user_agent,
+    );
+    let resp = forward(shared, direction, peer, req, Some(&mut record)).await;
+    record.log(log, resp.status().as_u16(), started.elapsed(), None);
+    resp
+}
+
+/// Decides and forwards one stream; fills `record` for the access log.
+async fn forward(
+    shared: &Shared,
+    direction: Direction,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    mut record: Option<&mut Record>,
+) -> Response<H2Body> {
     let started = Instant::now();
     let runtime = shared.runtime();
     let worker = crate::endpoint::current_worker();
@@ -104,8 +140,7 @@ async fn handle(
         Ok(p) => p.into_owned(),
         Err(_) => {
             let e = ProxyError::new(ErrorKind::BadPath);
-            shared.metrics.proxy_error(e.metric_kind()).inc();
-            return error_response(&e);
+            return refuse(shared, &e, record);
         }
     };
     let query = parts.uri.query().map(str::to_owned);
@@ -122,12 +157,12 @@ async fn handle(
         Ok(Decision::Forward(target)) => target,
         Ok(Decision::Direct(direct)) => {
             direct.metrics.record(direct.status.as_u16());
+            if let Some(record) = record {
+                record.flags = AccessFlags::DIRECT_RESPONSE;
+            }
             return local(direct.status, None, direct.headers, direct.body.clone());
         }
-        Err(e) => {
-            shared.metrics.proxy_error(e.metric_kind()).inc();
-            return error_response(&e);
-        }
+        Err(e) => return refuse(shared, &e, record),
     };
 
     // Rewrite the request for the upstream.
@@ -153,7 +188,7 @@ async fn handle(
         .build()
     {
         Ok(uri) => uri,
-        Err(_) => return error_response(&ProxyError::new(ErrorKind::BadRequest)),
+        Err(_) => return refuse(shared, &ProxyError::new(ErrorKind::BadRequest), record),
     };
     strip_connection_headers(&mut parts.headers);
     if let Some(forward) = target.forward {
@@ -170,6 +205,12 @@ async fn handle(
     let upstream_req = Request::from_parts(parts, body.boxed_unsync());
     let replay = client::Replay::of(&upstream_req);
 
+    if let Some(record) = record.as_deref_mut() {
+        record.trace = Some(trace);
+        record.upstream = Some(target.endpoint.addr);
+        record.service = target.cluster.service.to_string();
+        record.route = target.route_name().to_owned();
+    }
     let load = target.load().start();
     let sent = client::send(
         target.cluster,
@@ -206,10 +247,22 @@ async fn handle(
             drop(load);
             target.metrics.record(e.status(), elapsed);
             shared.metrics.proxy_error(e.metric_kind()).inc();
+            if let Some(record) = record {
+                record.error = Some(e.metric_kind());
+            }
             tracing::debug!(error = %e, upstream = %target.endpoint.addr, "HTTP/2 request failed");
             error_response(&e)
         }
     }
+}
+
+/// Counts and answers a request refused before forwarding.
+fn refuse(shared: &Shared, error: &ProxyError, record: Option<&mut Record>) -> Response<H2Body> {
+    shared.metrics.proxy_error(error.metric_kind()).inc();
+    if let Some(record) = record {
+        record.error = Some(error.metric_kind());
+    }
+    error_response(error)
 }
 
 fn apply(headers: &mut HeaderMap, set: &[(HeaderName, HeaderValue)], remove: &[HeaderName]) {
