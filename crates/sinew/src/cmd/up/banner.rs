@@ -53,6 +53,14 @@ pub(crate) fn ready(shop: &Shop, logs: &Path) -> String {
             i.name, i.ports.api
         );
     }
+    for flaky in shop.instances.iter().filter(|i| i.fail_ratio > 0.0) {
+        let _ = writeln!(
+            out,
+            "\n  note:  {} answers {:.0}% of its requests with 503 on purpose; until retries and\n         outlier ejection land, some of those failures reach the demo traffic",
+            flaky.name,
+            flaky.fail_ratio * 100.0
+        );
+    }
     let _ = writeln!(out, "\n  logs:  {}", logs.display());
     out.push_str("\nDemo traffic: 4 requests/s to web. A status line follows every few seconds; Ctrl-C stops everything.\n");
     out
