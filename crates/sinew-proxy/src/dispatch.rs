@@ -24,6 +24,8 @@ pub(crate) struct Target<'r> {
     route: &'r str,
     pub(crate) metrics: &'r RequestMetrics,
     pub(crate) timeout: Option<Duration>,
+    /// The rule's fault injection, if any.
+    pub(crate) fault: Option<&'r sinew_model::Fault>,
 }
 
 impl Target<'_> {
@@ -79,6 +81,7 @@ pub(crate) fn decide<'r>(
             route: "inbound",
             metrics: &inbound.metrics,
             timeout: cluster.timeout,
+            fault: None,
         }));
     }
     let authority = authority.ok_or(ProxyError::new(ErrorKind::NoRoute))?;
@@ -107,6 +110,7 @@ pub(crate) fn decide<'r>(
                 route: &rule.route_name,
                 metrics: runtime.request_metrics(&rule.route_name, backend.cluster),
                 timeout: rule.timeout.or(cluster.timeout),
+                fault: rule.fault.as_ref(),
             }))
         }
     }

@@ -7,6 +7,7 @@ use super::write::{self, Edits, RequestRewrite};
 use crate::access::Record;
 use crate::dispatch::{self, Decision};
 use crate::error::{ErrorKind, ProxyError};
+use crate::fault::{Injected, FAULT_HEADER};
 use crate::route::RequestView;
 use crate::server::{Direction, Shared};
 use crate::telemetry::{AccessFlags, TraceContext};
@@ -205,6 +206,41 @@ impl Conn {
             }
             Err(e) => return self.fail(e, has_body || head.conn.close, started).await,
         };
+        if let Some(fault) = target.fault {
+            let injected = Injected::roll(fault);
+            if let Some(delay) = injected.delay {
+                tokio::time::sleep(delay).await;
+                if let Some(record) = record.as_mut() {
+                    record.flags = record.flags | AccessFlags::FAULT_DELAY;
+                }
+            }
+            if let Some(status) = injected.abort {
+                let close = has_body || head.conn.close;
+                self.out.clear();
+                let marker = [(
+                    http::HeaderName::from_static(FAULT_HEADER),
+                    http::HeaderValue::from_static("abort"),
+                )];
+                write::local_response(
+                    &mut self.out,
+                    status,
+                    None,
+                    &marker,
+                    b"fault injected\n",
+                    close,
+                );
+                target.metrics.record(status.as_u16(), started.elapsed());
+                if let (Some(log), Some(record)) = (log, record.as_mut()) {
+                    record.flags = record.flags | AccessFlags::FAULT_ABORT;
+                    record.log(log, status.as_u16(), started.elapsed(), None);
+                }
+                self.rbuf.advance(head_len);
+                if self.down.write_all(&self.out).await.is_err() || close {
+                    return Next::Close;
+                }
+                return Next::KeepAlive;
+            }
+        }
         let trace = head
             .header_value("traceparent")
             .and_then(TraceContext::from_header)

@@ -7,6 +7,7 @@ use crate::access::Record;
 use crate::dispatch::{self, Decision};
 use crate::endpoint::H2Body;
 use crate::error::{ErrorKind, ProxyError};
+use crate::fault::{Injected, FAULT_HEADER};
 use crate::route::RequestView;
 use crate::server::{Direction, Shared};
 use crate::telemetry::{AccessFlags, TraceContext};
@@ -164,6 +165,32 @@ async fn forward(
         }
         Err(e) => return refuse(shared, &e, record),
     };
+
+    if let Some(fault) = target.fault {
+        let injected = Injected::roll(fault);
+        if let Some(delay) = injected.delay {
+            tokio::time::sleep(delay).await;
+            if let Some(record) = record.as_deref_mut() {
+                record.flags = record.flags | AccessFlags::FAULT_DELAY;
+            }
+        }
+        if let Some(status) = injected.abort {
+            target.metrics.record(status.as_u16(), started.elapsed());
+            if let Some(record) = record {
+                record.flags = record.flags | AccessFlags::FAULT_ABORT;
+            }
+            let marker = [(
+                HeaderName::from_static(FAULT_HEADER),
+                HeaderValue::from_static("abort"),
+            )];
+            return local(
+                status,
+                None,
+                &marker,
+                Bytes::from_static(b"fault injected\n"),
+            );
+        }
+    }
 
     // Rewrite the request for the upstream.
     let trace = parts
