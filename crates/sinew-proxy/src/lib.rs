@@ -22,6 +22,7 @@ pub mod config;
 mod dispatch;
 pub mod endpoint;
 pub mod error;
+mod fault;
 mod http1;
 mod http2;
 mod listen;
