@@ -35,7 +35,8 @@ impl Snapshot {
     /// Checks `resources` against each other and freezes them as `version`.
     ///
     /// Refused: two resources with one kind+namespace+name; two Routes claiming
-    /// one host; a Route backend or mirror naming an unknown service or subset,
+    /// one host; a Route backend or mirror naming an unknown service or subset
+    /// (failover subsets included),
     /// or a `tcp` service; a Route whose host is a `tcp` service; more than one Mesh.
     ///
     /// # Errors
@@ -122,19 +123,23 @@ impl Snapshot {
                 if let RouteAction::Backends(backends) = &rule.action {
                     for (j, b) in backends.iter().enumerate() {
                         let field = format!("spec.rules[{i}].backends[{j}]");
+                        let subset = b.subset.iter().map(|s| (s, format!("{field}.subset")));
+                        let failover = (b.failover.iter().enumerate())
+                            .map(|(k, s)| (s, format!("{field}.failover[{k}]")));
+                        let subsets: Vec<_> = subset.chain(failover).collect();
                         self.check_target(
                             errors,
                             loc,
                             &key.namespace,
                             &field,
                             &b.service,
-                            b.subset.as_deref(),
+                            &subsets,
                         );
                     }
                 }
                 if let Some(m) = &rule.mirror {
                     let field = format!("spec.rules[{i}].mirror");
-                    self.check_target(errors, loc, &key.namespace, &field, &m.service, None);
+                    self.check_target(errors, loc, &key.namespace, &field, &m.service, &[]);
                 }
             }
         }
@@ -147,7 +152,7 @@ impl Snapshot {
         namespace: &str,
         field: &str,
         service: &str,
-        subset: Option<&str>,
+        subsets: &[(&String, String)],
     ) {
         let svc_field = format!("{field}.service");
         let Some(svc) = self.services.get(&ObjectKey::new(namespace, service)) else {
@@ -162,8 +167,8 @@ impl Snapshot {
             );
             errors.push(at(ErrorKind::UnknownReference, loc, &svc_field, msg));
         }
-        if let Some(subset) = subset {
-            if !svc.spec.subsets.iter().any(|s| s.name == subset) {
+        for (subset, subset_field) in subsets {
+            if !svc.spec.subsets.iter().any(|s| &s.name == *subset) {
                 let known: Vec<&str> = svc.spec.subsets.iter().map(|s| s.name.as_str()).collect();
                 let msg = format!(
                     "service `{service}` has no subset `{subset}` (it has: {})",
@@ -173,12 +178,7 @@ impl Snapshot {
                         known.join(", ")
                     }
                 );
-                errors.push(at(
-                    ErrorKind::UnknownReference,
-                    loc,
-                    &format!("{field}.subset"),
-                    msg,
-                ));
+                errors.push(at(ErrorKind::UnknownReference, loc, subset_field, msg));
             }
         }
     }

@@ -33,11 +33,13 @@ fn table() -> RouteTable {
                         service: name.clone(),
                         subset: Some(subset.to_owned()),
                         weight: 90,
+                        failover: Vec::new(),
                     },
                     m::Backend {
                         service: name.clone(),
                         subset: Some("canary".to_owned()),
                         weight: 10,
+                        failover: Vec::new(),
                     },
                 ]),
                 timeout: None,
@@ -46,6 +48,7 @@ fn table() -> RouteTable {
                 fault: None,
                 mirror: None,
                 retries: None,
+                fallback: None,
             };
             let path = |p: &str| m::RouteMatch {
                 path: Some(m::PathMatch::Prefix(p.to_owned())),

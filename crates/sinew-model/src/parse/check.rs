@@ -1,6 +1,6 @@
 //! Value checks shared by all kinds: names, hosts, header names, statuses, percents, paths.
 
-use super::node::Node;
+use super::node::{Node, Value};
 use super::reader::{string, uint, Cx, D};
 use crate::{Duration, Pattern};
 
@@ -109,6 +109,34 @@ pub(crate) fn status(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<u16> {
         return cx.invalid(node, path, format!("status {n} is outside 100..=599"));
     }
     Some(n)
+}
+
+/// A status (`200`) or an inclusive range of statuses written `"200-299"`.
+pub(crate) fn status_range(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<crate::StatusRange> {
+    if matches!(&node.value, Value::Scalar { text, plain: true } if text.bytes().all(|c| c.is_ascii_digit()))
+    {
+        let s = status(cx, node, path)?;
+        return Some(crate::StatusRange { first: s, last: s });
+    }
+    let text = string(cx, node, path)?;
+    let parsed = text
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+    let Some((first, last)) = parsed else {
+        return cx.invalid(
+            node,
+            path,
+            format!("`{text}` is not a status or range; write 200 or \"200-299\""),
+        );
+    };
+    if !(100..=599).contains(&first) || !(100..=599).contains(&last) || first > last {
+        return cx.invalid(
+            node,
+            path,
+            format!("range `{text}` must go from a lower to a higher status within 100..=599"),
+        );
+    }
+    Some(crate::StatusRange { first, last })
 }
 
 /// A percentage, 0..=100 (fractions allowed).

@@ -28,6 +28,10 @@ const RETRY_ON: &[(&str, RetryOn)] = &[
     ("gateway-error", RetryOn::GatewayError),
     ("5xx", RetryOn::ServerError),
     ("retriable-status-codes", RetryOn::RetriableStatusCodes),
+    ("cancelled", RetryOn::Cancelled),
+    ("deadline-exceeded", RetryOn::DeadlineExceeded),
+    ("resource-exhausted", RetryOn::ResourceExhausted),
+    ("unavailable", RetryOn::Unavailable),
 ];
 
 /// `retries` (of a Service or a Route rule).
@@ -46,6 +50,16 @@ pub(crate) fn retries(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Retries> {
         backoff(cx, n, p, Backoff::RETRY_DEFAULT)
     });
     let budget = m.or(cx, "budget", d.budget, retry_budget);
+    let retry_non_idempotent = m.or(cx, "retry_non_idempotent", false, boolean);
+    let max_body_bytes = m.or(cx, "max_body_bytes", d.max_body_bytes, |cx, n, p| {
+        let v: u32 = uint(cx, n, p)?;
+        if v > Retries::MAX_BODY_BYTES_LIMIT {
+            let limit = Retries::MAX_BODY_BYTES_LIMIT;
+            return cx.invalid(n, p, format!("{v} is above the limit of {limit} (16 MiB)"));
+        }
+        Some(v)
+    });
+    let honor_retry_after = m.or(cx, "honor_retry_after", true, boolean);
     let (on_node, codes_node) = (m.node_of("on"), m.node_of("retriable_status_codes"));
     let (on_path, codes_path) = (m.path_of("on"), m.path_of("retriable_status_codes"));
     m.finish(cx);
@@ -72,6 +86,9 @@ pub(crate) fn retries(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Retries> {
         per_try_timeout: per_try_timeout?,
         backoff: backoff?,
         budget: budget?,
+        retry_non_idempotent: retry_non_idempotent?,
+        max_body_bytes: max_body_bytes?,
+        honor_retry_after: honor_retry_after?,
     })
 }
 

@@ -14,6 +14,7 @@ fn per_kind(kind: Kind) -> &'static [&'static str] {
             "spec.hosts[]",
             "spec.rules[].backends[].service",
             "spec.rules[].backends[].subset",
+            "spec.rules[].backends[].failover[]",
             "spec.rules[].mirror.service",
         ],
         Kind::Proxy => &["spec.listen.tcp[].service"],
@@ -78,16 +79,17 @@ mod tests {
 
     #[test]
     fn only_referenced_fields_are_kept_at_their_values() {
-        let text = "kind: Route\nmetadata: {name: r, labels: {a: b}}\nspec:\n  hosts: [a, b]\n  rules:\n    - backends:\n        - service: x\n          subset: v1\n      mirror: {service: m}\n    - direct_response: {status: 404}\n";
+        let text = "kind: Route\nmetadata: {name: r, labels: {a: b}}\nspec:\n  hosts: [a, b]\n  rules:\n    - backends:\n        - service: x\n          subset: v1\n          failover: [v2]\n      mirror: {service: m}\n    - direct_response: {status: 404}\n";
         let got = kept(text, Kind::Route);
         let want = [
             ("kind", 1, 7),
             ("metadata.name", 2, 18),
             ("spec.hosts[0]", 4, 11),
             ("spec.hosts[1]", 4, 14),
+            ("spec.rules[0].backends[0].failover[0]", 9, 22),
             ("spec.rules[0].backends[0].service", 7, 20),
             ("spec.rules[0].backends[0].subset", 8, 19),
-            ("spec.rules[0].mirror.service", 9, 25),
+            ("spec.rules[0].mirror.service", 10, 25),
         ];
         let want: Vec<(String, u32, u32)> = want
             .iter()

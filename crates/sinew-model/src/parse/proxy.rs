@@ -33,6 +33,12 @@ pub(crate) fn proxy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxySpe
         Duration::from_secs(10),
         super::reader::duration,
     );
+    let idle_timeout = m.or(
+        cx,
+        "idle_timeout",
+        Duration::from_secs(60),
+        super::check::positive_duration,
+    );
     m.finish(cx);
     Some(ProxySpec {
         service: service?,
@@ -42,6 +48,7 @@ pub(crate) fn proxy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxySpe
         workers: workers?,
         access_log: access_log?,
         drain_timeout: drain_timeout?,
+        idle_timeout: idle_timeout?,
     })
 }
 

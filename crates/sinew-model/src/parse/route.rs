@@ -59,7 +59,8 @@ fn rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<RouteRule> {
     let fault = m.opt(cx, "fault", fault);
     let mirror = m.opt(cx, "mirror", mirror);
     let retries = m.opt(cx, "retries", retries);
-    let only_forwarding: Vec<String> = ["rewrite", "mirror", "retries"]
+    let fallback = m.opt(cx, "fallback", direct_response);
+    let only_forwarding: Vec<String> = ["rewrite", "mirror", "retries", "fallback"]
         .into_iter()
         .filter(|k| m.has(k))
         .map(|k| m.path_of(k))
@@ -88,6 +89,7 @@ fn rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<RouteRule> {
         fault: fault?,
         mirror: mirror?,
         retries: retries?,
+        fallback: fallback?,
     })
 }
 
@@ -130,11 +132,16 @@ fn backends(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Vec<Backend>> {
         let service = m.req(cx, "service", name);
         let subset = m.opt(cx, "subset", name);
         let weight = m.or(cx, "weight", 1, uint);
+        let failover = m.or(cx, "failover", Vec::new(), |cx, n, p| cx.list(n, p, name));
+        let (fo_node, fo_path) = (m.node_of("failover"), m.path_of("failover"));
         m.finish(cx);
+        let (subset, failover) = (subset?, failover?);
+        check_failover(cx, fo_node, &fo_path, subset.as_deref(), &failover)?;
         Some(Backend {
             service: service?,
-            subset: subset?,
+            subset,
             weight: weight?,
+            failover,
         })
     })?;
     if list.is_empty() {
@@ -148,6 +155,42 @@ fn backends(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Vec<Backend>> {
         );
     }
     Some(list)
+}
+
+/// `failover` needs a primary `subset` and names each other subset once.
+fn check_failover(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    path: &str,
+    subset: Option<&str>,
+    failover: &[String],
+) -> D<()> {
+    if failover.is_empty() {
+        return Some(());
+    }
+    let Some(primary) = subset else {
+        return cx.invalid(
+            node,
+            path,
+            "needs a `subset` on the backend: failover goes from that subset to these, in order",
+        );
+    };
+    let super::node::Value::Seq(items) = &node.value else {
+        return Some(());
+    };
+    let mut ok = true;
+    for (i, (s, n)) in failover.iter().zip(items).enumerate() {
+        let msg = if s == primary {
+            format!("`{s}` is the backend's own subset")
+        } else if failover[..i].contains(s) {
+            format!("`{s}` is listed twice")
+        } else {
+            continue;
+        };
+        cx.invalid::<()>(n, &super::reader::index(path, i), msg);
+        ok = false;
+    }
+    ok.then_some(())
 }
 
 fn direct_response(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<DirectResponse> {

@@ -1,14 +1,15 @@
 //! Decoding and checking `Service.spec`.
 
 use super::check::{
-    exactly_one, header_name, name, percent_u32, positive, positive_duration, status, url_path,
+    exactly_one, header_name, name, percent_u32, positive, positive_duration, status_range,
+    url_path,
 };
 use super::common::retries;
 use super::node::Node;
 use super::reader::{boolean, nonempty, one_of, socket_addr, string, Cx, D};
 use crate::{
     Balancer, BalancerAlgorithm, CircuitBreaker, Duration, Endpoint, HashKey, HealthCheck,
-    HealthProbe, OutlierDetection, Protocol, ServiceSpec, Subset,
+    HealthProbe, InitialHealth, OutlierDetection, Protocol, ServiceSpec, Subset,
 };
 
 const ALGORITHMS: &[(&str, BalancerAlgorithm)] = &[
@@ -45,6 +46,12 @@ pub(crate) fn service_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Servic
         cx,
         "connect_timeout",
         Duration::from_secs(1),
+        positive_duration,
+    );
+    let upstream_idle_timeout = m.or(
+        cx,
+        "upstream_idle_timeout",
+        Duration::from_secs(30),
         positive_duration,
     );
     let retries = m.opt(cx, "retries", retries);
@@ -86,6 +93,7 @@ pub(crate) fn service_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Servic
         balancer: balancer?,
         timeout: timeout?,
         connect_timeout: connect_timeout?,
+        upstream_idle_timeout: upstream_idle_timeout?,
         retries: retries?,
         circuit_breaker: circuit_breaker?,
         outlier_detection: outlier_detection?,
@@ -126,9 +134,15 @@ fn balancer(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Balancer> {
         one_of(cx, n, p, ALGORITHMS)
     });
     let hash = m.opt(cx, "hash", hash_key);
+    let panic_threshold_percent = m.or(
+        cx,
+        "panic_threshold_percent",
+        Balancer::default().panic_threshold_percent,
+        percent_u32,
+    );
     let hash_path = m.path_of("hash");
     m.finish(cx);
-    let (algorithm, hash) = (algorithm?, hash?);
+    let (algorithm, hash, panic_threshold_percent) = (algorithm?, hash?, panic_threshold_percent?);
     if algorithm.needs_hash() && hash.is_none() {
         let msg = "`ring-hash` and `maglev` need a `hash` key: {header: NAME}, {cookie: NAME}, {query: NAME} or {source_ip: true}";
         cx.err(crate::ErrorKind::MissingField, node, &hash_path, msg);
@@ -141,7 +155,11 @@ fn balancer(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Balancer> {
             "`hash` is only used by `ring-hash` and `maglev`",
         );
     }
-    Some(Balancer { algorithm, hash })
+    Some(Balancer {
+        algorithm,
+        hash,
+        panic_threshold_percent,
+    })
 }
 
 fn hash_key(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<HashKey> {
@@ -182,11 +200,13 @@ fn circuit_breaker(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<CircuitBreaker
     let max_connections = m.or(cx, "max_connections", d.max_connections, positive);
     let max_pending = m.or(cx, "max_pending", d.max_pending, super::reader::uint);
     let max_requests = m.or(cx, "max_requests", d.max_requests, positive);
+    let max_retries = m.or(cx, "max_retries", d.max_retries, super::reader::uint);
     m.finish(cx);
     Some(CircuitBreaker {
         max_connections: max_connections?,
         max_pending: max_pending?,
         max_requests: max_requests?,
+        max_retries: max_retries?,
     })
 }
 
@@ -194,6 +214,8 @@ fn outlier_detection(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<OutlierDetec
     let d = OutlierDetection::default();
     let mut m = cx.map(node, path)?;
     let consecutive_errors = m.or(cx, "consecutive_errors", d.consecutive_errors, positive);
+    let consecutive_gateway_errors = m.opt(cx, "consecutive_gateway_errors", positive);
+    let consecutive_connect_errors = m.opt(cx, "consecutive_connect_errors", positive);
     let interval = m.or(cx, "interval", d.interval, positive_duration);
     let base_ejection = m.or(cx, "base_ejection", d.base_ejection, positive_duration);
     let max_ejection_percent = m.or(
@@ -205,6 +227,8 @@ fn outlier_detection(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<OutlierDetec
     m.finish(cx);
     Some(OutlierDetection {
         consecutive_errors: consecutive_errors?,
+        consecutive_gateway_errors: consecutive_gateway_errors?,
+        consecutive_connect_errors: consecutive_connect_errors?,
         interval: interval?,
         base_ejection: base_ejection?,
         max_ejection_percent: max_ejection_percent?,
@@ -217,7 +241,7 @@ fn health_check(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<HealthCheck> {
         let mut m = cx.map(n, p)?;
         let path = m.req(cx, "path", url_path);
         let expected = m.or(cx, "expected_statuses", Vec::new(), |cx, n, p| {
-            cx.list(n, p, status)
+            cx.list(n, p, status_range)
         });
         m.finish(cx);
         Some(HealthProbe::Http {
@@ -240,6 +264,18 @@ fn health_check(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<HealthCheck> {
     let timeout = m.or(cx, "timeout", Duration::from_secs(1), positive_duration);
     let unhealthy_threshold = m.or(cx, "unhealthy_threshold", 3, positive);
     let healthy_threshold = m.or(cx, "healthy_threshold", 2, positive);
+    let initial = m.or(cx, "initial", InitialHealth::Healthy, |cx, n, p| {
+        one_of(
+            cx,
+            n,
+            p,
+            &[
+                ("healthy", InitialHealth::Healthy),
+                ("unhealthy", InitialHealth::Unhealthy),
+            ],
+        )
+    });
+    let (timeout_node, timeout_path) = (m.node_of("timeout"), m.path_of("timeout"));
     m.finish(cx);
     let probe = exactly_one(
         cx,
@@ -248,11 +284,20 @@ fn health_check(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<HealthCheck> {
         &["http", "tcp", "grpc"],
         vec![http?, tcp?, grpc?],
     );
+    let (interval, timeout) = (interval?, timeout?);
+    if timeout > interval {
+        return cx.invalid(
+            timeout_node,
+            &timeout_path,
+            format!("probe timeout ({timeout}) is longer than the interval ({interval})"),
+        );
+    }
     Some(HealthCheck {
         probe: probe?,
-        interval: interval?,
-        timeout: timeout?,
+        interval,
+        timeout,
         unhealthy_threshold: unhealthy_threshold?,
         healthy_threshold: healthy_threshold?,
+        initial: initial?,
     })
 }

@@ -4,6 +4,7 @@ mod cross;
 mod documents;
 mod errors;
 mod listen;
+mod resilience;
 mod snapshots;
 
 use crate::{parse_str, Error, Errors, Resource};

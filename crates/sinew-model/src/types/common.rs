@@ -22,6 +22,24 @@ pub struct Retries {
     pub backoff: Backoff,
     /// Limit on retries as a share of requests. Default `{ratio: 0.2, min_per_second: 10}`.
     pub budget: RetryBudget,
+    /// Whether a request whose method is not idempotent (`POST`, `PATCH`, …) may be
+    /// retried after it was sent. A connect failure (request never sent) is always
+    /// retryable, whatever the method. Default false.
+    pub retry_non_idempotent: bool,
+    /// Largest request body buffered for replay, in bytes, at most
+    /// [`Retries::MAX_BODY_BYTES_LIMIT`]; a request with a larger body is not
+    /// retried once sent. Default 64 KiB.
+    pub max_body_bytes: u32,
+    /// Whether a `Retry-After` on a retriable response sets the wait before the
+    /// retry (still within the budget and the overall timeout). Default true.
+    pub honor_retry_after: bool,
+}
+
+impl Retries {
+    /// Default [`Retries::max_body_bytes`]: 64 KiB.
+    pub const DEFAULT_MAX_BODY_BYTES: u32 = 64 * 1024;
+    /// Largest accepted [`Retries::max_body_bytes`]: 16 MiB.
+    pub const MAX_BODY_BYTES_LIMIT: u32 = 16 * 1024 * 1024;
 }
 
 impl Default for Retries {
@@ -37,6 +55,9 @@ impl Default for Retries {
             per_try_timeout: None,
             backoff: Backoff::RETRY_DEFAULT,
             budget: RetryBudget::default(),
+            retry_non_idempotent: false,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            honor_retry_after: true,
         }
     }
 }
@@ -58,6 +79,32 @@ pub enum RetryOn {
     ServerError,
     /// A status listed in `retriable_status_codes`.
     RetriableStatusCodes,
+    /// gRPC status 1, CANCELLED (from `grpc-status` in headers or trailers).
+    Cancelled,
+    /// gRPC status 4, DEADLINE_EXCEEDED.
+    DeadlineExceeded,
+    /// gRPC status 8, RESOURCE_EXHAUSTED.
+    ResourceExhausted,
+    /// gRPC status 14, UNAVAILABLE.
+    Unavailable,
+}
+
+impl RetryOn {
+    /// The `grpc-status` code this condition matches, for the gRPC conditions.
+    pub fn grpc_status(self) -> Option<u32> {
+        match self {
+            Self::Cancelled => Some(1),
+            Self::DeadlineExceeded => Some(4),
+            Self::ResourceExhausted => Some(8),
+            Self::Unavailable => Some(14),
+            Self::ConnectFailure
+            | Self::RefusedStream
+            | Self::Reset
+            | Self::GatewayError
+            | Self::ServerError
+            | Self::RetriableStatusCodes => None,
+        }
+    }
 }
 
 /// Exponential backoff bounds: try `n` waits a random time in `[0, min(max, base * 2^n)]`.

@@ -78,7 +78,8 @@ impl fmt::Display for Place<'_> {
 /// resource that checks across resources name.
 ///
 /// Kept by the parser for `kind` and `metadata.name` of every resource, and:
-/// Route `spec.hosts[i]`, `spec.rules[i].backends[j].service` and `.subset`,
+/// Route `spec.hosts[i]`, `spec.rules[i].backends[j].service`, `.subset` and
+/// `.failover[k]`,
 /// `spec.rules[i].mirror.service`; Proxy `spec.listen.tcp[i].service`; Service
 /// `spec.protocol`. Only these, so that a control plane holding tens of
 /// thousands of resources pays a few dozen bytes per reference, not a copy of

@@ -5,6 +5,7 @@ mod location;
 mod mesh;
 mod meta;
 mod policy;
+mod pool;
 mod proxy;
 mod resource;
 mod route;
@@ -19,6 +20,7 @@ pub use policy::{
     AuthorizationPolicy, AuthorizationPolicySpec, AuthzAction, AuthzFrom, AuthzRule, AuthzTo,
     AuthzWhen,
 };
+pub use pool::PoolChoice;
 pub use proxy::{AccessLog, AccessLogFormat, AccessLogPath, Listen, Proxy, ProxySpec, TcpListen};
 pub use resource::{Kind, Resource};
 pub use route::{
@@ -27,7 +29,7 @@ pub use route::{
 };
 pub use service::{
     Balancer, BalancerAlgorithm, CircuitBreaker, Endpoint, HashKey, HealthCheck, HealthProbe,
-    OutlierDetection, Protocol, Service, ServiceSpec, Subset,
+    InitialHealth, OutlierDetection, Protocol, Service, ServiceSpec, StatusRange, Subset,
 };
 pub use subscription::{
     Deliver, Ordering, StartPosition, Subscription, SubscriptionRetry, SubscriptionSpec,

@@ -38,6 +38,9 @@ pub struct ProxySpec {
     pub access_log: Option<AccessLog>,
     /// Time given to in-flight requests on shutdown. Default 10s.
     pub drain_timeout: Duration,
+    /// A downstream (client-side) connection with no request in flight is closed
+    /// after this long, on every listener. Default 60s.
+    pub idle_timeout: Duration,
 }
 
 /// `listen`: the proxy's sockets.

@@ -53,6 +53,10 @@ pub struct RouteRule {
     /// Retry policy, overriding the service's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<Retries>,
+    /// Answer given by the proxy when the picked backend (and its failover
+    /// subsets) has no usable endpoint left; absent = the usual 503.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<DirectResponse>,
 }
 
 impl RouteRule {
@@ -128,6 +132,19 @@ pub struct Backend {
     pub subset: Option<String>,
     /// Relative weight (0 allowed, the rule's sum must be above 0). Default 1.
     pub weight: u32,
+    /// Subsets of the same service tried in order when `subset` has no usable
+    /// (healthy, not ejected) endpoint, like Envoy priority levels; needs `subset`,
+    /// never repeats it nor itself. Empty = no failover.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failover: Vec<String>,
+}
+
+impl Backend {
+    /// The subsets to try in priority order: `subset` then each `failover` entry.
+    /// Empty when the backend is the whole service.
+    pub fn priorities(&self) -> impl Iterator<Item = &str> + '_ {
+        self.subset.iter().chain(&self.failover).map(String::as_str)
+    }
 }
 
 /// A response produced by the proxy.

@@ -34,6 +34,9 @@ pub struct ServiceSpec {
     pub timeout: Option<Duration>,
     /// Timeout for establishing a connection. Default 1s.
     pub connect_timeout: Duration,
+    /// A pooled (kept-alive) connection to an endpoint is closed after this long
+    /// unused. Default 30s.
+    pub upstream_idle_timeout: Duration,
     /// Retry policy; absent = no retries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<Retries>,
@@ -86,14 +89,29 @@ impl Subset {
     }
 }
 
-/// `balancer`: algorithm and, for consistent hashing, the hash key.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+/// `balancer`: algorithm, the hash key for consistent hashing, and the panic threshold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Balancer {
     /// Algorithm. Default `least-request`.
     pub algorithm: BalancerAlgorithm,
     /// Hash key; required for `ring-hash` and `maglev`, refused otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hash: Option<HashKey>,
+    /// When fewer than this percentage of a pool's endpoints are usable (healthy
+    /// and not ejected), balance over all of them, ignoring health ("panic mode"),
+    /// rather than overload the few or fail everything. 0..=100; 0 disables
+    /// panic mode. Default 50.
+    pub panic_threshold_percent: u32,
+}
+
+impl Default for Balancer {
+    fn default() -> Self {
+        Self {
+            algorithm: BalancerAlgorithm::default(),
+            hash: None,
+            panic_threshold_percent: 50,
+        }
+    }
 }
 
 /// Load-balancing algorithms.
@@ -160,6 +178,9 @@ pub struct CircuitBreaker {
     pub max_pending: u32,
     /// Requests in flight. Default 1024.
     pub max_requests: u32,
+    /// Retries in flight (a retry beyond it is not made; the failure is
+    /// returned). 0 forbids retries. Default 256.
+    pub max_retries: u32,
 }
 
 impl Default for CircuitBreaker {
@@ -168,6 +189,7 @@ impl Default for CircuitBreaker {
             max_connections: 1024,
             max_pending: 256,
             max_requests: 1024,
+            max_retries: 256,
         }
     }
 }
@@ -175,8 +197,17 @@ impl Default for CircuitBreaker {
 /// Passive health checking: eject an endpoint after consecutive errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct OutlierDetection {
-    /// Consecutive 5xx/connect failures before ejection, at least 1. Default 5.
+    /// Consecutive errors (any 5xx, a connect failure, a reset before the
+    /// response) before ejection, at least 1. Default 5.
     pub consecutive_errors: u32,
+    /// Consecutive gateway errors (502, 503, 504, connect failure, reset) before
+    /// ejection, counted on their own; absent = not counted separately.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_gateway_errors: Option<u32>,
+    /// Consecutive connect failures (refused, timed out) before ejection, counted
+    /// on their own; absent = not counted separately.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_connect_errors: Option<u32>,
     /// How often ejections are reconsidered. Default 10s.
     pub interval: Duration,
     /// First ejection time; doubles with each repeated ejection. Default 30s.
@@ -189,6 +220,8 @@ impl Default for OutlierDetection {
     fn default() -> Self {
         Self {
             consecutive_errors: 5,
+            consecutive_gateway_errors: None,
+            consecutive_connect_errors: None,
             interval: Duration::from_secs(10),
             base_ejection: Duration::from_secs(30),
             max_ejection_percent: 50,
@@ -210,19 +243,33 @@ pub struct HealthCheck {
     pub unhealthy_threshold: u32,
     /// Passed probes before it is healthy again. Default 2.
     pub healthy_threshold: u32,
+    /// Health of an endpoint before its first probe completes. Default `healthy`.
+    pub initial: InitialHealth,
+}
+
+/// An endpoint's health before its first probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitialHealth {
+    /// Receives traffic at once (Linkerd's choice); a failing endpoint is marked
+    /// unhealthy after `unhealthy_threshold` failed probes.
+    #[default]
+    Healthy,
+    /// Receives no traffic until one probe passes (Envoy's choice).
+    Unhealthy,
 }
 
 /// The kind of active probe.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthProbe {
-    /// `GET path`; healthy on a listed status (any 2xx when the list is empty).
+    /// `GET path`; healthy on an expected status (200..=399 when the list is empty).
     Http {
         /// Request path, starting with `/`.
         path: String,
-        /// Healthy statuses; empty = any 2xx.
+        /// Healthy statuses and ranges; empty = 200..=399.
         #[serde(skip_serializing_if = "Vec::is_empty")]
-        expected_statuses: Vec<u16>,
+        expected_statuses: Vec<StatusRange>,
     },
     /// A TCP connect succeeds.
     Tcp {},
@@ -232,4 +279,46 @@ pub enum HealthProbe {
         #[serde(skip_serializing_if = "Option::is_none")]
         service: Option<String>,
     },
+}
+
+impl HealthProbe {
+    /// Whether an HTTP probe counts `status` as healthy (`false` for other probes).
+    pub fn expects_status(&self, status: u16) -> bool {
+        match self {
+            Self::Http {
+                expected_statuses, ..
+            } if expected_statuses.is_empty() => (200..=399).contains(&status),
+            Self::Http {
+                expected_statuses, ..
+            } => expected_statuses.iter().any(|r| r.contains(status)),
+            Self::Tcp {} | Self::Grpc { .. } => false,
+        }
+    }
+}
+
+/// An inclusive range of HTTP statuses, written `200` (one status) or `"200-299"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StatusRange {
+    /// First status, 100..=599.
+    pub first: u16,
+    /// Last status, `first..=599`.
+    pub last: u16,
+}
+
+impl StatusRange {
+    /// Whether `status` is in the range.
+    pub fn contains(self, status: u16) -> bool {
+        (self.first..=self.last).contains(&status)
+    }
+}
+
+/// A single status as a number, a range as `"FIRST-LAST"` (how it is written).
+impl serde::Serialize for StatusRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.first == self.last {
+            s.serialize_u16(self.first)
+        } else {
+            s.collect_str(&format_args!("{}-{}", self.first, self.last))
+        }
+    }
 }

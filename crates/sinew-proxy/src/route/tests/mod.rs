@@ -20,6 +20,7 @@ fn service(name: &str, namespace: &str, protocol: m::Protocol) -> m::Service {
             balancer: m::Balancer::default(),
             timeout: None,
             connect_timeout: m::Duration::from_secs(1),
+            upstream_idle_timeout: m::Duration::from_secs(30),
             retries: None,
             circuit_breaker: m::CircuitBreaker::default(),
             outlier_detection: None,
@@ -52,6 +53,7 @@ fn to(backends: &[(&str, Option<&str>, u32)]) -> m::RouteAction {
                 service: (*service).to_owned(),
                 subset: subset.map(str::to_owned),
                 weight: *weight,
+                failover: Vec::new(),
             })
             .collect(),
     )
@@ -67,6 +69,7 @@ fn rule(matches: Vec<m::RouteMatch>, action: m::RouteAction) -> m::RouteRule {
         fault: None,
         mirror: None,
         retries: None,
+        fallback: None,
     }
 }
 
