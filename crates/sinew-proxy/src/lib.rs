@@ -27,6 +27,7 @@ mod http1;
 mod http2;
 mod listen;
 pub mod reload;
+pub mod resilience;
 pub mod route;
 pub mod server;
 pub mod telemetry;
