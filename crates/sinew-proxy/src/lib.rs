@@ -23,6 +23,7 @@ mod dispatch;
 pub mod endpoint;
 pub mod error;
 mod fault;
+pub mod health;
 mod http1;
 mod http2;
 mod listen;
