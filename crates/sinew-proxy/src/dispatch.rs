@@ -18,7 +18,9 @@ use std::{net::SocketAddr, time::Duration};
 pub(crate) struct Target<'r> {
     pub(crate) cluster: &'r Cluster,
     pub(crate) endpoint: &'r Endpoint,
-    index: usize,
+    pub(crate) index: usize,
+    /// The request's hash key (hash balancers; reused to pick retries).
+    pub(crate) hash: Option<u64>,
     /// The route rule's forwarding settings (none inbound).
     pub(crate) forward: Option<&'r Forward>,
     route: &'r str,
@@ -77,6 +79,7 @@ pub(crate) fn decide<'r>(
             cluster,
             endpoint: &cluster.endpoints[index],
             index,
+            hash: None,
             forward: None,
             route: "inbound",
             metrics: &inbound.metrics,
@@ -99,13 +102,15 @@ pub(crate) fn decide<'r>(
         Action::Forward(forward) => {
             let backend = forward.pick_backend();
             let cluster = &runtime.clusters[backend.cluster.0 as usize];
+            let hash = cluster.hash_key(req, peer);
             let index = cluster
-                .pick(req, peer)
+                .pick_hashed(hash)
                 .ok_or(ProxyError::new(ErrorKind::NoEndpoint))?;
             Ok(Decision::Forward(Target {
                 cluster,
                 endpoint: &cluster.endpoints[index],
                 index,
+                hash,
                 forward: Some(forward),
                 route: &rule.route_name,
                 metrics: runtime.request_metrics(&rule.route_name, backend.cluster),

@@ -3,8 +3,9 @@
 //! state they read (the current config, swapped atomically), reload and
 //! graceful drain.
 
-use crate::config::{compile, Runtime};
+use crate::config::{compile, Registries, Runtime};
 use crate::endpoint::Pools;
+use crate::health::{HealthChecker, HealthStates};
 use crate::listen::{self, Serve};
 use crate::telemetry::{AccessLog, AccessLogTarget, Metrics, ReloadResult};
 use arc_swap::ArcSwap;
@@ -26,15 +27,26 @@ pub type Direction = crate::telemetry::Direction;
 pub struct Shared {
     runtime: ArcSwap<Runtime>,
     pub(crate) pools: Pools,
+    health: HealthStates,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) access_log: Option<AccessLog>,
     drain: watch::Sender<bool>,
+    /// The applied config version, for tasks that follow reloads.
+    applied: watch::Sender<u64>,
 }
 
 impl Shared {
     /// The config in force now.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.runtime.load_full()
+    }
+
+    fn registries(&self) -> Registries<'_> {
+        Registries {
+            pools: &self.pools,
+            health: &self.health,
+            metrics: &self.metrics,
+        }
     }
 
     /// The metrics registry.
@@ -84,9 +96,10 @@ impl Shared {
             );
         }
         let version = current.version + 1;
-        match compile(Arc::new(config), version, &self.pools, &self.metrics) {
+        match compile(Arc::new(config), version, self.registries()) {
             Ok(runtime) => {
                 self.runtime.store(Arc::new(runtime));
+                self.applied.send_replace(version);
                 self.metrics.config_reloaded(ReloadResult::Ok, version);
                 Ok(version)
             }
@@ -128,18 +141,36 @@ impl Server {
             }
             None => None,
         };
-        let runtime = compile(Arc::new(config), 1, &pools, &metrics)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let health = HealthStates::default();
+        let runtime = compile(
+            Arc::new(config),
+            1,
+            Registries {
+                pools: &pools,
+                health: &health,
+                metrics: &metrics,
+            },
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         metrics.config_reloaded(ReloadResult::Ok, 1);
         let own_protocol = runtime.own_protocol();
         let (drain, _) = watch::channel(false);
+        let (applied, _) = watch::channel(1);
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             pools,
+            health,
             metrics,
             access_log,
             drain,
+            applied,
         });
+        {
+            let shared = shared.clone();
+            thread::Builder::new()
+                .name("sinew-health".into())
+                .spawn(move || run_health_checks(&shared))?;
+        }
 
         let mut listeners: Vec<(SocketAddr, Serve)> =
             vec![(spec.listen.outbound, Serve::Http(Direction::Outbound))];
@@ -200,6 +231,34 @@ impl Server {
             }
         }
     }
+}
+
+/// Runs the active health checks of the config in force, following reloads,
+/// until the proxy drains. Its own thread keeps probes off the workers.
+fn run_health_checks(shared: &Shared) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        tracing::error!("cannot start the health-check runtime; endpoints count as healthy");
+        return;
+    };
+    rt.block_on(async {
+        let mut applied = shared.applied.subscribe();
+        let mut drain = shared.drain_signal();
+        let mut checks = HealthChecker::spawn(shared.runtime().health_targets.clone());
+        loop {
+            tokio::select! {
+                changed = applied.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    checks.replace(shared.runtime().health_targets.clone());
+                }
+                _ = drain.changed() => return,
+            }
+        }
+    });
 }
 
 fn worker(

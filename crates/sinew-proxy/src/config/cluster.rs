@@ -3,8 +3,10 @@
 
 use crate::balance::{hash_bytes, Balancer};
 use crate::endpoint::EndpointPool;
+use crate::health::EndpointHealth;
+use crate::resilience::{pick_excluding, RetryBudget, RetryPolicy};
 use crate::route::{cookie, query_param, RequestView};
-use crate::telemetry::UpstreamMetrics;
+use crate::telemetry::{ServiceMetrics, UpstreamMetrics};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 /// What a hash balancer hashes.
@@ -52,6 +54,16 @@ pub struct Endpoint {
     pub pool: Arc<EndpointPool>,
     /// Its connection counters.
     pub telemetry: Arc<UpstreamMetrics>,
+    /// Its active health, when the service has a health check (shared by
+    /// every config that keeps the endpoint).
+    pub health: Option<Arc<EndpointHealth>>,
+}
+
+impl Endpoint {
+    /// Whether the balancer may send to it.
+    pub fn is_usable(&self) -> bool {
+        self.health.as_ref().is_none_or(|h| h.is_healthy())
+    }
 }
 
 /// The endpoints of a service or subset and how to balance over them.
@@ -73,12 +85,57 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     /// The service's request timeout (a route's timeout overrides it).
     pub timeout: Option<Duration>,
+    /// The service's retry policy.
+    pub retry: Option<RetryPolicy>,
+    /// Bounds retries to a share of recent requests.
+    pub retry_budget: Option<RetryBudget>,
+    /// Below this share of usable endpoints, balance over all of them.
+    pub panic_threshold_percent: u32,
+    /// Whether any endpoint has an active health check.
+    pub health_checked: bool,
+    /// Per-service resilience counters.
+    pub telemetry: Arc<ServiceMetrics>,
 }
 
 impl Cluster {
+    /// The request's hash key for hash balancers.
+    pub fn hash_key(&self, req: &RequestView<'_>, peer: SocketAddr) -> Option<u64> {
+        self.hash.as_ref().and_then(|h| h.key(req, peer))
+    }
+
     /// Picks an endpoint for `req`.
     pub fn pick(&self, req: &RequestView<'_>, peer: SocketAddr) -> Option<usize> {
-        let hash = self.hash.as_ref().and_then(|h| h.key(req, peer));
-        self.balancer.pick(hash)
+        self.pick_hashed(self.hash_key(req, peer))
+    }
+
+    /// Picks an endpoint for a request with hash key `hash`, skipping
+    /// unhealthy endpoints unless too few are left (panic threshold).
+    pub fn pick_hashed(&self, hash: Option<u64>) -> Option<usize> {
+        if !self.health_checked {
+            return self.balancer.pick(hash);
+        }
+        self.pick_retry_from(hash, None)
+    }
+
+    /// Picks an endpoint for a retry, other than `previous` when another is usable.
+    pub fn pick_retry(&self, hash: Option<u64>, previous: usize) -> Option<usize> {
+        self.pick_retry_from(hash, Some(previous))
+    }
+
+    fn pick_retry_from(&self, hash: Option<u64>, previous: Option<usize>) -> Option<usize> {
+        let usable = |i: usize| self.endpoints.get(i).is_some_and(Endpoint::is_usable);
+        let usable_count = if self.health_checked {
+            self.endpoints.iter().filter(|e| e.is_usable()).count()
+        } else {
+            self.endpoints.len()
+        };
+        pick_excluding(
+            &self.balancer,
+            hash,
+            usable,
+            previous,
+            self.panic_threshold_percent,
+            usable_count,
+        )
     }
 }

@@ -5,10 +5,12 @@
 use super::cluster::{Cluster, Endpoint, HashPolicy};
 use crate::balance::{Algorithm, Balancer};
 use crate::endpoint::Pools;
+use crate::health::{self, HealthStates};
+use crate::resilience::{RetryBudget, RetryPolicy};
 use crate::route::{Action, ClusterId, RouteTable};
 use crate::server::Direction;
 use crate::telemetry::{DirectResponseMetrics, Metrics, RequestLabels, RequestMetrics, TcpMetrics};
-use sinew_model::{BalancerAlgorithm, HashKey, Protocol, ProxyConfig, Service};
+use sinew_model::{BalancerAlgorithm, HashKey, HealthCheck, Protocol, ProxyConfig, Service};
 use std::{
     collections::HashMap,
     fmt,
@@ -90,6 +92,8 @@ pub struct Runtime {
     fallback_direct: Arc<DirectResponseMetrics>,
     pub(crate) inbound: Option<Inbound>,
     pub(crate) tcp: Vec<TcpTarget>,
+    /// What the active health checker probes under this config.
+    pub(crate) health_targets: Vec<health::Target>,
 }
 
 fn key(name: &Arc<str>) -> usize {
@@ -124,13 +128,25 @@ impl Runtime {
     }
 }
 
+/// The process-wide state every compiled config shares: connection pools,
+/// endpoint health and metrics, all keyed so they survive reloads.
+#[derive(Debug, Clone, Copy)]
+pub struct Registries<'a> {
+    /// Connection pools by address.
+    pub pools: &'a Pools,
+    /// Health states by (service, address).
+    pub health: &'a HealthStates,
+    /// The metrics registry.
+    pub metrics: &'a Metrics,
+}
+
 /// Compiles `config` as version `version`.
 pub fn compile(
     config: Arc<ProxyConfig>,
     version: u64,
-    pools: &Pools,
-    metrics: &Metrics,
+    reg: Registries<'_>,
 ) -> Result<Runtime, CompileError> {
+    let metrics = reg.metrics;
     let services: HashMap<&str, &Service> = config
         .snapshot
         .services()
@@ -149,8 +165,7 @@ pub fn compile(
             service,
             subset,
             services.get(service).copied(),
-            pools,
-            metrics,
+            reg,
         ));
         interned.insert(key, id);
         id
@@ -202,8 +217,8 @@ pub fn compile(
     let spec = &config.proxy.spec;
     let inbound = spec.app.map(|app| {
         let own = services.get(spec.service.as_str()).copied();
-        let mut cluster = build_cluster(&spec.service, None, None, pools, metrics);
-        cluster.endpoints = vec![endpoint(&spec.service, app, pools, metrics)];
+        let mut cluster = build_cluster(&spec.service, None, None, reg);
+        cluster.endpoints = vec![endpoint(&spec.service, app, None, reg)];
         cluster.balancer = Balancer::new(Algorithm::RoundRobin, &[1]);
         cluster.connect_timeout =
             own.map_or(DEFAULT_CONNECT_TIMEOUT, |s| s.spec.connect_timeout.into());
@@ -220,7 +235,34 @@ pub fn compile(
         }
     });
 
+    let mut health_targets: Vec<health::Target> = Vec::new();
+    for cluster in &clusters {
+        let Some(check) = services
+            .get(&*cluster.service)
+            .and_then(|s| s.spec.health_check.as_ref())
+        else {
+            continue;
+        };
+        for e in &cluster.endpoints {
+            let (Some(state), false) = (
+                &e.health,
+                health_targets
+                    .iter()
+                    .any(|t| t.addr == e.addr && t.service == cluster.service),
+            ) else {
+                continue;
+            };
+            health_targets.push(health::Target {
+                service: cluster.service.clone(),
+                addr: e.addr,
+                check: check.clone(),
+                state: state.clone(),
+            });
+        }
+    }
+
     Ok(Runtime {
+        health_targets,
         version,
         fallback_metrics: metrics.requests(&RequestLabels {
             direction: Direction::Outbound,
@@ -242,13 +284,14 @@ pub fn compile(
 fn endpoint(
     service: &str,
     addr: std::net::SocketAddr,
-    pools: &Pools,
-    metrics: &Metrics,
+    check: Option<&HealthCheck>,
+    reg: Registries<'_>,
 ) -> Endpoint {
     Endpoint {
         addr,
-        pool: pools.get(addr),
-        telemetry: metrics.upstream(service, &addr.to_string()),
+        pool: reg.pools.get(addr),
+        telemetry: reg.metrics.upstream(service, &addr.to_string()),
+        health: check.map(|c| reg.health.get(service, addr, c.initial)),
     }
 }
 
@@ -256,8 +299,7 @@ fn build_cluster(
     name: &str,
     subset: Option<&str>,
     service: Option<&Service>,
-    pools: &Pools,
-    metrics: &Metrics,
+    reg: Registries<'_>,
 ) -> Cluster {
     let label: Arc<str> = match subset {
         Some(subset) => Arc::from(format!("{name}/{subset}")),
@@ -274,6 +316,11 @@ fn build_cluster(
             hash: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: None,
+            retry: None,
+            retry_budget: None,
+            panic_threshold_percent: 0,
+            health_checked: false,
+            telemetry: reg.metrics.service(name),
         };
     };
     let selector = subset.and_then(|s| service.spec.subsets.iter().find(|x| x.name == s));
@@ -293,12 +340,20 @@ fn build_cluster(
         label,
         endpoints: chosen
             .iter()
-            .map(|e| endpoint(name, e.address, pools, metrics))
+            .map(|e| endpoint(name, e.address, spec.health_check.as_ref(), reg))
             .collect(),
         balancer: Balancer::with_keys(algorithm(spec.balancer.algorithm), &weights, &key_bytes),
         hash: spec.balancer.hash.as_ref().and_then(hash_policy),
         connect_timeout: spec.connect_timeout.into(),
         timeout: spec.timeout.map(Into::into),
+        retry: spec.retries.as_ref().map(RetryPolicy::from_model),
+        retry_budget: spec
+            .retries
+            .as_ref()
+            .map(|r| RetryBudget::from_model(&r.budget)),
+        panic_threshold_percent: spec.balancer.panic_threshold_percent,
+        health_checked: spec.health_check.is_some(),
+        telemetry: reg.metrics.service(name),
     }
 }
 

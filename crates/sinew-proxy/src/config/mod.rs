@@ -7,4 +7,4 @@ mod cluster;
 mod compile;
 
 pub use cluster::{Cluster, Endpoint, HashPolicy};
-pub use compile::{compile, CompileError, Runtime, TcpTarget};
+pub use compile::{compile, CompileError, Registries, Runtime, TcpTarget};

@@ -11,8 +11,10 @@
 mod checker;
 mod grpc;
 mod probe;
+mod registry;
 mod state;
 
 pub use checker::{HealthChecker, HealthCheckerHandle, Target};
 pub use probe::{probe, ProbeError, USER_AGENT};
+pub use registry::HealthStates;
 pub use state::{EndpointHealth, HealthSnapshot, Thresholds};

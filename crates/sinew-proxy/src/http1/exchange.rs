@@ -7,9 +7,11 @@
 use super::body::{self, BodyError, Progress, READ_CHUNK};
 use super::head::{self, Framing};
 use super::write::{self, Downstream, Edits};
+use crate::config::Endpoint;
 use crate::dispatch::Target;
 use crate::endpoint::connect;
 use crate::error::{ErrorKind, ProxyError};
+use crate::resilience::Outcome;
 use bytes::{Buf, BytesMut};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,7 +86,6 @@ pub(crate) async fn run(
         ubuf,
         out,
     } = io;
-    let endpoint = req.target.endpoint;
     let mut request_body = Progress::new(req.framing);
     if !req.expect_continue {
         let n = request_body
@@ -97,38 +98,93 @@ pub(crate) async fn run(
         .target
         .timeout
         .map(|t| tokio::time::Instant::from_std(started + t));
-
-    // Send the request and read the response head; a reused connection the
-    // upstream closed meanwhile is replaced once, while the request can be
-    // replayed from `out`.
-    let mut fresh_only = false;
-    let mut up = loop {
-        let (mut up, reused) = acquire(req, worker, fresh_only, started)
-            .await
-            .map_err(|e| failed(e, &request_body))?;
-        let sent = send(&mut up, down, rbuf, ubuf, out, req, &mut request_body);
-        let result = match deadline {
-            Some(at) => tokio::time::timeout_at(at, sent)
+    let cluster = req.target.cluster;
+    let policy = cluster.retry.as_ref();
+    if let Some(policy) = policy {
+        // Keep the whole request in `out` (up to the cap) so it can be replayed.
+        if !req.expect_continue && !request_body.is_done() {
+            buffer_body(&mut request_body, down, rbuf, out, policy.max_body_bytes())
                 .await
-                .unwrap_or_else(|_| Err(Send::Failed(ProxyError::new(ErrorKind::Timeout)))),
+                .map_err(|e| failed(e, &request_body))?;
+        }
+        if let Some(budget) = &cluster.retry_budget {
+            budget.record_request(started);
+        }
+    }
+    let replayable = request_body.is_done() && !req.expect_continue;
+
+    // Send the request and read the response head, retrying on another
+    // endpoint when the service's retry policy, the budget and the request
+    // allow it.
+    let mut index = req.target.index;
+    let mut retry = 0u32;
+    let mut up = loop {
+        let endpoint = &cluster.endpoints[index];
+        let per_try = policy.and_then(|p| p.per_try_timeout());
+        let try_deadline = match (deadline, per_try) {
+            (Some(d), Some(t)) => Some(d.min(tokio::time::Instant::now() + t)),
+            (d, t) => d.or_else(|| t.map(|t| tokio::time::Instant::now() + t)),
+        };
+        let sent = attempt(
+            endpoint,
+            req,
+            worker,
+            started,
+            down,
+            rbuf,
+            ubuf,
+            out,
+            &mut request_body,
+        );
+        let result = match try_deadline {
+            Some(at) => tokio::time::timeout_at(at, sent).await.unwrap_or_else(|_| {
+                Err(Attempt {
+                    error: ProxyError::new(ErrorKind::Timeout),
+                    outcome: Outcome::Timeout { request_sent: true },
+                })
+            }),
             None => sent.await,
         };
-        match result {
-            Ok(()) => break up,
-            Err(Send::Stale) if reused && !fresh_only => {
-                ubuf.clear();
-                fresh_only = true;
+        let (outcome, error, up) = match result {
+            Ok(up) => match policy {
+                Some(p) if replayable => match response_status(ubuf) {
+                    Some(status) if p.retryable(&Outcome::Status(status), req.idempotent) => {
+                        (Outcome::Status(status), None, Some(up))
+                    }
+                    _ => break up,
+                },
+                _ => break up,
+            },
+            Err(a) => (a.outcome, Some(a.error), None),
+        };
+        retry += 1;
+        let may_retry = policy.is_some_and(|p| {
+            p.allows_retry(retry)
+                && p.retryable(&outcome, req.idempotent)
+                && (replayable || !outcome.request_sent())
+        }) && deadline.is_none_or(|d| tokio::time::Instant::now() < d)
+            && cluster
+                .retry_budget
+                .as_ref()
+                .is_none_or(|b| b.try_retry(Instant::now()));
+        if !may_retry {
+            if let Some(up) = up {
+                // The retryable answer stands: forward it.
+                break up;
             }
-            Err(Send::Stale) => {
-                return Err(failed(
-                    ProxyError::new(ErrorKind::UpstreamReset),
-                    &request_body,
-                ))
-            }
-            Err(Send::Failed(e)) => return Err(failed(e, &request_body)),
-            Err(Send::Client(e)) => return Err(failed(e, &request_body)),
+            let error = error.unwrap_or_else(|| ProxyError::new(ErrorKind::UpstreamReset));
+            return Err(failed(error, &request_body));
+        }
+        cluster.telemetry.retries.inc();
+        drop(up);
+        ubuf.clear();
+        index = cluster.pick_retry(req.target.hash, index).unwrap_or(index);
+        if let Some(p) = policy {
+            let pause = p.backoff(retry, &mut fastrand::Rng::new());
+            tokio::time::sleep(pause).await;
         }
     };
+    let endpoint = &cluster.endpoints[index];
     out.clear();
 
     // Forward the response head (and 1xx interim responses).
@@ -225,13 +281,118 @@ pub(crate) async fn run(
     }
 }
 
+/// A failed attempt: the error to answer with and the outcome the retry
+/// policy judges.
+struct Attempt {
+    error: ProxyError,
+    outcome: Outcome,
+}
+
+/// One attempt on `endpoint`: send the request (from `out`, then the rest of
+/// the body) and read the response head into `ubuf`. A pooled connection the
+/// upstream closed meanwhile is replaced once, transparently.
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    endpoint: &Endpoint,
+    req: &Request<'_>,
+    worker: usize,
+    started: Instant,
+    down: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    ubuf: &mut BytesMut,
+    out: &[u8],
+    request_body: &mut Progress,
+) -> Result<TcpStream, Attempt> {
+    let mut fresh_only = false;
+    loop {
+        let (mut up, reused) = acquire(endpoint, req, worker, fresh_only, started)
+            .await
+            .map_err(|error| Attempt {
+                outcome: Outcome::ConnectFailed,
+                error,
+            })?;
+        match send(&mut up, down, rbuf, ubuf, out, req, request_body).await {
+            Ok(()) => return Ok(up),
+            Err(Send::Stale) if reused && !fresh_only => {
+                ubuf.clear();
+                fresh_only = true;
+            }
+            Err(Send::Stale) => {
+                return Err(Attempt {
+                    error: ProxyError::new(ErrorKind::UpstreamReset),
+                    outcome: Outcome::Reset { request_sent: true },
+                })
+            }
+            Err(Send::Failed(error)) => {
+                let outcome = match error.kind() {
+                    ErrorKind::Timeout => Outcome::Timeout { request_sent: true },
+                    _ => Outcome::Reset { request_sent: true },
+                };
+                return Err(Attempt { error, outcome });
+            }
+            Err(Send::Client(error)) => {
+                // Not the upstream's fault: never retried.
+                return Err(Attempt {
+                    error,
+                    outcome: Outcome::Status(400),
+                });
+            }
+        }
+    }
+}
+
+/// The status of the response head in `ubuf` (final responses only).
+fn response_status(ubuf: &[u8]) -> Option<u16> {
+    let mut headers = head::header_buf();
+    match head::parse_response(ubuf, &mut headers, false) {
+        Ok(Some(resp)) if resp.status >= 200 => Some(resp.status),
+        _ => None,
+    }
+}
+
+/// Reads the rest of the request body into `out`, up to `cap` bytes of
+/// body; past the cap the remainder streams as usual (and the request is
+/// not replayable).
+async fn buffer_body(
+    progress: &mut Progress,
+    down: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    cap: u64,
+) -> Result<(), ProxyError> {
+    let mut buffered = 0u64;
+    while !progress.is_done() && buffered < cap {
+        if rbuf.is_empty() {
+            rbuf.reserve(READ_CHUNK);
+            match down.read_buf(rbuf).await {
+                Ok(0) => return Err(ProxyError::new(ErrorKind::DownstreamIo)),
+                Ok(_) => {}
+                Err(e) => return Err(ProxyError::io(ErrorKind::DownstreamIo, e)),
+            }
+        }
+        let room = usize::try_from(cap - buffered)
+            .unwrap_or(usize::MAX)
+            .min(rbuf.len());
+        let n = progress
+            .take(&rbuf[..room], None)
+            .map_err(|_| ProxyError::new(ErrorKind::BadRequest))?;
+        out.extend_from_slice(&rbuf[..n]);
+        rbuf.advance(n);
+        buffered += n as u64;
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
 async fn acquire(
+    endpoint: &Endpoint,
     req: &Request<'_>,
     worker: usize,
     fresh_only: bool,
     now: Instant,
 ) -> Result<(TcpStream, bool), ProxyError> {
-    let endpoint = req.target.endpoint;
     if !fresh_only && !req.upgrade {
         if let Some(stream) = endpoint.pool.checkout(worker, now) {
             return Ok((stream, true));

@@ -49,6 +49,23 @@ pub enum Outcome {
     GrpcStatus(u32),
 }
 
+impl Outcome {
+    /// Whether the upstream may have seen (part of) the request.
+    pub fn request_sent(&self) -> bool {
+        !matches!(
+            self,
+            Outcome::ConnectFailed
+                | Outcome::RefusedStream
+                | Outcome::Reset {
+                    request_sent: false
+                }
+                | Outcome::Timeout {
+                    request_sent: false
+                }
+        )
+    }
+}
+
 /// Retry conditions as bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Conditions(u32);
