@@ -6,6 +6,7 @@
 use crate::balance::EndpointLoad;
 use crate::config::{Cluster, Endpoint, Runtime};
 use crate::error::{ErrorKind, ProxyError};
+use crate::resilience::Permit;
 use crate::route::{Action, Forward, RequestView};
 use crate::server::Direction;
 use crate::telemetry::{DirectResponseMetrics, RequestMetrics};
@@ -28,6 +29,9 @@ pub(crate) struct Target<'r> {
     pub(crate) timeout: Option<Duration>,
     /// The rule's fault injection, if any.
     pub(crate) fault: Option<&'r sinew_model::Fault>,
+    /// Holds one of the service's circuit-breaker request slots until the
+    /// request ends.
+    _permit: Permit,
 }
 
 impl Target<'_> {
@@ -76,6 +80,7 @@ pub(crate) fn decide<'r>(
             .pick(req, peer)
             .ok_or(ProxyError::new(ErrorKind::NoEndpoint))?;
         return Ok(Decision::Forward(Target {
+            _permit: admit(cluster)?,
             cluster,
             endpoint: &cluster.endpoints[index],
             index,
@@ -107,6 +112,7 @@ pub(crate) fn decide<'r>(
                 .pick_hashed(hash)
                 .ok_or(ProxyError::new(ErrorKind::NoEndpoint))?;
             Ok(Decision::Forward(Target {
+                _permit: admit(cluster)?,
                 cluster,
                 endpoint: &cluster.endpoints[index],
                 index,
@@ -119,4 +125,13 @@ pub(crate) fn decide<'r>(
             }))
         }
     }
+}
+
+/// Takes a request slot of the cluster's circuit breaker; over the limit the
+/// request is refused at once (503), never queued.
+fn admit(cluster: &Cluster) -> Result<Permit, ProxyError> {
+    cluster.breaker.try_request().ok_or_else(|| {
+        cluster.telemetry.circuit_breaker_rejections.inc();
+        ProxyError::new(ErrorKind::Overloaded)
+    })
 }

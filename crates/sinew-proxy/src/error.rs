@@ -44,6 +44,8 @@ pub enum ErrorKind {
     DownstreamIo,
     /// A method or feature the proxy refuses (e.g. `CONNECT`).
     NotSupported,
+    /// The service's circuit breaker is open: too many requests in flight.
+    Overloaded,
 }
 
 /// An error on the request path.
@@ -93,7 +95,7 @@ impl ProxyError {
             | ErrorKind::Timeout
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamProtocol => Side::Upstream,
-            ErrorKind::NoRoute | ErrorKind::NoEndpoint => Side::Internal,
+            ErrorKind::NoRoute | ErrorKind::NoEndpoint | ErrorKind::Overloaded => Side::Internal,
         }
     }
 
@@ -113,7 +115,10 @@ impl ProxyError {
             ErrorKind::HeadTooLarge => 431,
             ErrorKind::NoRoute => 404,
             ErrorKind::NotSupported => 405,
-            ErrorKind::NoEndpoint | ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout => 503,
+            ErrorKind::NoEndpoint
+            | ErrorKind::ConnectFailed
+            | ErrorKind::ConnectTimeout
+            | ErrorKind::Overloaded => 503,
             ErrorKind::Timeout => 504,
             ErrorKind::UpstreamReset | ErrorKind::UpstreamProtocol => 502,
             ErrorKind::DownstreamIo => 400,
@@ -134,6 +139,7 @@ impl ProxyError {
             ErrorKind::Timeout => K::UpstreamTimeout,
             ErrorKind::UpstreamReset | ErrorKind::UpstreamProtocol => K::UpstreamError,
             ErrorKind::DownstreamIo => K::DownstreamClosed,
+            ErrorKind::Overloaded => K::CircuitOpen,
         }
     }
 
@@ -152,6 +158,7 @@ impl ProxyError {
             ErrorKind::UpstreamProtocol => "upstream-protocol",
             ErrorKind::DownstreamIo => "downstream-io",
             ErrorKind::NotSupported => "not-supported",
+            ErrorKind::Overloaded => "circuit-open",
         }
     }
 }

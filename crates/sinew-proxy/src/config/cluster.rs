@@ -4,9 +4,12 @@
 use crate::balance::{hash_bytes, Balancer};
 use crate::endpoint::EndpointPool;
 use crate::health::EndpointHealth;
-use crate::resilience::{pick_excluding, RetryBudget, RetryPolicy};
+use crate::resilience::{
+    pick_excluding, CircuitBreaker, Failure, OutlierDetector, RetryBudget, RetryPolicy,
+};
 use crate::route::{cookie, query_param, RequestView};
 use crate::telemetry::{ServiceMetrics, UpstreamMetrics};
+use std::time::Instant;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 /// What a hash balancer hashes.
@@ -93,6 +96,10 @@ pub struct Cluster {
     pub panic_threshold_percent: u32,
     /// Whether any endpoint has an active health check.
     pub health_checked: bool,
+    /// Limits on the service's requests in flight (shared by its subsets).
+    pub breaker: Arc<CircuitBreaker>,
+    /// Passive outlier detection over `endpoints`, when configured.
+    pub outlier: Option<OutlierDetector>,
     /// Per-service resilience counters.
     pub telemetry: Arc<ServiceMetrics>,
 }
@@ -111,10 +118,32 @@ impl Cluster {
     /// Picks an endpoint for a request with hash key `hash`, skipping
     /// unhealthy endpoints unless too few are left (panic threshold).
     pub fn pick_hashed(&self, hash: Option<u64>) -> Option<usize> {
-        if !self.health_checked {
+        if !self.filters_endpoints() {
             return self.balancer.pick(hash);
         }
         self.pick_retry_from(hash, None)
+    }
+
+    /// Whether some endpoints may be skipped (health checks, ejections).
+    fn filters_endpoints(&self) -> bool {
+        self.health_checked || self.outlier.is_some()
+    }
+
+    /// Feeds passive outlier detection with one try's result on endpoint
+    /// `index`: `None` for success, else what failed.
+    pub fn observe(&self, index: usize, failure: Option<Failure>) {
+        if let Some(outlier) = &self.outlier {
+            let now = Instant::now();
+            let was = outlier.is_ejected(index, now);
+            match failure {
+                None => outlier.report(index, true, now),
+                Some(failure) => outlier.report_failure(index, failure, now),
+            }
+            if !was && outlier.is_ejected(index, now) {
+                self.telemetry.outlier_ejections.inc();
+                tracing::warn!(service = %self.service, endpoint = %self.endpoints[index].addr, "endpoint ejected");
+            }
+        }
     }
 
     /// Picks an endpoint for a retry, other than `previous` when another is usable.
@@ -123,9 +152,17 @@ impl Cluster {
     }
 
     fn pick_retry_from(&self, hash: Option<u64>, previous: Option<usize>) -> Option<usize> {
-        let usable = |i: usize| self.endpoints.get(i).is_some_and(Endpoint::is_usable);
-        let usable_count = if self.health_checked {
-            self.endpoints.iter().filter(|e| e.is_usable()).count()
+        // One clock read, only when ejections can exist.
+        let now = self.outlier.as_ref().map(|_| Instant::now());
+        let usable = |i: usize| {
+            self.endpoints.get(i).is_some_and(Endpoint::is_usable)
+                && match (&self.outlier, now) {
+                    (Some(outlier), Some(now)) => !outlier.is_ejected(i, now),
+                    _ => true,
+                }
+        };
+        let usable_count = if self.filters_endpoints() {
+            (0..self.endpoints.len()).filter(|i| usable(*i)).count()
         } else {
             self.endpoints.len()
         };

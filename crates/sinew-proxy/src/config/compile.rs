@@ -6,7 +6,7 @@ use super::cluster::{Cluster, Endpoint, HashPolicy};
 use crate::balance::{Algorithm, Balancer};
 use crate::endpoint::Pools;
 use crate::health::{self, HealthStates};
-use crate::resilience::{RetryBudget, RetryPolicy};
+use crate::resilience::{CircuitBreaker, OutlierConfig, OutlierDetector, RetryBudget, RetryPolicy};
 use crate::route::{Action, ClusterId, RouteTable};
 use crate::server::Direction;
 use crate::telemetry::{DirectResponseMetrics, Metrics, RequestLabels, RequestMetrics, TcpMetrics};
@@ -155,18 +155,20 @@ pub fn compile(
         .collect();
     let mut clusters: Vec<Cluster> = Vec::new();
     let mut interned: HashMap<(String, Option<String>), ClusterId> = HashMap::new();
+    // One breaker per service: its subsets share the limits.
+    let mut breakers: HashMap<String, Arc<CircuitBreaker>> = HashMap::new();
     let mut cluster_of = |service: &str, subset: Option<&str>| -> ClusterId {
         let key = (service.to_owned(), subset.map(str::to_owned));
         if let Some(id) = interned.get(&key) {
             return *id;
         }
         let id = ClusterId(clusters.len() as u32);
-        clusters.push(build_cluster(
-            service,
-            subset,
-            services.get(service).copied(),
-            reg,
-        ));
+        let model = services.get(service).copied();
+        let breaker = breakers.entry(service.to_owned()).or_insert_with(|| {
+            let limits = model.map(|s| s.spec.circuit_breaker).unwrap_or_default();
+            Arc::new(CircuitBreaker::from_model(&limits))
+        });
+        clusters.push(build_cluster(service, subset, model, breaker, reg));
         interned.insert(key, id);
         id
     };
@@ -217,7 +219,10 @@ pub fn compile(
     let spec = &config.proxy.spec;
     let inbound = spec.app.map(|app| {
         let own = services.get(spec.service.as_str()).copied();
-        let mut cluster = build_cluster(&spec.service, None, None, reg);
+        let breaker = Arc::new(CircuitBreaker::from_model(
+            &sinew_model::CircuitBreaker::default(),
+        ));
+        let mut cluster = build_cluster(&spec.service, None, None, &breaker, reg);
         cluster.endpoints = vec![endpoint(&spec.service, app, None, reg)];
         cluster.balancer = Balancer::new(Algorithm::RoundRobin, &[1]);
         cluster.connect_timeout =
@@ -299,6 +304,7 @@ fn build_cluster(
     name: &str,
     subset: Option<&str>,
     service: Option<&Service>,
+    breaker: &Arc<CircuitBreaker>,
     reg: Registries<'_>,
 ) -> Cluster {
     let label: Arc<str> = match subset {
@@ -320,6 +326,8 @@ fn build_cluster(
             retry_budget: None,
             panic_threshold_percent: 0,
             health_checked: false,
+            breaker: breaker.clone(),
+            outlier: None,
             telemetry: reg.metrics.service(name),
         };
     };
@@ -353,6 +361,11 @@ fn build_cluster(
             .map(|r| RetryBudget::from_model(&r.budget)),
         panic_threshold_percent: spec.balancer.panic_threshold_percent,
         health_checked: spec.health_check.is_some(),
+        breaker: breaker.clone(),
+        outlier: spec
+            .outlier_detection
+            .as_ref()
+            .map(|o| OutlierDetector::new(chosen.len(), OutlierConfig::from_model(o))),
         telemetry: reg.metrics.service(name),
     }
 }

@@ -11,7 +11,7 @@ use crate::config::Endpoint;
 use crate::dispatch::Target;
 use crate::endpoint::connect;
 use crate::error::{ErrorKind, ProxyError};
-use crate::resilience::Outcome;
+use crate::resilience::{Failure, Outcome};
 use bytes::{Buf, BytesMut};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -145,6 +145,9 @@ pub(crate) async fn run(
             }),
             None => sent.await,
         };
+        if cluster.outlier.is_some() {
+            cluster.observe(index, failure_of(&result, ubuf));
+        }
         let (outcome, error, up) = match result {
             Ok(up) => match policy {
                 Some(p) if replayable => match response_status(ubuf) {
@@ -338,6 +341,27 @@ async fn attempt(
                 });
             }
         }
+    }
+}
+
+/// What one try tells passive outlier detection.
+fn failure_of(result: &Result<TcpStream, Attempt>, ubuf: &[u8]) -> Option<Failure> {
+    match result {
+        Ok(_) => match response_status(ubuf) {
+            Some(502..=504) => Some(Failure::Gateway),
+            Some(500..=599) => Some(Failure::Server),
+            _ => None,
+        },
+        Err(Attempt {
+            outcome: Outcome::ConnectFailed,
+            ..
+        }) => Some(Failure::Connect),
+        // A client-side failure says nothing about the endpoint.
+        Err(Attempt {
+            outcome: Outcome::Status(_),
+            ..
+        }) => None,
+        Err(_) => Some(Failure::Gateway),
     }
 }
 

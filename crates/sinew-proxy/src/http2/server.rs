@@ -8,6 +8,7 @@ use crate::dispatch::{self, Decision};
 use crate::endpoint::H2Body;
 use crate::error::{ErrorKind, ProxyError};
 use crate::fault::{Injected, FAULT_HEADER};
+use crate::resilience::Failure;
 use crate::route::RequestView;
 use crate::server::{Direction, Shared};
 use crate::telemetry::{AccessFlags, TraceContext};
@@ -253,6 +254,25 @@ async fn forward(
         None => sent.await,
     };
     let elapsed = started.elapsed();
+    if target.cluster.outlier.is_some() {
+        let failure = match &result {
+            Ok(resp) => match resp.status().as_u16() {
+                502..=504 => Some(Failure::Gateway),
+                500..=599 => Some(Failure::Server),
+                _ => None,
+            },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout
+                ) =>
+            {
+                Some(Failure::Connect)
+            }
+            Err(_) => Some(Failure::Gateway),
+        };
+        target.cluster.observe(target.index, failure);
+    }
     match result {
         Ok(resp) => {
             if target.cluster.balancer.uses_latency() {
