@@ -146,3 +146,76 @@ async fn a_failing_endpoint_is_ejected_and_with_all_ejected_traffic_still_flows(
         "with every endpoint ejected, traffic still reaches them (panic threshold)"
     );
 }
+
+/// An endpoint that is only an address.
+struct Addr(std::net::SocketAddr);
+
+impl sinew_testkit::Upstream for Addr {
+    fn addr(&self) -> std::net::SocketAddr {
+        self.0
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_a_connection_past_max_pending_are_refused() {
+    // A listener that never accepts, its backlog filled: connects hang.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(0).expect("listen");
+    let hole = listener.local_addr().expect("addr");
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(hole),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let proxy = Proxy::builder(SINEW)
+        .service_with(
+            "be",
+            &[&Addr(hole)],
+            "connect_timeout: 2s\ncircuit_breaker: {max_connections: 1024, max_pending: 2, max_requests: 1024}",
+        )
+        .spawn()
+        .await;
+    let outbound = proxy.outbound();
+    let requests: Vec<_> = (0..6)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut client = sinew_testkit::HttpClient::http1(outbound)
+                    .await
+                    .expect("connect");
+                let started = Instant::now();
+                let response = client.get("be", "/").await.expect("answer");
+                (
+                    response.header("x-sinew-error").map(str::to_owned),
+                    started.elapsed(),
+                )
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for request in requests {
+        let (reason, took) = request.await.expect("join");
+        if reason.as_deref() == Some("circuit-open") {
+            refused += 1;
+            assert!(
+                took < Duration::from_millis(500),
+                "refused at once: {took:?}"
+            );
+        } else {
+            assert_eq!(reason.as_deref(), Some("connect-timeout"));
+        }
+    }
+    assert_eq!(
+        refused, 4,
+        "2 wait for a connection, the other 4 are refused"
+    );
+    drop((fillers, listener));
+}

@@ -422,7 +422,13 @@ async fn acquire(
             return Ok((stream, true));
         }
     }
-    match connect(endpoint.addr, req.target.cluster.connect_timeout).await {
+    // Requests waiting for a new connection count against `max_pending`.
+    let cluster = req.target.cluster;
+    let Some(_pending) = cluster.breaker.try_pending() else {
+        cluster.telemetry.circuit_breaker_rejections.inc();
+        return Err(ProxyError::new(ErrorKind::Overloaded));
+    };
+    match connect(endpoint.addr, cluster.connect_timeout).await {
         Ok(stream) => {
             endpoint.telemetry.connects.inc();
             Ok((stream, false))

@@ -25,6 +25,11 @@ async fn sender(
             return Ok(tx);
         }
     }
+    // Requests waiting for a new connection count against `max_pending`.
+    let Some(_pending) = cluster.breaker.try_pending() else {
+        cluster.telemetry.circuit_breaker_rejections.inc();
+        return Err(ProxyError::new(ErrorKind::Overloaded));
+    };
     let stream = match connect(endpoint.addr, cluster.connect_timeout).await {
         Ok(stream) => {
             endpoint.telemetry.connects.inc();
