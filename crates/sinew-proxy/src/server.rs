@@ -247,8 +247,15 @@ fn run_health_checks(shared: &Shared) {
         let mut applied = shared.applied.subscribe();
         let mut drain = shared.drain_signal();
         let mut checks = HealthChecker::spawn(shared.runtime().health_targets.clone());
+        let mut gauges = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
+                _ = gauges.tick() => {
+                    // `sinew_healthy_endpoints{service}`: usable endpoints of each whole service.
+                    for cluster in shared.runtime().clusters().iter().filter(|c| c.subset.is_none()) {
+                        cluster.telemetry.healthy_endpoints.set(cluster.usable_count() as i64);
+                    }
+                }
                 changed = applied.changed() => {
                     if changed.is_err() {
                         return;

@@ -84,6 +84,18 @@ health_check: {http: {path: /healthz}, interval: 100ms, timeout: 100ms, unhealth
         "sinew_upstream_connect_errors_total",
         dead,
     );
+    // The endpoints view shows why: the dead endpoint failed its health check.
+    let view = proxy.api_get("/endpoints").await.json();
+    let dead_view = view["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["endpoints"].as_array().into_iter().flatten())
+        .find(|e| e["address"] == dead.to_string())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(dead_view["health"]["healthy"], false, "{view}");
+    assert_eq!(dead_view["usable"], false, "{view}");
     let report = load.join().await;
     let attempts_at_end = counter(
         &proxy.metrics().await,
@@ -137,4 +149,14 @@ health_check: {http: {path: /healthz}, interval: 100ms, timeout: 100ms, unhealth
     );
     let report = load.join().await;
     assert_eq!(report.failed, 0, "{report:?}");
+    let metrics = proxy.metrics().await;
+    assert!(
+        metrics.contains("sinew_healthy_endpoints{service=\"be\"} 3"),
+        "all three healthy again: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("healthy_endpoints"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

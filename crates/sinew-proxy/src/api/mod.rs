@@ -1,5 +1,5 @@
 //! The sidecar's loopback API: `/live`, `/ready`, `/metrics`, `/config`,
-//! `POST /shutdown`. Served on its own listener, off the data path.
+//! `/endpoints`, `POST /shutdown`. Served on its own listener, off the data path.
 
 use crate::server::Shared;
 use bytes::Bytes;
@@ -80,11 +80,21 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
             });
             respond(StatusCode::OK, JSON, body.to_string())
         }
+        (&Method::GET, "/endpoints") => {
+            let runtime = shared.runtime();
+            let clusters: Vec<serde_json::Value> = runtime
+                .clusters()
+                .iter()
+                .map(crate::config::Cluster::describe)
+                .collect();
+            let body = serde_json::json!({"version": runtime.version, "clusters": clusters});
+            respond(StatusCode::OK, JSON, body.to_string())
+        }
         (&Method::POST, "/shutdown") => {
             shared.start_drain();
             respond(StatusCode::ACCEPTED, TEXT, "draining\n")
         }
-        (_, "/live" | "/ready" | "/metrics" | "/config" | "/shutdown") => {
+        (_, "/live" | "/ready" | "/metrics" | "/config" | "/endpoints" | "/shutdown") => {
             respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n")
         }
         _ => respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),

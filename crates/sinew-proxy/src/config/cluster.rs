@@ -124,6 +124,52 @@ impl Cluster {
         self.pick_retry_from(hash, None)
     }
 
+    /// Endpoints the balancer may pick now (healthy and not ejected).
+    pub fn usable_count(&self) -> usize {
+        let now = Instant::now();
+        (0..self.endpoints.len())
+            .filter(|i| {
+                self.endpoints[*i].is_usable()
+                    && self.outlier.as_ref().is_none_or(|o| !o.is_ejected(*i, now))
+            })
+            .count()
+    }
+
+    /// The endpoints' state as JSON, for the api's `/endpoints` view.
+    pub fn describe(&self) -> serde_json::Value {
+        let now = Instant::now();
+        let endpoints: Vec<serde_json::Value> = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let health = e.health.as_ref().map(|h| {
+                    let snap = h.snapshot();
+                    serde_json::json!({
+                        "healthy": snap.healthy,
+                        "consecutive_failures": snap.consecutive_failures,
+                        "last_error": snap.last_error,
+                    })
+                });
+                serde_json::json!({
+                    "address": e.addr.to_string(),
+                    "weight": self.balancer.weight(i),
+                    "health": health,
+                    "ejected": self.outlier.as_ref().is_some_and(|o| o.is_ejected(i, now)),
+                    "in_flight": self.balancer.load(i).in_flight(),
+                    "usable": e.is_usable() && self.outlier.as_ref().is_none_or(|o| !o.is_ejected(i, now)),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "service": &*self.service,
+            "subset": self.subset.as_deref(),
+            "balancer": self.balancer.algorithm().name(),
+            "usable": self.usable_count(),
+            "endpoints": endpoints,
+        })
+    }
+
     /// Whether some endpoints may be skipped (health checks, ejections).
     fn filters_endpoints(&self) -> bool {
         self.health_checked || self.outlier.is_some()
