@@ -158,3 +158,35 @@ async fn an_upstream_slower_than_the_timeout_is_answered_504() {
     // The connection stays usable for the next request.
     assert_eq!(proxy.get("be", "/").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_kept_alive_connection_idle_past_idle_timeout_is_closed() {
+    let backend = Backend::http().name("be").spawn().await;
+    let proxy = Proxy::builder(SINEW)
+        .service("be", &[&backend])
+        .proxy_spec("idle_timeout: 300ms")
+        .spawn()
+        .await;
+    let mut stream = TcpStream::connect(proxy.outbound()).await.expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: be\r\n\r\n")
+        .await
+        .expect("send");
+    let started = Instant::now();
+    let mut raw = Vec::new();
+    // The response arrives, then the proxy closes the idle connection.
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+        .await
+        .expect("closed by the proxy within the idle timeout (plus margin)")
+        .expect("read");
+    let took = started.elapsed();
+    assert!(
+        String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"),
+        "{raw:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(250),
+        "not before the idle timeout: {took:?}"
+    );
+    assert!(took < Duration::from_secs(2), "closed after {took:?}");
+}

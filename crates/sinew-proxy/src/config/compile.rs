@@ -348,7 +348,13 @@ fn build_cluster(
         label,
         endpoints: chosen
             .iter()
-            .map(|e| endpoint(name, e.address, spec.health_check.as_ref(), reg))
+            .map(|e| {
+                let endpoint = endpoint(name, e.address, spec.health_check.as_ref(), reg);
+                endpoint
+                    .pool
+                    .set_idle_timeout(spec.upstream_idle_timeout.into());
+                endpoint
+            })
             .collect(),
         balancer: Balancer::with_keys(algorithm(spec.balancer.algorithm), &weights, &key_bytes),
         hash: spec.balancer.hash.as_ref().and_then(hash_policy),

@@ -8,7 +8,10 @@ use hyper::client::conn::http2::SendRequest;
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Arc, Mutex, Weak},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, Weak,
+    },
     task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
@@ -17,10 +20,11 @@ use tokio::net::TcpStream;
 /// The body type sent on pooled HTTP/2 connections.
 pub(crate) type H2Body = UnsyncBoxBody<Bytes, hyper::Error>;
 
-/// How long an idle HTTP/1 connection is kept: below the keep-alive timeout
-/// of common servers (nginx 75 s, hyper 90 s) so the upstream rarely closes
-/// a connection the proxy is about to reuse.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an idle HTTP/1 connection is kept unless the service says
+/// otherwise (`upstream_idle_timeout`): below the keep-alive timeout of
+/// common servers (nginx 75 s, hyper 90 s) so the upstream rarely closes a
+/// connection the proxy is about to reuse.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most idle HTTP/1 connections kept per endpoint and worker.
 const MAX_IDLE_PER_WORKER: usize = 512;
 
@@ -39,6 +43,8 @@ struct Slot {
 pub struct EndpointPool {
     addr: SocketAddr,
     slots: Box<[Mutex<Slot>]>,
+    /// Idle timeout in milliseconds, set by the config that uses the pool.
+    idle_timeout_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for EndpointPool {
@@ -54,7 +60,19 @@ impl EndpointPool {
         Self {
             addr,
             slots: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
+            idle_timeout_ms: AtomicU64::new(DEFAULT_IDLE_TIMEOUT.as_millis() as u64),
         }
+    }
+
+    /// Sets how long idle connections are kept (the latest config wins when
+    /// several services share an address).
+    pub fn set_idle_timeout(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.idle_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms.load(Ordering::Relaxed))
     }
 
     /// The endpoint's address.
@@ -72,9 +90,10 @@ impl EndpointPool {
     /// usable. Checking costs no syscall in the common case: a connection the
     /// upstream closed has been marked readable by the reactor.
     pub(crate) fn checkout(&self, worker: usize, now: Instant) -> Option<TcpStream> {
+        let timeout = self.idle_timeout();
         loop {
             let idle = self.slot(worker).idle.pop()?;
-            if now.duration_since(idle.since) < IDLE_TIMEOUT && is_quiet(&idle.stream) {
+            if now.duration_since(idle.since) < timeout && is_quiet(&idle.stream) {
                 return Some(idle.stream);
             }
         }
@@ -108,13 +127,13 @@ impl EndpointPool {
 
     /// Closes idle connections past their idle timeout.
     pub fn sweep(&self, now: Instant) {
+        let timeout = self.idle_timeout();
         for slot in self.slots.iter() {
             let mut slot = slot
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            slot.idle.retain(|idle| {
-                now.duration_since(idle.since) < IDLE_TIMEOUT && is_quiet(&idle.stream)
-            });
+            slot.idle
+                .retain(|idle| now.duration_since(idle.since) < timeout && is_quiet(&idle.stream));
         }
     }
 

@@ -16,9 +16,6 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// How long a kept-alive connection may sit idle between requests.
-const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Headers of a parsed request, as the matchers see them.
 struct Fields<'a, 'b>(&'a [httparse::Header<'b>]);
 
@@ -73,7 +70,10 @@ impl Conn {
         let mut draining = self.shared.drain_signal();
         let drained = draining.changed();
         tokio::pin!(drained);
-        let idle = tokio::time::sleep(IDLE_TIMEOUT);
+        // How long a kept-alive connection may sit idle between requests.
+        let idle_timeout: std::time::Duration =
+            self.shared.runtime().config.proxy.spec.idle_timeout.into();
+        let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
         let mut last_active = Instant::now();
         loop {
@@ -83,7 +83,7 @@ impl Conn {
                 r = self.read_head() => r,
                 _ = &mut drained, if between_requests => return,
                 _ = &mut idle, if between_requests => {
-                    let deadline = last_active + IDLE_TIMEOUT;
+                    let deadline = last_active + idle_timeout;
                     if Instant::now() >= deadline {
                         return;
                     }
