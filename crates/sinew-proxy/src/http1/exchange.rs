@@ -87,6 +87,7 @@ pub(crate) async fn run(
         out,
     } = io;
     let mut request_body = Progress::new(req.framing);
+    let head_len = out.len();
     if !req.expect_continue {
         let n = request_body
             .take(rbuf, None)
@@ -102,8 +103,11 @@ pub(crate) async fn run(
     let policy = cluster.retry.as_ref();
     if let Some(policy) = policy {
         // Keep the whole request in `out` (up to the cap) so it can be replayed.
+        // Body bytes that came with the head count against the cap too.
+        let already = (out.len() - head_len) as u64;
         if !req.expect_continue && !request_body.is_done() {
-            buffer_body(&mut request_body, down, rbuf, out, policy.max_body_bytes())
+            let room = policy.max_body_bytes().saturating_sub(already);
+            buffer_body(&mut request_body, down, rbuf, out, room)
                 .await
                 .map_err(|e| failed(e, &request_body))?;
         }
@@ -111,7 +115,10 @@ pub(crate) async fn run(
             budget.record_request(started);
         }
     }
-    let replayable = request_body.is_done() && !req.expect_continue;
+    let body_len = (out.len() - head_len) as u64;
+    let replayable = request_body.is_done()
+        && !req.expect_continue
+        && policy.is_some_and(|p| body_len <= p.max_body_bytes());
 
     // Send the request and read the response head, retrying on another
     // endpoint when the service's retry policy, the budget and the request
@@ -166,10 +173,13 @@ pub(crate) async fn run(
                 && p.retryable(&outcome, req.idempotent)
                 && (replayable || !outcome.request_sent())
         }) && deadline.is_none_or(|d| tokio::time::Instant::now() < d)
-            && cluster
-                .retry_budget
-                .as_ref()
-                .is_none_or(|b| b.try_retry(Instant::now()));
+            && cluster.retry_budget.as_ref().is_none_or(|b| {
+                let allowed = b.try_retry(Instant::now());
+                if !allowed {
+                    cluster.telemetry.retry_budget_exhausted.inc();
+                }
+                allowed
+            });
         if !may_retry {
             if let Some(up) = up {
                 // The retryable answer stands: forward it.
