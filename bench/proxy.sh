@@ -731,6 +731,10 @@ MD
 
 mkdir -p "$(dirname "$REPORT")"
 report | cat -s >"$RUN/report.md"
+# Keep the failover section bench/failover.sh maintains in the same file.
+if [[ -f $REPORT ]] && grep -q '^<!-- failover:begin -->$' "$REPORT"; then
+  { echo; awk '/^<!-- failover:begin -->$/,/^<!-- failover:end -->$/' "$REPORT"; } >>"$RUN/report.md"
+fi
 cp "$RUN/report.md" "$REPORT"
 cat "$RUN/report.md"
 log "report written to $REPORT (raw outputs in $RUN)"
