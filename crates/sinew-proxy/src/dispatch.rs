@@ -6,8 +6,8 @@
 use crate::balance::EndpointLoad;
 use crate::config::{Cluster, Endpoint, Runtime};
 use crate::error::{ErrorKind, ProxyError};
-use crate::resilience::Permit;
-use crate::route::{Action, Forward, RequestView};
+use crate::resilience::{Permit, RetryBudget, RetryPolicy};
+use crate::route::{Action, Backend, Forward, RequestView};
 use crate::server::Direction;
 use crate::telemetry::{DirectResponseMetrics, RequestMetrics};
 use bytes::Bytes;
@@ -29,6 +29,8 @@ pub(crate) struct Target<'r> {
     pub(crate) timeout: Option<Duration>,
     /// The rule's fault injection, if any.
     pub(crate) fault: Option<&'r sinew_model::Fault>,
+    /// The retry policy and budget in force: the rule's, else the service's.
+    pub(crate) retry: Option<(&'r RetryPolicy, Option<&'r RetryBudget>)>,
     /// Holds one of the service's circuit-breaker request slots until the
     /// request ends.
     _permit: Permit,
@@ -85,6 +87,10 @@ pub(crate) fn decide<'r>(
             endpoint: &cluster.endpoints[index],
             index,
             hash: None,
+            retry: cluster
+                .retry
+                .as_ref()
+                .map(|p| (p, cluster.retry_budget.as_ref())),
             forward: None,
             route: "inbound",
             metrics: &inbound.metrics,
@@ -106,17 +112,36 @@ pub(crate) fn decide<'r>(
         })),
         Action::Forward(forward) => {
             let backend = forward.pick_backend();
-            let cluster = &runtime.clusters[backend.cluster.0 as usize];
+            let Some(cluster) = choose_level(runtime, backend) else {
+                // Nothing usable at any failover level: the rule's fallback, if any.
+                return match &rule.fallback {
+                    Some(fallback) => Ok(Decision::Direct(Direct {
+                        status: fallback.status,
+                        headers: &fallback.headers,
+                        body: &fallback.body,
+                        metrics: runtime.direct_metrics(&rule.route_name),
+                    })),
+                    None => Err(ProxyError::new(ErrorKind::NoEndpoint)),
+                };
+            };
             let hash = cluster.hash_key(req, peer);
             let index = cluster
                 .pick_hashed(hash)
                 .ok_or(ProxyError::new(ErrorKind::NoEndpoint))?;
+            let retry = match &rule.retry {
+                Some((policy, budget)) => Some((policy, Some(budget))),
+                None => cluster
+                    .retry
+                    .as_ref()
+                    .map(|p| (p, cluster.retry_budget.as_ref())),
+            };
             Ok(Decision::Forward(Target {
                 _permit: admit(cluster)?,
                 cluster,
                 endpoint: &cluster.endpoints[index],
                 index,
                 hash,
+                retry,
                 forward: Some(forward),
                 route: &rule.route_name,
                 metrics: runtime.request_metrics(&rule.route_name, backend.cluster),
@@ -125,6 +150,38 @@ pub(crate) fn decide<'r>(
             }))
         }
     }
+}
+
+/// The cluster to send to: the backend's own, or the first failover level
+/// with a usable endpoint; below the panic threshold at every level, the
+/// first level that has endpoints at all. `None` when no level has any.
+fn choose_level<'r>(runtime: &'r Runtime, backend: &Backend) -> Option<&'r Cluster> {
+    let primary = &runtime.clusters[backend.cluster.0 as usize];
+    if backend.failover.is_empty() {
+        return (!primary.endpoints.is_empty()).then_some(primary);
+    }
+    let levels = std::iter::once(primary).chain(
+        backend
+            .failover
+            .iter()
+            .map(|id| &runtime.clusters[id.0 as usize]),
+    );
+    let mut first_with_endpoints = None;
+    for cluster in levels {
+        let total = cluster.endpoints.len();
+        if total == 0 {
+            continue;
+        }
+        first_with_endpoints.get_or_insert(cluster);
+        if !crate::resilience::in_panic(
+            cluster.usable_count(),
+            total,
+            cluster.panic_threshold_percent,
+        ) {
+            return Some(cluster);
+        }
+    }
+    first_with_endpoints.filter(|c| c.panic_threshold_percent > 0)
 }
 
 /// Takes a request slot of the cluster's circuit breaker; over the limit the

@@ -100,7 +100,8 @@ pub(crate) async fn run(
         .timeout
         .map(|t| tokio::time::Instant::from_std(started + t));
     let cluster = req.target.cluster;
-    let policy = cluster.retry.as_ref();
+    let policy = req.target.retry.map(|(p, _)| p);
+    let budget = req.target.retry.and_then(|(_, b)| b);
     if let Some(policy) = policy {
         // Keep the whole request in `out` (up to the cap) so it can be replayed.
         // Body bytes that came with the head count against the cap too.
@@ -111,7 +112,7 @@ pub(crate) async fn run(
                 .await
                 .map_err(|e| failed(e, &request_body))?;
         }
-        if let Some(budget) = &cluster.retry_budget {
+        if let Some(budget) = budget {
             budget.record_request(started);
         }
     }
@@ -173,7 +174,7 @@ pub(crate) async fn run(
                 && p.retryable(&outcome, req.idempotent)
                 && (replayable || !outcome.request_sent())
         }) && deadline.is_none_or(|d| tokio::time::Instant::now() < d)
-            && cluster.retry_budget.as_ref().is_none_or(|b| {
+            && budget.is_none_or(|b| {
                 let allowed = b.try_retry(Instant::now());
                 if !allowed {
                     cluster.telemetry.retry_budget_exhausted.inc();

@@ -146,6 +146,11 @@ fn compile_rule(
                     service: Arc::from(b.service.as_str()),
                     subset: b.subset.as_deref().map(Arc::from),
                     weight: b.weight,
+                    failover: b
+                        .failover
+                        .iter()
+                        .map(|subset| cluster(&b.service, Some(subset)))
+                        .collect(),
                 })
                 .collect();
             let mut forward = Forward::new(backends);
@@ -153,7 +158,11 @@ fn compile_rule(
                 let prefixes: Vec<&str> = if matcher.entries().is_empty() {
                     vec!["/"]
                 } else {
-                    matcher.entries().iter().map(MatchEntry::rewrite_prefix).collect()
+                    matcher
+                        .entries()
+                        .iter()
+                        .map(MatchEntry::rewrite_prefix)
+                        .collect()
                 };
                 PrefixRewrite::new(prefixes, &r.prefix)
             });
@@ -161,14 +170,7 @@ fn compile_rule(
             forward.response_headers = header_ops(&rule.headers.response);
             Action::Forward(forward)
         }
-        RouteAction::DirectResponse(d) => Action::Direct(DirectResponse {
-            status: StatusCode::from_u16(d.status).unwrap_or_else(|_| {
-                tracing::warn!(status = d.status, route = %route_name, "invalid direct_response status; answering 500");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }),
-            body: d.body.clone().map(bytes::Bytes::from).unwrap_or_default(),
-            headers: header_pairs(&d.headers),
-        }),
+        RouteAction::DirectResponse(d) => Action::Direct(direct_response(route_name, d)),
     };
     Rule {
         route_name: route_name.clone(),
@@ -176,6 +178,16 @@ fn compile_rule(
         action,
         timeout: rule.timeout.map(|t| t.as_std()),
         retries: rule.retries.clone(),
+        retry: rule.retries.as_ref().map(|r| {
+            (
+                crate::resilience::RetryPolicy::from_model(r),
+                crate::resilience::RetryBudget::from_model(&r.budget),
+            )
+        }),
+        fallback: rule
+            .fallback
+            .as_ref()
+            .map(|d| direct_response(route_name, d)),
         fault: rule.fault.clone(),
         mirror: rule.mirror.as_ref().map(|m| Mirror {
             cluster: cluster(&m.service, None),
@@ -186,6 +198,17 @@ fn compile_rule(
     }
 }
 
+fn direct_response(route_name: &Arc<str>, d: &sinew_model::DirectResponse) -> DirectResponse {
+    DirectResponse {
+        status: StatusCode::from_u16(d.status).unwrap_or_else(|_| {
+            tracing::warn!(status = d.status, route = %route_name, "invalid direct_response status; answering 500");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }),
+        body: d.body.clone().map(bytes::Bytes::from).unwrap_or_default(),
+        headers: header_pairs(&d.headers),
+    }
+}
+
 /// The single rule of a service's implicit route: everything to the whole service.
 fn implicit_rule(service: &str, cluster: &mut ClusterFn<'_>) -> Rule {
     let forward = Forward::new(vec![Backend {
@@ -193,6 +216,7 @@ fn implicit_rule(service: &str, cluster: &mut ClusterFn<'_>) -> Rule {
         service: Arc::from(service),
         subset: None,
         weight: 1,
+        failover: Vec::new(),
     }]);
     Rule {
         route_name: Arc::from(format!("service/{service}")),
@@ -200,6 +224,8 @@ fn implicit_rule(service: &str, cluster: &mut ClusterFn<'_>) -> Rule {
         action: Action::Forward(forward),
         timeout: None,
         retries: None,
+        retry: None,
+        fallback: None,
         fault: None,
         mirror: None,
         matcher: RuleMatcher::default(),

@@ -28,6 +28,13 @@ pub struct Rule {
     pub timeout: Option<Duration>,
     /// Retry policy overriding the service's; `None` = the service's.
     pub retries: Option<sinew_model::Retries>,
+    /// `retries`, compiled, with its own budget.
+    pub retry: Option<(
+        crate::resilience::RetryPolicy,
+        crate::resilience::RetryBudget,
+    )>,
+    /// The proxy's answer when no endpoint is left for the picked backend.
+    pub fallback: Option<DirectResponse>,
     /// Injected delays and aborts.
     pub fault: Option<sinew_model::Fault>,
     /// Traffic mirroring.
@@ -102,6 +109,9 @@ pub struct Backend {
     pub subset: Option<Arc<str>>,
     /// Relative weight.
     pub weight: u32,
+    /// Clusters of the failover subsets, tried in order when the ones
+    /// before have no usable endpoint.
+    pub failover: Vec<ClusterId>,
 }
 
 /// Mirroring: a copy of some requests goes to another cluster; its response is ignored.
@@ -287,6 +297,7 @@ mod tests {
             service: "svc".into(),
             subset: None,
             weight,
+            failover: Vec::new(),
         }
     }
 
