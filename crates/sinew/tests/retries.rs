@@ -414,3 +414,46 @@ async fn a_body_past_max_body_bytes_that_arrives_with_the_head_is_not_retried() 
     // as the request head.
     put_past_the_cap_until_sick(&proxy, &sick, 4096).await;
 }
+
+#[tokio::test]
+async fn retry_after_is_honoured_when_it_fits_the_request_timeout() {
+    let busy = Backend::http()
+        .name("busy")
+        .fail("/", 503)
+        .response_header("retry-after", "1")
+        .spawn()
+        .await;
+    let good = Backend::http().name("good").spawn().await;
+    let retries = "balancer: {algorithm: round-robin}\nretries: {attempts: 1, on: [gateway-error]}";
+    let proxy = Proxy::builder(SINEW)
+        .service_with("be", &[&busy, &good], retries)
+        .spawn()
+        .await;
+    // Round-robin: one of two requests lands on `busy` first and waits 1 s.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let response = proxy.get("be", "/").await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(response.text(), "good");
+    }
+    assert!(
+        slowest >= Duration::from_millis(950),
+        "waited for Retry-After: {slowest:?}"
+    );
+
+    // With a request timeout shorter than the asked pause, the 503 is passed on.
+    let proxy = Proxy::builder(SINEW)
+        .service_with("be", &[&busy], &format!("{retries}\ntimeout: 500ms"))
+        .spawn()
+        .await;
+    let started = std::time::Instant::now();
+    let response = proxy.get("be", "/").await;
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("retry-after"), Some("1"));
+    assert!(
+        started.elapsed() < Duration::from_millis(450),
+        "{:?}",
+        started.elapsed()
+    );
+}

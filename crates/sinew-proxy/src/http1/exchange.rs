@@ -169,11 +169,20 @@ pub(crate) async fn run(
             Err(a) => (a.outcome, Some(a.error), None),
         };
         retry += 1;
+        // A retryable answer may say when to come back (`Retry-After`).
+        let asked_pause = match (&up, policy) {
+            (Some(_), Some(p)) if p.honor_retry_after() => retry_after_of(ubuf),
+            _ => None,
+        };
         let may_retry = policy.is_some_and(|p| {
             p.allows_retry(retry)
                 && p.retryable(&outcome, req.idempotent)
                 && (replayable || !outcome.request_sent())
-        }) && deadline.is_none_or(|d| tokio::time::Instant::now() < d)
+        }) && asked_pause.is_none_or(|asked| asked <= RETRY_AFTER_CAP)
+            && deadline.is_none_or(|d| {
+                // Honouring `Retry-After` must fit in the request's time.
+                tokio::time::Instant::now() + asked_pause.unwrap_or_default() < d
+            })
             && budget.is_none_or(|b| {
                 let allowed = b.try_retry(Instant::now());
                 if !allowed {
@@ -194,8 +203,8 @@ pub(crate) async fn run(
         ubuf.clear();
         index = cluster.pick_retry(req.target.hash, index).unwrap_or(index);
         if let Some(p) = policy {
-            let pause = p.backoff(retry, &mut fastrand::Rng::new());
-            tokio::time::sleep(pause).await;
+            let backoff = p.backoff(retry, &mut fastrand::Rng::new());
+            tokio::time::sleep(asked_pause.map_or(backoff, |asked| asked.max(backoff))).await;
         }
     };
     let endpoint = &cluster.endpoints[index];
@@ -374,6 +383,22 @@ fn failure_of(result: &Result<TcpStream, Attempt>, ubuf: &[u8]) -> Option<Failur
         }) => None,
         Err(_) => Some(Failure::Gateway),
     }
+}
+
+/// The longest `Retry-After` a retry waits for; a longer one is passed to
+/// the client instead.
+const RETRY_AFTER_CAP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The `Retry-After` of the response head in `ubuf`, when it has one.
+fn retry_after_of(ubuf: &[u8]) -> Option<std::time::Duration> {
+    let mut headers = head::header_buf();
+    let resp = head::parse_response(ubuf, &mut headers, false).ok()??;
+    let value = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("retry-after"))?
+        .value;
+    crate::resilience::retry_after(value, std::time::SystemTime::now())
 }
 
 /// The status of the response head in `ubuf` (final responses only).
