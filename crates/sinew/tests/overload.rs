@@ -219,3 +219,39 @@ async fn requests_waiting_for_a_connection_past_max_pending_are_refused() {
     );
     drop((fillers, listener));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_past_max_connections_are_refused() {
+    let slow = Backend::http()
+        .name("slow")
+        .delay("/", Duration::from_millis(300))
+        .spawn()
+        .await;
+    let proxy = Proxy::builder(SINEW)
+        .service_with(
+            "be",
+            &[&slow],
+            "circuit_breaker: {max_connections: 5, max_pending: 256, max_requests: 1024}",
+        )
+        .spawn()
+        .await;
+    let report = Load::new(proxy.outbound(), "be", "/")
+        .concurrency(20)
+        .duration(Duration::from_secs(2))
+        .run()
+        .await;
+    let served = report.by_status.get(&200).copied().unwrap_or(0);
+    let refused = report.by_status.get(&503).copied().unwrap_or(0);
+    eprintln!(
+        "max_connections: {report:?}; backend connections {}",
+        slow.connections()
+    );
+    // 5 connections × 2 s / 300 ms is at most ~35 responses.
+    assert!(served > 0 && served <= 45, "{served} served");
+    assert!(refused > served, "the excess is refused: {report:?}");
+    assert!(
+        slow.connections() <= 5,
+        "never more than 5 upstream connections: {}",
+        slow.connections()
+    );
+}

@@ -2,6 +2,7 @@
 //! path never contends for a lock, kept in a registry so pools (and their warm
 //! connections) outlive config reloads that keep the endpoint.
 
+use crate::resilience::Permit;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::client::conn::http2::SendRequest;
@@ -31,6 +32,8 @@ const MAX_IDLE_PER_WORKER: usize = 512;
 struct Idle {
     stream: TcpStream,
     since: Instant,
+    /// The service's connection slot this connection holds (`max_connections`).
+    permit: Option<Permit>,
 }
 
 #[derive(Default)]
@@ -89,21 +92,36 @@ impl EndpointPool {
     /// Takes the most recently used idle HTTP/1 connection that is still
     /// usable. Checking costs no syscall in the common case: a connection the
     /// upstream closed has been marked readable by the reactor.
-    pub(crate) fn checkout(&self, worker: usize, now: Instant) -> Option<TcpStream> {
+    pub(crate) fn checkout(
+        &self,
+        worker: usize,
+        now: Instant,
+    ) -> Option<(TcpStream, Option<Permit>)> {
         let timeout = self.idle_timeout();
         loop {
             let idle = self.slot(worker).idle.pop()?;
             if now.duration_since(idle.since) < timeout && is_quiet(&idle.stream) {
-                return Some(idle.stream);
+                return Some((idle.stream, idle.permit));
             }
         }
     }
 
-    /// Returns a connection that finished a response cleanly.
-    pub(crate) fn checkin(&self, worker: usize, stream: TcpStream, now: Instant) {
+    /// Returns a connection that finished a response cleanly, with the
+    /// connection slot it holds.
+    pub(crate) fn checkin(
+        &self,
+        worker: usize,
+        stream: TcpStream,
+        permit: Option<Permit>,
+        now: Instant,
+    ) {
         let mut slot = self.slot(worker);
         if slot.idle.len() < MAX_IDLE_PER_WORKER {
-            slot.idle.push(Idle { stream, since: now });
+            slot.idle.push(Idle {
+                stream,
+                since: now,
+                permit,
+            });
         }
     }
 

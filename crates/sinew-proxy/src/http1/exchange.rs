@@ -11,7 +11,7 @@ use crate::config::Endpoint;
 use crate::dispatch::Target;
 use crate::endpoint::connect;
 use crate::error::{ErrorKind, ProxyError};
-use crate::resilience::{Failure, Outcome};
+use crate::resilience::{Failure, Outcome, Permit};
 use bytes::{Buf, BytesMut};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -126,7 +126,8 @@ pub(crate) async fn run(
     // allow it.
     let mut index = req.target.index;
     let mut retry = 0u32;
-    let mut up = loop {
+    let mut _retry_slot_in_use: Option<Permit> = None;
+    let (mut up, connection_slot) = loop {
         let endpoint = &cluster.endpoints[index];
         let per_try = policy.and_then(|p| p.per_try_timeout());
         let try_deadline = match (deadline, per_try) {
@@ -190,7 +191,17 @@ pub(crate) async fn run(
                 }
                 allowed
             });
-        if !may_retry {
+        // Concurrent retries of the service are bounded too (`max_retries`).
+        let retry_slot = if may_retry {
+            let slot = cluster.breaker.try_retry();
+            if slot.is_none() {
+                cluster.telemetry.circuit_breaker_rejections.inc();
+            }
+            slot
+        } else {
+            None
+        };
+        if retry_slot.is_none() {
             if let Some(up) = up {
                 // The retryable answer stands: forward it.
                 break up;
@@ -199,6 +210,8 @@ pub(crate) async fn run(
             return Err(failed(error, &request_body));
         }
         cluster.telemetry.retries.inc();
+        // Held until the retry's attempt is over.
+        _retry_slot_in_use = retry_slot;
         drop(up);
         ubuf.clear();
         index = cluster.pick_retry(req.target.hash, index).unwrap_or(index);
@@ -293,7 +306,7 @@ pub(crate) async fn run(
                 })?;
         }
         if upstream_reusable && ubuf.is_empty() && request_body.is_done() {
-            endpoint.pool.checkin(worker, up, started);
+            endpoint.pool.checkin(worker, up, connection_slot, started);
         }
         return Ok(Exchanged {
             status,
@@ -325,17 +338,17 @@ async fn attempt(
     ubuf: &mut BytesMut,
     out: &[u8],
     request_body: &mut Progress,
-) -> Result<TcpStream, Attempt> {
+) -> Result<(TcpStream, Option<Permit>), Attempt> {
     let mut fresh_only = false;
     loop {
-        let (mut up, reused) = acquire(endpoint, req, worker, fresh_only, started)
+        let (mut up, permit, reused) = acquire(endpoint, req, worker, fresh_only, started)
             .await
             .map_err(|error| Attempt {
                 outcome: Outcome::ConnectFailed,
                 error,
             })?;
         match send(&mut up, down, rbuf, ubuf, out, req, request_body).await {
-            Ok(()) => return Ok(up),
+            Ok(()) => return Ok((up, permit)),
             Err(Send::Stale) if reused && !fresh_only => {
                 ubuf.clear();
                 fresh_only = true;
@@ -365,7 +378,10 @@ async fn attempt(
 }
 
 /// What one try tells passive outlier detection.
-fn failure_of(result: &Result<TcpStream, Attempt>, ubuf: &[u8]) -> Option<Failure> {
+fn failure_of(
+    result: &Result<(TcpStream, Option<Permit>), Attempt>,
+    ubuf: &[u8],
+) -> Option<Failure> {
     match result {
         Ok(_) => match response_status(ubuf) {
             Some(502..=504) => Some(Failure::Gateway),
@@ -452,22 +468,25 @@ async fn acquire(
     worker: usize,
     fresh_only: bool,
     now: Instant,
-) -> Result<(TcpStream, bool), ProxyError> {
+) -> Result<(TcpStream, Option<Permit>, bool), ProxyError> {
     if !fresh_only && !req.upgrade {
-        if let Some(stream) = endpoint.pool.checkout(worker, now) {
-            return Ok((stream, true));
+        if let Some((stream, permit)) = endpoint.pool.checkout(worker, now) {
+            return Ok((stream, permit, true));
         }
     }
-    // Requests waiting for a new connection count against `max_pending`.
     let cluster = req.target.cluster;
-    let Some(_pending) = cluster.breaker.try_pending() else {
+    let overloaded = || {
         cluster.telemetry.circuit_breaker_rejections.inc();
-        return Err(ProxyError::new(ErrorKind::Overloaded));
+        ProxyError::new(ErrorKind::Overloaded)
     };
+    // A new connection takes one of the service's `max_connections` slots
+    // for its whole life; waiting for it counts against `max_pending`.
+    let connection_slot = cluster.breaker.try_connection().ok_or_else(overloaded)?;
+    let _pending = cluster.breaker.try_pending().ok_or_else(overloaded)?;
     match connect(endpoint.addr, cluster.connect_timeout).await {
         Ok(stream) => {
             endpoint.telemetry.connects.inc();
-            Ok((stream, false))
+            Ok((stream, Some(connection_slot), false))
         }
         Err(e) => {
             endpoint.telemetry.connect_errors.inc();

@@ -25,11 +25,14 @@ async fn sender(
             return Ok(tx);
         }
     }
-    // Requests waiting for a new connection count against `max_pending`.
-    let Some(_pending) = cluster.breaker.try_pending() else {
+    let overloaded = || {
         cluster.telemetry.circuit_breaker_rejections.inc();
-        return Err(ProxyError::new(ErrorKind::Overloaded));
+        ProxyError::new(ErrorKind::Overloaded)
     };
+    // A new connection takes one of the service's `max_connections` slots
+    // for its whole life; waiting for it counts against `max_pending`.
+    let connection_slot = cluster.breaker.try_connection().ok_or_else(overloaded)?;
+    let _pending = cluster.breaker.try_pending().ok_or_else(overloaded)?;
     let stream = match connect(endpoint.addr, cluster.connect_timeout).await {
         Ok(stream) => {
             endpoint.telemetry.connects.inc();
@@ -47,6 +50,7 @@ async fn sender(
         .map_err(|e| ProxyError::caused_by(ErrorKind::ConnectFailed, e))?;
     let addr = endpoint.addr;
     tokio::spawn(async move {
+        let _slot = connection_slot;
         if let Err(error) = conn.await {
             tracing::debug!(%error, upstream = %addr, "HTTP/2 connection ended");
         }
