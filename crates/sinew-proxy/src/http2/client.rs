@@ -68,6 +68,22 @@ pub(super) struct Replay {
 }
 
 impl Replay {
+    /// The request head of `req` (the body comes from elsewhere).
+    pub(super) fn head_of(req: &Request<H2Body>) -> Replay {
+        Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        }
+    }
+
+    /// The request again, with `body`.
+    pub(super) fn with_body(&self, body: H2Body) -> Request<H2Body> {
+        let mut req = self.request();
+        *req.body_mut() = body;
+        req
+    }
+
     /// A replay of `req` when its body is empty (else the body is gone once sent).
     pub(super) fn of(req: &Request<H2Body>) -> Option<Replay> {
         http_body::Body::is_end_stream(req.body()).then(|| Replay {
@@ -87,6 +103,14 @@ impl Replay {
     }
 }
 
+/// A send that failed, with the request when it never reached the upstream.
+#[derive(Debug)]
+pub(super) struct Unsent {
+    pub(super) error: ProxyError,
+    /// The request, untouched, when no connection took it (e.g. connect failure).
+    pub(super) request: Option<Box<Request<H2Body>>>,
+}
+
 /// Sends `req` to the endpoint, once more on a fresh connection when the
 /// upstream refused it without processing it.
 pub(super) async fn send(
@@ -95,15 +119,26 @@ pub(super) async fn send(
     worker: usize,
     req: Request<H2Body>,
     replay: Option<Replay>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<Incoming>, Unsent> {
     let mut req = req;
     let mut fresh = false;
     loop {
-        let mut tx = sender(cluster, endpoint, worker, fresh).await?;
+        let mut tx = match sender(cluster, endpoint, worker, fresh).await {
+            Ok(tx) => tx,
+            Err(error) => {
+                return Err(Unsent {
+                    error,
+                    request: Some(Box::new(req)),
+                })
+            }
+        };
         if tx.ready().await.is_err() {
             // The connection closed before this request was handed to it.
             if fresh {
-                return Err(ProxyError::new(ErrorKind::UpstreamReset));
+                return Err(Unsent {
+                    error: ProxyError::new(ErrorKind::UpstreamReset),
+                    request: Some(Box::new(req)),
+                });
             }
             fresh = true;
             continue;
@@ -122,11 +157,14 @@ pub(super) async fn send(
                         fresh = true;
                         req = next;
                     }
-                    _ => {
-                        return Err(ProxyError::caused_by(
-                            ErrorKind::UpstreamReset,
-                            failed.into_error(),
-                        ))
+                    again => {
+                        return Err(Unsent {
+                            error: ProxyError::caused_by(
+                                ErrorKind::UpstreamReset,
+                                failed.into_error(),
+                            ),
+                            request: again.map(Box::new),
+                        })
                     }
                 }
             }

@@ -3,6 +3,7 @@
 //! endpoint and worker; bodies and trailers stream through untouched.
 
 mod client;
+mod replay;
 mod server;
 
 pub(crate) use server::serve;

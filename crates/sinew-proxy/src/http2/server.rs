@@ -3,12 +3,13 @@
 //! upstream connection, keeping HTTP/2 end to end (gRPC trailers included).
 
 use super::client;
+use super::replay::Tape;
 use crate::access::Record;
 use crate::dispatch::{self, Decision};
 use crate::endpoint::H2Body;
 use crate::error::{ErrorKind, ProxyError};
 use crate::fault::{Injected, FAULT_HEADER};
-use crate::resilience::Failure;
+use crate::resilience::{Failure, Outcome};
 use crate::route::RequestView;
 use crate::server::{Direction, Shared};
 use crate::telemetry::{AccessFlags, TraceContext};
@@ -230,7 +231,18 @@ async fn forward(
         parts.headers.insert("traceparent", value);
     }
     parts.version = http::Version::HTTP_2;
-    let upstream_req = Request::from_parts(parts, body.boxed_unsync());
+    let idempotent = crate::resilience::is_idempotent(parts.method.as_str());
+    let policy = target.retry;
+    // With a retry policy, the body is recorded (up to the cap) as it streams.
+    let (mut tape, body) = match policy {
+        Some((p, _)) => {
+            let (tape, body) = Tape::tee(body.boxed_unsync(), p.max_body_bytes());
+            (Some(tape), body)
+        }
+        None => (None, body.boxed_unsync()),
+    };
+    let upstream_req = Request::from_parts(parts, body);
+    let head = policy.map(|_| client::Replay::head_of(&upstream_req));
     let replay = client::Replay::of(&upstream_req);
 
     if let Some(record) = record.as_deref_mut() {
@@ -239,40 +251,88 @@ async fn forward(
         record.service = target.cluster.service.to_string();
         record.route = target.route_name().to_owned();
     }
-    let load = target.load().start();
-    let sent = client::send(
-        target.cluster,
-        target.endpoint,
-        worker,
-        upstream_req,
-        replay,
-    );
-    let result = match target.timeout {
-        Some(t) => tokio::time::timeout(t, sent)
-            .await
-            .unwrap_or_else(|_| Err(ProxyError::new(ErrorKind::Timeout))),
-        None => sent.await,
-    };
-    let elapsed = started.elapsed();
-    if target.cluster.outlier.is_some() {
-        let failure = match &result {
-            Ok(resp) => match resp.status().as_u16() {
-                502..=504 => Some(Failure::Gateway),
-                500..=599 => Some(Failure::Server),
-                _ => None,
-            },
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout
-                ) =>
-            {
-                Some(Failure::Connect)
-            }
-            Err(_) => Some(Failure::Gateway),
-        };
-        target.cluster.observe(target.index, failure);
+    if let Some((_, Some(budget))) = policy {
+        budget.record_request(started);
     }
+    let load = target.load().start();
+    let cluster = target.cluster;
+    let deadline = target
+        .timeout
+        .map(|t| tokio::time::Instant::from_std(started + t));
+    let mut index = target.index;
+    let mut retry = 0u32;
+    let mut request = upstream_req;
+    let mut replay = replay;
+    let result = loop {
+        let endpoint = &cluster.endpoints[index];
+        let per_try = policy.and_then(|(p, _)| p.per_try_timeout());
+        let try_deadline = match (deadline, per_try) {
+            (Some(d), Some(t)) => Some(d.min(tokio::time::Instant::now() + t)),
+            (d, t) => d.or_else(|| t.map(|t| tokio::time::Instant::now() + t)),
+        };
+        let sent = client::send(cluster, endpoint, worker, request, replay.take());
+        let result = match try_deadline {
+            Some(at) => tokio::time::timeout_at(at, sent).await.unwrap_or_else(|_| {
+                Err(client::Unsent {
+                    error: ProxyError::new(ErrorKind::Timeout),
+                    request: None,
+                })
+            }),
+            None => sent.await,
+        };
+        if cluster.outlier.is_some() {
+            cluster.observe(index, failure_of(&result));
+        }
+        let (Some((p, budget)), Some(head)) = (policy, head.as_ref()) else {
+            break result;
+        };
+        let Some(outcome) = outcome_of(&result) else {
+            break result;
+        };
+        retry += 1;
+        let may_retry = p.allows_retry(retry)
+            && p.retryable(&outcome, idempotent)
+            && deadline.is_none_or(|d| tokio::time::Instant::now() < d);
+        if !may_retry {
+            break result;
+        }
+        // The request again: untouched if it never left, else replayed from the tape.
+        let again = match result {
+            Err(client::Unsent {
+                request: Some(unsent),
+                ..
+            }) => *unsent,
+            other => match tape.as_ref().and_then(Tape::replay) {
+                Some(body) => {
+                    // Recorded again, for the retry after this one.
+                    let cap = p.max_body_bytes();
+                    let (next_tape, body) = Tape::tee(body, cap);
+                    tape = Some(next_tape);
+                    head.with_body(body)
+                }
+                None => break other,
+            },
+        };
+        if budget.is_some_and(|b| {
+            let allowed = b.try_retry(Instant::now());
+            if !allowed {
+                cluster.telemetry.retry_budget_exhausted.inc();
+            }
+            !allowed
+        }) {
+            // Out of budget: the failure stands; the request is dropped.
+            break Err(client::Unsent {
+                error: ProxyError::new(ErrorKind::UpstreamReset),
+                request: None,
+            });
+        }
+        cluster.telemetry.retries.inc();
+        index = cluster.pick_retry(target.hash, index).unwrap_or(index);
+        request = again;
+        tokio::time::sleep(p.backoff(retry, &mut fastrand::Rng::new())).await;
+    };
+    let result = result.map_err(|unsent| unsent.error);
+    let elapsed = started.elapsed();
     match result {
         Ok(resp) => {
             if target.cluster.balancer.uses_latency() {
@@ -300,6 +360,51 @@ async fn forward(
             tracing::debug!(error = %e, upstream = %target.endpoint.addr, "HTTP/2 request failed");
             error_response(&e)
         }
+    }
+}
+
+/// What a try tells passive outlier detection.
+fn failure_of(result: &Result<Response<Incoming>, client::Unsent>) -> Option<Failure> {
+    match result {
+        Ok(resp) => match resp.status().as_u16() {
+            502..=504 => Some(Failure::Gateway),
+            500..=599 => Some(Failure::Server),
+            _ => None,
+        },
+        Err(unsent)
+            if matches!(
+                unsent.error.kind(),
+                ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout
+            ) =>
+        {
+            Some(Failure::Connect)
+        }
+        Err(_) => Some(Failure::Gateway),
+    }
+}
+
+/// What a try came to, for the retry policy; `None` for a success.
+fn outcome_of(result: &Result<Response<Incoming>, client::Unsent>) -> Option<Outcome> {
+    match result {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            if status >= 400 {
+                return Some(Outcome::Status(status));
+            }
+            // A gRPC error answered trailers-only carries its status in the head.
+            let grpc = resp
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())?;
+            (grpc != 0).then_some(Outcome::GrpcStatus(grpc))
+        }
+        Err(unsent) => Some(match unsent.error.kind() {
+            ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout => Outcome::ConnectFailed,
+            ErrorKind::Timeout => Outcome::Timeout { request_sent: true },
+            _ => Outcome::Reset {
+                request_sent: unsent.request.is_none(),
+            },
+        }),
     }
 }
 
