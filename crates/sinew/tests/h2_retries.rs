@@ -125,3 +125,34 @@ async fn a_unary_grpc_call_answered_unavailable_is_replayed_on_a_sibling() {
         unavailable.calls()
     );
 }
+
+#[tokio::test]
+async fn an_h2_retry_waits_for_retry_after() {
+    let busy = Backend::http()
+        .name("busy")
+        .fail("/", 503)
+        .response_header("retry-after", "1")
+        .spawn()
+        .await;
+    let good = Backend::http().name("good").spawn().await;
+    let proxy = Proxy::builder(SINEW)
+        .service_with(
+            "be",
+            &[&busy, &good],
+            "balancer: {algorithm: round-robin}\nretries: {attempts: 1, on: [gateway-error]}",
+        )
+        .spawn()
+        .await;
+    let mut client = HttpClient::h2(proxy.outbound()).await.expect("h2");
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let response = client.get("be", "/").await.expect("answer");
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(response.text(), "good");
+    }
+    assert!(
+        slowest >= std::time::Duration::from_millis(950),
+        "waited for Retry-After: {slowest:?}"
+    );
+}

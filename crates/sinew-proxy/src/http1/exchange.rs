@@ -179,7 +179,8 @@ pub(crate) async fn run(
             p.allows_retry(retry)
                 && p.retryable(&outcome, req.idempotent)
                 && (replayable || !outcome.request_sent())
-        }) && asked_pause.is_none_or(|asked| asked <= RETRY_AFTER_CAP)
+        }) && asked_pause
+            .is_none_or(|asked| asked <= crate::resilience::RETRY_AFTER_CAP)
             && deadline.is_none_or(|d| {
                 // Honouring `Retry-After` must fit in the request's time.
                 tokio::time::Instant::now() + asked_pause.unwrap_or_default() < d
@@ -400,10 +401,6 @@ fn failure_of(
         Err(_) => Some(Failure::Gateway),
     }
 }
-
-/// The longest `Retry-After` a retry waits for; a longer one is passed to
-/// the client instead.
-const RETRY_AFTER_CAP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The `Retry-After` of the response head in `ubuf`, when it has one.
 fn retry_after_of(ubuf: &[u8]) -> Option<std::time::Duration> {

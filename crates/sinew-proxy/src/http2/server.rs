@@ -290,9 +290,20 @@ async fn forward(
             break result;
         };
         retry += 1;
+        // A retryable answer may say when to come back (`Retry-After`).
+        let asked_pause = match &result {
+            Ok(resp) if p.honor_retry_after() => {
+                resp.headers().get(header::RETRY_AFTER).and_then(|v| {
+                    crate::resilience::retry_after(v.as_bytes(), std::time::SystemTime::now())
+                })
+            }
+            _ => None,
+        };
         let may_retry = p.allows_retry(retry)
             && p.retryable(&outcome, idempotent)
-            && deadline.is_none_or(|d| tokio::time::Instant::now() < d);
+            && asked_pause.is_none_or(|asked| asked <= crate::resilience::RETRY_AFTER_CAP)
+            && deadline
+                .is_none_or(|d| tokio::time::Instant::now() + asked_pause.unwrap_or_default() < d);
         if !may_retry {
             break result;
         }
@@ -329,7 +340,8 @@ async fn forward(
         cluster.telemetry.retries.inc();
         index = cluster.pick_retry(target.hash, index).unwrap_or(index);
         request = again;
-        tokio::time::sleep(p.backoff(retry, &mut fastrand::Rng::new())).await;
+        let backoff = p.backoff(retry, &mut fastrand::Rng::new());
+        tokio::time::sleep(asked_pause.map_or(backoff, |asked| asked.max(backoff))).await;
     };
     let result = result.map_err(|unsent| unsent.error);
     let elapsed = started.elapsed();

@@ -7,6 +7,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The longest `Retry-After` a retry waits for; a longer one is passed to
+/// the client instead.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(5);
+
 /// The largest wait retry `attempt` (1-based; 0 counts as 1) may draw:
 /// `min(max, base · 2^(attempt-1))`, without overflow.
 ///

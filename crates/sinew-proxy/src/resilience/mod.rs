@@ -25,7 +25,7 @@ pub mod policy;
 
 use std::time::Instant;
 
-pub use backoff::{ceiling, delay, retry_after};
+pub use backoff::{ceiling, delay, retry_after, RETRY_AFTER_CAP};
 pub use breaker::{CircuitBreaker, Permit};
 pub use budget::{RetryBudget, WINDOW_SECS};
 pub use eligible::{in_panic, pick_eligible, pick_excluding};
