@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod blackhole;
 mod body;
 mod client;
 mod curl;
@@ -37,6 +38,7 @@ mod upstream;
 mod websocket;
 
 pub use backend::{digest, pattern_bytes, Backend, BackendBuilder, RecordedRequest};
+pub use blackhole::{AddrOnly, BlackHole};
 pub use body::ChannelBody;
 pub use client::{ClientError, HttpClient, HttpVersion, Request, Response};
 pub use curl::{Curl, CurlResponse};

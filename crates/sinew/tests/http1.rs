@@ -2,23 +2,13 @@
 //! request-smuggling shapes refused, HTTP/1.0 clients served, and the
 //! proxy's own answers when an upstream cannot be reached or is too slow.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sinew_testkit::{free_port, pattern_bytes, raw_exchange, Backend, Proxy, Upstream};
+use sinew_testkit::{free_port, pattern_bytes, raw_exchange, AddrOnly, Backend, BlackHole, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
-
-/// An endpoint that is only an address (nothing, or a black hole, behind it).
-struct Addr(SocketAddr);
-
-impl Upstream for Addr {
-    fn addr(&self) -> SocketAddr {
-        self.0
-    }
-}
 
 #[tokio::test]
 async fn request_smuggling_shapes_are_refused_with_400_and_never_forwarded() {
@@ -84,7 +74,7 @@ async fn an_http10_client_gets_a_chunked_upstream_response_decoded_and_close_del
 #[tokio::test]
 async fn an_unreachable_endpoint_is_answered_503_connect_failed() {
     // A free port with nothing listening: connections are refused.
-    let closed = Addr(free_port());
+    let closed = AddrOnly(free_port());
     let proxy = Proxy::builder(SINEW)
         .service("be", &[&closed])
         .spawn()
@@ -105,23 +95,9 @@ async fn an_unreachable_endpoint_is_answered_503_connect_failed() {
 
 #[tokio::test]
 async fn a_connect_that_hangs_is_cut_at_the_connect_timeout_with_503() {
-    // A listener that never accepts, its backlog filled: further SYNs are dropped.
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind("127.0.0.1:0".parse().expect("addr"))
-        .expect("bind");
-    let listener = socket.listen(0).expect("listen");
-    let hole = listener.local_addr().expect("addr");
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        if let Ok(Ok(s)) =
-            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(hole)).await
-        {
-            fillers.push(s);
-        }
-    }
+    let hole = BlackHole::spawn().await;
     let proxy = Proxy::builder(SINEW)
-        .service_with("be", &[&Addr(hole)], "connect_timeout: 300ms")
+        .service_with("be", &[&hole], "connect_timeout: 300ms")
         .spawn()
         .await;
     let started = Instant::now();
@@ -135,7 +111,6 @@ async fn a_connect_that_hangs_is_cut_at_the_connect_timeout_with_503() {
     );
     assert_eq!(response.header("x-sinew-error"), Some("connect-timeout"));
     assert!(took < Duration::from_secs(3), "answered after {took:?}");
-    drop((fillers, listener));
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use sinew_testkit::{Backend, Load, Proxy};
+use sinew_testkit::{Backend, BlackHole, Load, Proxy};
 
 const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
 
@@ -147,39 +147,13 @@ async fn a_failing_endpoint_is_ejected_and_with_all_ejected_traffic_still_flows(
     );
 }
 
-/// An endpoint that is only an address.
-struct Addr(std::net::SocketAddr);
-
-impl sinew_testkit::Upstream for Addr {
-    fn addr(&self) -> std::net::SocketAddr {
-        self.0
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_waiting_for_a_connection_past_max_pending_are_refused() {
-    // A listener that never accepts, its backlog filled: connects hang.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind("127.0.0.1:0".parse().expect("addr"))
-        .expect("bind");
-    let listener = socket.listen(0).expect("listen");
-    let hole = listener.local_addr().expect("addr");
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        if let Ok(Ok(s)) = tokio::time::timeout(
-            Duration::from_millis(200),
-            tokio::net::TcpStream::connect(hole),
-        )
-        .await
-        {
-            fillers.push(s);
-        }
-    }
+    let hole = BlackHole::spawn().await;
     let proxy = Proxy::builder(SINEW)
         .service_with(
             "be",
-            &[&Addr(hole)],
+            &[&hole],
             "connect_timeout: 2s\ncircuit_breaker: {max_connections: 1024, max_pending: 2, max_requests: 1024}",
         )
         .spawn()
@@ -217,7 +191,6 @@ async fn requests_waiting_for_a_connection_past_max_pending_are_refused() {
         refused, 4,
         "2 wait for a connection, the other 4 are refused"
     );
-    drop((fillers, listener));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,21 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Method;
-use sinew_testkit::{free_port, Backend, Load, Proxy, Request, Response, Upstream};
+use sinew_testkit::{free_port, AddrOnly, Backend, Load, Proxy, Request, Response, Upstream};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
-
-/// An endpoint given by its address alone (a closed port, or a kit server).
-struct Addr(SocketAddr);
-
-impl Upstream for Addr {
-    fn addr(&self) -> SocketAddr {
-        self.0
-    }
-}
 
 /// An endpoint that reads one whole request per connection (head and
 /// `content-length` body), records its method, then closes the connection
@@ -177,7 +168,7 @@ async fn a_post_is_not_retried_once_sent_while_a_get_is() {
     let proxy = Proxy::builder(SINEW)
         .service_with(
             "be",
-            &[&Addr(closer.addr), &Addr(well.addr())],
+            &[&AddrOnly(closer.addr), &AddrOnly(well.addr())],
             "balancer: {algorithm: round-robin}
 retries: {attempts: 1, on: [connect-failure, reset, gateway-error], backoff: {base: 5ms, max: 5ms}}",
         )
@@ -220,12 +211,12 @@ retries: {attempts: 1, on: [connect-failure, reset, gateway-error], backoff: {ba
 
 #[tokio::test]
 async fn a_post_is_retried_on_connect_failure() {
-    let closed = Addr(free_port());
+    let closed = AddrOnly(free_port());
     let well = Backend::http().name("well").spawn().await;
     let proxy = Proxy::builder(SINEW)
         .service_with(
             "be",
-            &[&closed, &Addr(well.addr())],
+            &[&closed, &AddrOnly(well.addr())],
             "balancer: {algorithm: round-robin}
 retries: {attempts: 1, backoff: {base: 5ms, max: 5ms}}",
         )
@@ -259,7 +250,7 @@ async fn retry_non_idempotent_lets_a_sent_post_be_retried() {
     let proxy = Proxy::builder(SINEW)
         .service_with(
             "be",
-            &[&Addr(closer.addr), &Addr(well.addr())],
+            &[&AddrOnly(closer.addr), &AddrOnly(well.addr())],
             "balancer: {algorithm: round-robin}
 retries: {attempts: 1, on: [reset], retry_non_idempotent: true, backoff: {base: 5ms, max: 5ms}}",
         )

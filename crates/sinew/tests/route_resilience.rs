@@ -2,25 +2,15 @@
 //! subset has no healthy endpoint, the rule's fallback answer when a backend
 //! has no endpoint at all, and a rule's retries overriding the service's.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use sinew_testkit::{assert_eventually, free_port, resource, Backend, Proxy, Upstream};
+use sinew_testkit::{assert_eventually, free_port, resource, AddrOnly, Backend, Proxy, Upstream};
 
 const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
 
-/// An endpoint that is only an address (nothing listens there).
-struct Dead(SocketAddr);
-
-impl Upstream for Dead {
-    fn addr(&self) -> SocketAddr {
-        self.0
-    }
-}
-
 #[tokio::test]
 async fn a_backend_fails_over_to_the_next_subset_when_its_own_is_unhealthy() {
-    let v1 = Dead(free_port());
+    let v1 = AddrOnly(free_port());
     let v2 = Backend::http()
         .name("v2")
         .label("version", "v2")

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sinew_testkit::{assert_eventually, resource, Backend, Proxy, Upstream};
+use sinew_testkit::{assert_eventually, resource, AddrOnly, Backend, Proxy, Upstream};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -68,15 +68,6 @@ impl Drop for Hole {
     }
 }
 
-/// An endpoint given by its address alone (to list different kinds of servers in one Service).
-struct Addr(SocketAddr);
-
-impl Upstream for Addr {
-    fn addr(&self) -> SocketAddr {
-        self.0
-    }
-}
-
 /// The value of `family{service="…"}` in a Prometheus text page.
 fn service_counter(metrics: &str, family: &str, service: &str) -> u64 {
     let label = format!("service=\"{service}\"");
@@ -129,7 +120,7 @@ async fn a_per_try_timeout_moves_the_request_to_a_healthy_sibling() {
     let proxy = Proxy::builder(SINEW)
         .service_with(
             "be",
-            &[&Addr(hole.addr), &Addr(sibling.addr())],
+            &[&AddrOnly(hole.addr), &AddrOnly(sibling.addr())],
             "balancer: {algorithm: round-robin}
 timeout: 5s
 retries: {attempts: 1, on: [gateway-error], per_try_timeout: 200ms, backoff: {base: 10ms, max: 10ms}}",

@@ -2,6 +2,7 @@
 //! rewritten in one pass, and the upstream exchange run inside the
 //! downstream connection's task with pooled keep-alive connections.
 
+mod attempt;
 mod body;
 mod chunked;
 mod exchange;

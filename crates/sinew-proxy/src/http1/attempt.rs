@@ -1,0 +1,220 @@
+//! One try of an HTTP/1 request on one endpoint: take a pooled connection
+//! (replacing one the upstream closed meanwhile) or connect within the
+//! service's limits, send the request from the buffer, and read the
+//! response head; plus what a try tells the retry policy and outlier
+//! detection.
+
+use super::body::{self, BodyError, Progress, READ_CHUNK};
+use super::exchange::{body_error, Request};
+use super::head;
+use crate::config::Endpoint;
+use crate::endpoint::connect;
+use crate::error::{ErrorKind, ProxyError};
+use crate::resilience::{Failure, Outcome, Permit};
+use bytes::BytesMut;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A failed attempt: the error to answer with and the outcome the retry
+/// policy judges.
+pub(super) struct Attempt {
+    pub(super) error: ProxyError,
+    pub(super) outcome: Outcome,
+}
+
+/// One attempt on `endpoint`: send the request (from `out`, then the rest of
+/// the body) and read the response head into `ubuf`. A pooled connection the
+/// upstream closed meanwhile is replaced once, transparently.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn attempt(
+    endpoint: &Endpoint,
+    req: &Request<'_>,
+    worker: usize,
+    started: Instant,
+    down: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    ubuf: &mut BytesMut,
+    out: &[u8],
+    request_body: &mut Progress,
+) -> Result<(TcpStream, Option<Permit>), Attempt> {
+    let mut fresh_only = false;
+    loop {
+        let (mut up, permit, reused) = acquire(endpoint, req, worker, fresh_only, started)
+            .await
+            .map_err(|error| Attempt {
+                outcome: Outcome::ConnectFailed,
+                error,
+            })?;
+        match send(&mut up, down, rbuf, ubuf, out, req, request_body).await {
+            Ok(()) => return Ok((up, permit)),
+            Err(Send::Stale) if reused && !fresh_only => {
+                ubuf.clear();
+                fresh_only = true;
+            }
+            Err(Send::Stale) => {
+                return Err(Attempt {
+                    error: ProxyError::new(ErrorKind::UpstreamReset),
+                    outcome: Outcome::Reset { request_sent: true },
+                })
+            }
+            Err(Send::Failed(error)) => {
+                let outcome = match error.kind() {
+                    ErrorKind::Timeout => Outcome::Timeout { request_sent: true },
+                    _ => Outcome::Reset { request_sent: true },
+                };
+                return Err(Attempt { error, outcome });
+            }
+            Err(Send::Client(error)) => {
+                // Not the upstream's fault: never retried.
+                return Err(Attempt {
+                    error,
+                    outcome: Outcome::Status(400),
+                });
+            }
+        }
+    }
+}
+
+/// What one try tells passive outlier detection.
+pub(super) fn failure_of(
+    result: &Result<(TcpStream, Option<Permit>), Attempt>,
+    ubuf: &[u8],
+) -> Option<Failure> {
+    match result {
+        Ok(_) => match response_status(ubuf) {
+            Some(502..=504) => Some(Failure::Gateway),
+            Some(500..=599) => Some(Failure::Server),
+            _ => None,
+        },
+        Err(Attempt {
+            outcome: Outcome::ConnectFailed,
+            ..
+        }) => Some(Failure::Connect),
+        // A client-side failure says nothing about the endpoint.
+        Err(Attempt {
+            outcome: Outcome::Status(_),
+            ..
+        }) => None,
+        Err(_) => Some(Failure::Gateway),
+    }
+}
+
+/// The `Retry-After` of the response head in `ubuf`, when it has one.
+pub(super) fn retry_after_of(ubuf: &[u8]) -> Option<std::time::Duration> {
+    let mut headers = head::header_buf();
+    let resp = head::parse_response(ubuf, &mut headers, false).ok()??;
+    let value = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("retry-after"))?
+        .value;
+    crate::resilience::retry_after(value, std::time::SystemTime::now())
+}
+
+/// The status of the response head in `ubuf` (final responses only).
+pub(super) fn response_status(ubuf: &[u8]) -> Option<u16> {
+    let mut headers = head::header_buf();
+    match head::parse_response(ubuf, &mut headers, false) {
+        Ok(Some(resp)) if resp.status >= 200 => Some(resp.status),
+        _ => None,
+    }
+}
+
+async fn acquire(
+    endpoint: &Endpoint,
+    req: &Request<'_>,
+    worker: usize,
+    fresh_only: bool,
+    now: Instant,
+) -> Result<(TcpStream, Option<Permit>, bool), ProxyError> {
+    if !fresh_only && !req.upgrade {
+        if let Some((stream, permit)) = endpoint.pool.checkout(worker, now) {
+            return Ok((stream, permit, true));
+        }
+    }
+    let cluster = req.target.cluster;
+    let overloaded = || {
+        cluster.telemetry.circuit_breaker_rejections.inc();
+        ProxyError::new(ErrorKind::Overloaded)
+    };
+    // A new connection takes one of the service's `max_connections` slots
+    // for its whole life; waiting for it counts against `max_pending`.
+    let connection_slot = cluster.breaker.try_connection().ok_or_else(overloaded)?;
+    let _pending = cluster.breaker.try_pending().ok_or_else(overloaded)?;
+    match connect(endpoint.addr, cluster.connect_timeout).await {
+        Ok(stream) => {
+            endpoint.telemetry.connects.inc();
+            Ok((stream, Some(connection_slot), false))
+        }
+        Err(e) => {
+            endpoint.telemetry.connect_errors.inc();
+            Err(e)
+        }
+    }
+}
+
+/// Why sending a request and reading its response head failed.
+enum Send {
+    /// The connection was closed or reset before any response byte: safe to
+    /// replay on a fresh connection.
+    Stale,
+    /// The upstream failed.
+    Failed(ProxyError),
+    /// The client failed while its body was being forwarded.
+    Client(ProxyError),
+}
+
+async fn send(
+    up: &mut TcpStream,
+    down: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    ubuf: &mut BytesMut,
+    out: &[u8],
+    req: &Request<'_>,
+    request_body: &mut Progress,
+) -> Result<(), Send> {
+    if up.write_all(out).await.is_err() {
+        return Err(Send::Stale);
+    }
+    let mut replayable = true;
+    if !req.expect_continue && !request_body.is_done() {
+        replayable = false;
+        body::copy(request_body, down, rbuf, up, false)
+            .await
+            .map_err(|e| match e {
+                BodyError::Sink(e) => Send::Failed(ProxyError::io(ErrorKind::UpstreamReset, e)),
+                other => Send::Client(body_error(other, true)),
+            })?;
+    }
+    match read_head(up, ubuf).await {
+        Ok(()) => Ok(()),
+        Err(e)
+            if replayable
+                && ubuf.is_empty()
+                && req.idempotent
+                && e.kind() == ErrorKind::UpstreamReset =>
+        {
+            Err(Send::Stale)
+        }
+        Err(e) => Err(Send::Failed(e)),
+    }
+}
+
+/// Reads from the upstream until `ubuf` holds a complete response head.
+pub(super) async fn read_head(up: &mut TcpStream, ubuf: &mut BytesMut) -> Result<(), ProxyError> {
+    loop {
+        if memchr::memmem::find(ubuf, b"\r\n\r\n").is_some() {
+            return Ok(());
+        }
+        if ubuf.len() >= head::MAX_HEAD_BYTES {
+            return Err(ProxyError::new(ErrorKind::UpstreamProtocol));
+        }
+        ubuf.reserve(READ_CHUNK);
+        match up.read_buf(ubuf).await {
+            Ok(0) => return Err(ProxyError::new(ErrorKind::UpstreamReset)),
+            Ok(_) => {}
+            Err(e) => return Err(ProxyError::io(ErrorKind::UpstreamReset, e)),
+        }
+    }
+}
