@@ -56,7 +56,7 @@ pub(crate) fn ready(shop: &Shop, logs: &Path) -> String {
     for flaky in shop.instances.iter().filter(|i| i.fail_ratio > 0.0) {
         let _ = writeln!(
             out,
-            "\n  note:  {} answers {:.0}% of its requests with 503 on purpose; until retries and\n         outlier ejection land, some of those failures reach the demo traffic",
+            "\n  note:  {} answers {:.0}% of its requests with 503 on purpose; the sidecars retry\n         those on the healthy instance (see sinew_retries_total in the metrics)",
             flaky.name,
             flaky.fail_ratio * 100.0
         );
