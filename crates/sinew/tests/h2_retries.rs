@@ -156,3 +156,35 @@ async fn an_h2_retry_waits_for_retry_after() {
         "waited for Retry-After: {slowest:?}"
     );
 }
+
+#[tokio::test]
+async fn bodies_past_the_replay_cap_stream_intact_with_retries_on() {
+    let backend = Backend::http().name("be").spawn().await;
+    let proxy = Proxy::builder(SINEW)
+        .service_with(
+            "be",
+            &[&backend],
+            "retries: {attempts: 2, on: [gateway-error, reset], max_body_bytes: 65536}",
+        )
+        .spawn()
+        .await;
+    let mut client = HttpClient::h2(proxy.outbound()).await.expect("h2");
+    for size in [1_000usize, 65_536, 4 * 1024 * 1024] {
+        let body = sinew_testkit::pattern_bytes(size);
+        let response = client
+            .send(
+                sinew_testkit::Request::post("/echo-body", body.clone())
+                    .host("be")
+                    .header("content-type", "application/octet-stream"),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(response.status, 200, "{size} bytes");
+        assert_eq!(
+            response.header("x-body-digest"),
+            Some(sinew_testkit::digest(&body).as_str()),
+            "{size} bytes reached the backend intact"
+        );
+        assert_eq!(response.body.len(), size, "and came back intact");
+    }
+}
