@@ -174,7 +174,7 @@ fn choose_level<'r>(runtime: &'r Runtime, backend: &Backend) -> Option<&'r Clust
         }
         first_with_endpoints.get_or_insert(cluster);
         if !crate::resilience::in_panic(
-            cluster.usable_count(),
+            cluster.recent_usable_count(),
             total,
             cluster.panic_threshold_percent,
         ) {

@@ -9,7 +9,11 @@ use crate::resilience::{
 };
 use crate::route::{cookie, query_param, RequestView};
 use crate::telemetry::{ServiceMetrics, UpstreamMetrics};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// How stale the usable-endpoint count behind the panic threshold may be.
+const USABLE_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 /// What a hash balancer hashes.
@@ -100,6 +104,11 @@ pub struct Cluster {
     pub breaker: Arc<CircuitBreaker>,
     /// Passive outlier detection over `endpoints`, when configured.
     pub outlier: Option<OutlierDetector>,
+    /// The usable-endpoint count for the panic threshold, refreshed at most
+    /// every [`USABLE_REFRESH`]: `count << 32 | milliseconds since `born``.
+    pub(crate) usable_cache: AtomicU64,
+    /// When the cluster was built (the cache's time origin).
+    pub(crate) born: Instant,
     /// Per-service resilience counters.
     pub telemetry: Arc<ServiceMetrics>,
 }
@@ -122,6 +131,40 @@ impl Cluster {
             return self.balancer.pick(hash);
         }
         self.pick_retry_from(hash, None)
+    }
+
+    /// The usable count, counted afresh (O(n)) at most every
+    /// [`USABLE_REFRESH`]: the panic threshold needs a recent share, not an
+    /// exact one, and a pick must not walk a large cluster.
+    fn cached_usable_count(&self, now: Instant, usable: &impl Fn(usize) -> bool) -> usize {
+        let ms = u64::try_from(now.saturating_duration_since(self.born).as_millis())
+            .unwrap_or(u64::MAX)
+            & 0xffff_ffff;
+        let cached = self.usable_cache.load(Ordering::Relaxed);
+        let (count, stamp) = (cached >> 32, cached & 0xffff_ffff);
+        if cached != u64::MAX
+            && ms.wrapping_sub(stamp) & 0xffff_ffff < USABLE_REFRESH.as_millis() as u64
+        {
+            return count as usize;
+        }
+        let count = (0..self.endpoints.len()).filter(|i| usable(*i)).count();
+        self.usable_cache
+            .store((count as u64) << 32 | ms, Ordering::Relaxed);
+        count
+    }
+
+    /// The usable count as the panic threshold sees it (at most
+    /// [`USABLE_REFRESH`] old).
+    pub(crate) fn recent_usable_count(&self) -> usize {
+        if !self.filters_endpoints() {
+            return self.endpoints.len();
+        }
+        let now = Instant::now();
+        let usable = |i: usize| {
+            self.endpoints[i].is_usable()
+                && self.outlier.as_ref().is_none_or(|o| !o.is_ejected(i, now))
+        };
+        self.cached_usable_count(now, &usable)
     }
 
     /// Endpoints the balancer may pick now (healthy and not ejected).
@@ -198,8 +241,8 @@ impl Cluster {
     }
 
     fn pick_retry_from(&self, hash: Option<u64>, previous: Option<usize>) -> Option<usize> {
-        // One clock read, only when ejections can exist.
-        let now = self.outlier.as_ref().map(|_| Instant::now());
+        // One clock read, only when some endpoints may be skipped.
+        let now = self.filters_endpoints().then(Instant::now);
         let usable = |i: usize| {
             self.endpoints.get(i).is_some_and(Endpoint::is_usable)
                 && match (&self.outlier, now) {
@@ -207,10 +250,9 @@ impl Cluster {
                     _ => true,
                 }
         };
-        let usable_count = if self.filters_endpoints() {
-            (0..self.endpoints.len()).filter(|i| usable(*i)).count()
-        } else {
-            self.endpoints.len()
+        let usable_count = match now {
+            Some(now) => self.cached_usable_count(now, &usable),
+            None => self.endpoints.len(),
         };
         pick_excluding(
             &self.balancer,

@@ -15,8 +15,8 @@ use std::{
     collections::HashMap,
     fmt,
     hash::{BuildHasherDefault, Hasher},
-    sync::Arc,
-    time::Duration,
+    sync::{atomic::AtomicU64, Arc},
+    time::{Duration, Instant},
 };
 
 /// Connect timeout for the inbound application when its Service is unknown.
@@ -328,6 +328,8 @@ fn build_cluster(
             health_checked: false,
             breaker: breaker.clone(),
             outlier: None,
+            usable_cache: AtomicU64::new(u64::MAX),
+            born: Instant::now(),
             telemetry: reg.metrics.service(name),
         };
     };
@@ -372,6 +374,8 @@ fn build_cluster(
             .outlier_detection
             .as_ref()
             .map(|o| OutlierDetector::new(chosen.len(), OutlierConfig::from_model(o))),
+        usable_cache: AtomicU64::new(u64::MAX),
+        born: Instant::now(),
         telemetry: reg.metrics.service(name),
     }
 }
