@@ -98,63 +98,15 @@ DOCS=docs/benchmarks.md
 BEGIN_MARK='<!-- failover:begin -->'
 END_MARK='<!-- failover:end -->'
 
-log() { printf '[failover.sh] %s\n' "$*" >&2; }
-die() { printf '[failover.sh] error: %s\n' "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------- cleanup
-STARTED=()
-# Whether PID runs (an exited child stays a zombie, state Z, until it is reaped).
-alive() {
-  local line
-  line="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  [[ ${line##*) } != Z* ]]
-}
-stop_pid() {
-  local pid=$1 i
-  alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  alive "$pid" && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null || true
-}
-# Drops PID from STARTED (after it was stopped or killed), so that cleanup never signals a
-# reused PID.
-forget() {
-  local keep=() p
-  for p in "${STARTED[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  STARTED=("${keep[@]}")
-}
-cleanup() {
-  local pid
-  for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
-  STARTED=()
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+BENCH_NAME=failover.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # ---------------------------------------------------------------- tools
-need_apt() {
-  local tool=$1 pkg=$2
-  command -v "$tool" >/dev/null 2>&1 && return 0
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    log "installing $pkg (apt-get)"
-    apt-get install -y "$pkg" >&2 || { apt-get update >&2 && apt-get install -y "$pkg" >&2; }
-  fi
-  command -v "$tool" >/dev/null 2>&1 || die "$tool is missing: apt-get install $pkg"
-}
-export PATH="$PATH:/usr/sbin:/sbin:$HOME/.cargo/bin"
 need_apt jq jq
 need_apt curl curl
 need_apt taskset util-linux
-if ! command -v oha >/dev/null 2>&1; then
-  command -v cargo >/dev/null 2>&1 || die "oha is missing and cargo is not installed"
-  log "installing oha (cargo install oha --locked; takes several minutes)"
-  cargo install oha --locked >&2
-fi
+need_oha
 [[ $(nproc) -ge 2 ]] || die "needs 2 CPUs (Sinew on CPU 1, backends and load on CPU 0)"
 [[ -n ${EPOCHREALTIME:-} ]] || die "needs bash 5 or later (EPOCHREALTIME)"
 
@@ -175,15 +127,6 @@ sleep_until() {
   local left=$(($1 - NOW))
   ((left > 0)) || return 0
   sleep "$(printf '%d.%06d' $((left / 1000000)) $((left % 1000000)))"
-}
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# start NAME CPU CMD... : starts CMD pinned to CPU, logs to $RUN/NAME.log, sets STARTED_PID.
-start() {
-  local name=$1 cpu=$2
-  shift 2
-  taskset -c "$cpu" "$@" >"$RUN/$name.log" 2>&1 &
-  STARTED_PID=$!
-  STARTED+=("$STARTED_PID")
 }
 # wait_status URL HOST PID : waits up to 15 s until URL (with Host: HOST) answers 200; fails
 # if PID exits first.

@@ -119,86 +119,23 @@ if [[ -z "$REPORT" ]]; then
   if [[ $QUICK -eq 1 ]]; then REPORT="$RUN/benchmarks.md"; else REPORT="docs/benchmarks.md"; fi
 fi
 
-log() { printf '[proxy.sh] %s\n' "$*" >&2; }
-die() { printf '[proxy.sh] error: %s\n' "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------- cleanup
-STARTED=()
-# Whether PID runs (an exited child stays a zombie, state Z, until it is reaped).
-alive() {
-  local line
-  line="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  [[ ${line##*) } != Z* ]]
-}
-stop_pid() {
-  local pid=$1 i
-  alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  if alive "$pid"; then
-    local child
-    for child in $(tree_pids "$pid"); do kill -KILL "$child" 2>/dev/null || true; done
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-# Stops PID and drops it from STARTED, so that cleanup never signals a reused PID.
-stop_started() {
-  local pid=$1 keep=() p
-  stop_pid "$pid"
-  for p in "${STARTED[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
-  STARTED=("${keep[@]}")
-}
-cleanup() {
-  local pid
-  for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
-  STARTED=()
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+BENCH_NAME=proxy.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # ---------------------------------------------------------------- tools
-need_apt() {
-  local tool=$1 pkg=$2
-  command -v "$tool" >/dev/null 2>&1 && return 0
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    log "installing $pkg (apt-get)"
-    apt-get install -y "$pkg" >&2 || { apt-get update >&2 && apt-get install -y "$pkg" >&2; }
-  fi
-  command -v "$tool" >/dev/null 2>&1 || die "$tool is missing: apt-get install $pkg"
-}
-# Debian puts haproxy and nginx in /usr/sbin, which a non-login shell may not have on PATH.
-export PATH="$PATH:/usr/sbin:/sbin:$HOME/.cargo/bin"
 need_apt haproxy haproxy
 need_apt nginx nginx
 need_apt wrk wrk
 need_apt jq jq
 need_apt curl curl
 need_apt taskset util-linux
-if ! command -v oha >/dev/null 2>&1; then
-  command -v cargo >/dev/null 2>&1 || die "oha is missing and cargo is not installed"
-  log "installing oha (cargo install oha --locked; takes several minutes)"
-  cargo install oha --locked >&2
-fi
+need_oha
 [[ $(nproc) -ge 2 ]] || die "needs 2 CPUs (the proxy on CPU 1, backend and load on CPU 0)"
 
 OHA_JSON=(-j)
 if oha --help 2>&1 | grep -q -- '--output-format'; then OHA_JSON=(--output-format json); fi
 
-# ---------------------------------------------------------------- /proc helpers
-# PID and all its descendants (nginx does its work in a forked worker).
-tree_pids() {
-  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
-    { i = length($0); while (i > 0 && substr($0, i, 1) != ")") i--
-      split(substr($0, i + 2), f, " "); parent[$1] = f[2] }
-    END { keep[root] = 1; grew = 1
-          while (grew) { grew = 0
-            for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; grew = 1 } }
-          for (p in keep) if (p in parent) print p }'
-}
 # utime + stime, in clock ticks, of PID and its descendants.
 cpu_ticks() {
   local total=0 pid line rest
@@ -229,7 +166,6 @@ self_ticks() {
 }
 
 # ---------------------------------------------------------------- process helpers
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Waits until `Host: be` on PORT answers the backend's body; fails if PID exits first.
 wait_serving() {
   local port=$1 pid=$2 i body
@@ -240,14 +176,6 @@ wait_serving() {
     sleep 0.1
   done
   return 1
-}
-# start NAME CPU CMD... : starts CMD pinned to CPU, logs to $RUN/NAME.log, sets STARTED_PID.
-start() {
-  local name=$1 cpu=$2
-  shift 2
-  taskset -c "$cpu" "$@" >"$RUN/$name.log" 2>&1 &
-  STARTED_PID=$!
-  STARTED+=("$STARTED_PID")
 }
 
 # ---------------------------------------------------------------- results
