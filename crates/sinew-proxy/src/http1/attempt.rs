@@ -76,13 +76,14 @@ pub(super) async fn attempt(
     }
 }
 
-/// What one try tells passive outlier detection.
+/// What one try tells passive outlier detection; `status` is the final
+/// response's, when the try got one.
 pub(super) fn failure_of(
     result: &Result<(TcpStream, Option<Permit>), Attempt>,
-    ubuf: &[u8],
+    status: Option<u16>,
 ) -> Option<Failure> {
     match result {
-        Ok(_) => match response_status(ubuf) {
+        Ok(_) => match status {
             Some(502..=504) => Some(Failure::Gateway),
             Some(500..=599) => Some(Failure::Server),
             _ => None,

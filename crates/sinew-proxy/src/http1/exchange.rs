@@ -153,12 +153,19 @@ pub(crate) async fn run(
             }),
             None => sent.await,
         };
+        // The final status, parsed once, only when a verdict needs it.
+        let status = match &result {
+            Ok(_) if cluster.outlier.is_some() || (policy.is_some() && replayable) => {
+                response_status(ubuf)
+            }
+            _ => None,
+        };
         if cluster.outlier.is_some() {
-            cluster.observe(index, failure_of(&result, ubuf));
+            cluster.observe(index, failure_of(&result, status));
         }
         let (outcome, error, up) = match result {
             Ok(up) => match policy {
-                Some(p) if replayable => match response_status(ubuf) {
+                Some(p) if replayable => match status {
                     Some(status) if p.retryable(&Outcome::Status(status), req.idempotent) => {
                         (Outcome::Status(status), None, Some(up))
                     }
