@@ -17,10 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A failed attempt: the error to answer with and the outcome the retry
-/// policy judges.
+/// policy judges (`None` when the client, not the upstream, failed: never
+/// retried, and no verdict on the endpoint).
 pub(super) struct Attempt {
     pub(super) error: ProxyError,
-    pub(super) outcome: Outcome,
+    pub(super) outcome: Option<Outcome>,
 }
 
 /// One attempt on `endpoint`: send the request (from `out`, then the rest of
@@ -43,7 +44,7 @@ pub(super) async fn attempt(
         let (mut up, permit, reused) = acquire(endpoint, req, worker, fresh_only, started)
             .await
             .map_err(|error| Attempt {
-                outcome: Outcome::ConnectFailed,
+                outcome: Some(Outcome::ConnectFailed),
                 error,
             })?;
         match send(&mut up, down, rbuf, ubuf, out, req, request_body).await {
@@ -55,7 +56,7 @@ pub(super) async fn attempt(
             Err(Send::Stale) => {
                 return Err(Attempt {
                     error: ProxyError::new(ErrorKind::UpstreamReset),
-                    outcome: Outcome::Reset { request_sent: true },
+                    outcome: Some(Outcome::Reset { request_sent: true }),
                 })
             }
             Err(Send::Failed(error)) => {
@@ -63,13 +64,16 @@ pub(super) async fn attempt(
                     ErrorKind::Timeout => Outcome::Timeout { request_sent: true },
                     _ => Outcome::Reset { request_sent: true },
                 };
-                return Err(Attempt { error, outcome });
+                return Err(Attempt {
+                    error,
+                    outcome: Some(outcome),
+                });
             }
             Err(Send::Client(error)) => {
                 // Not the upstream's fault: never retried.
                 return Err(Attempt {
                     error,
-                    outcome: Outcome::Status(400),
+                    outcome: None,
                 });
             }
         }
@@ -89,14 +93,11 @@ pub(super) fn failure_of(
             _ => None,
         },
         Err(Attempt {
-            outcome: Outcome::ConnectFailed,
+            outcome: Some(Outcome::ConnectFailed),
             ..
         }) => Some(Failure::Connect),
         // A client-side failure says nothing about the endpoint.
-        Err(Attempt {
-            outcome: Outcome::Status(_),
-            ..
-        }) => None,
+        Err(Attempt { outcome: None, .. }) => None,
         Err(_) => Some(Failure::Gateway),
     }
 }

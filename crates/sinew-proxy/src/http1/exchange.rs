@@ -148,7 +148,7 @@ pub(crate) async fn run(
             Some(at) => tokio::time::timeout_at(at, sent).await.unwrap_or_else(|_| {
                 Err(Attempt {
                     error: ProxyError::new(ErrorKind::Timeout),
-                    outcome: Outcome::Timeout { request_sent: true },
+                    outcome: Some(Outcome::Timeout { request_sent: true }),
                 })
             }),
             None => sent.await,
@@ -173,7 +173,12 @@ pub(crate) async fn run(
                 },
                 _ => break up,
             },
-            Err(a) => (a.outcome, Some(a.error), None),
+            Err(Attempt {
+                outcome: Some(outcome),
+                error,
+            }) => (outcome, Some(error), None),
+            // The client failed: nothing to retry.
+            Err(Attempt { error, .. }) => return Err(failed(error, &request_body)),
         };
         retry += 1;
         // A retryable answer may say when to come back (`Retry-After`).
