@@ -1,0 +1,2 @@
+//! The etcd store (`--store etcd:URL[,URL…]`): etcd v3 through its JSON
+//! gateway. Written in a later step.
