@@ -1,5 +1,24 @@
 //! The Sinew control plane: a validated resource store (embedded redb or
 //! etcd), the registry, streaming push to proxies, the REST API, and locks.
+//!
+//! Data flows one way: REST apply → validate against everything stored →
+//! one store transaction → the store's watch → every replica's [`view`]
+//! builder → each proxy stream diffs the new view against what it sent →
+//! the proxy applies and ACKs or NACKs → its status is written back.
 #![forbid(unsafe_code)]
 
+pub mod apply;
+mod http;
+mod jobs;
+mod keys;
+pub mod lock;
+mod push;
+pub mod registry;
+mod replica;
+mod rest;
+mod server;
+pub mod status;
 pub mod store;
+mod view;
+
+pub use server::{ControlPlane, Options, StartError, StoreSpec};

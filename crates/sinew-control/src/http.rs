@@ -1,0 +1,61 @@
+//! Small HTTP/1 helpers: JSON responses for the REST API and a one-shot GET
+//! for external health checks.
+
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+/// A response body.
+pub(crate) type Body = Full<Bytes>;
+
+/// `status` with a JSON body.
+pub(crate) fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// `status` with `{"error": message}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    json(status, &serde_json::json!({ "error": message.into() }))
+}
+
+/// GETs `url` (`http://host:port/path`) once; returns the status code.
+pub(crate) async fn get_status(url: &str) -> Result<u16, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("bad url `{url}`: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("only http:// checks are supported, not `{url}`"));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("no host in `{url}`"))?
+        .clone();
+    let address = if authority.port().is_some() {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let request = http::Request::get(path)
+        .header(header::HOST, authority.as_str())
+        .header(header::USER_AGENT, "sinew-control-check")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    Ok(status)
+}

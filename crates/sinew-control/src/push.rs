@@ -1,0 +1,415 @@
+//! The gRPC side: each proxy's stream (registration, liveness, pushed
+//! updates, ACK/NACK) and the lock calls sidecars make for their apps.
+
+use std::{collections::HashMap, pin::Pin, sync::Arc, time::Duration};
+
+use futures_util::Stream;
+use sinew_proto::{
+    control_message, control_server, proxy_message, AcquireLockRequest, ControlMessage, Document,
+    EndpointHealth, Hello, LockLease, ProxyMessage, ReleaseLockReply, ReleaseLockRequest,
+    RenewLockRequest, ResourceKey, Update,
+};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{
+    keys, lock,
+    registry::{Registration, Source},
+    replica::Replica,
+    status::{Nack, ProxyStatus},
+    store::{Compare, Op},
+    view::{DocKey, View},
+};
+
+/// How long a new stream has to say `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Updates queued to one proxy before the session waits for it.
+const OUTBOUND_QUEUE: usize = 4;
+
+/// The `sinew.v1.Control` service.
+#[derive(Debug, Clone)]
+pub(crate) struct ControlService {
+    replica: Arc<Replica>,
+}
+
+impl ControlService {
+    pub(crate) fn new(replica: Arc<Replica>) -> Self {
+        ControlService { replica }
+    }
+
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let header = request
+            .metadata()
+            .get(sinew_proto::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if self.replica.tokens.proxy_may(header) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated(
+                "missing or wrong token: send `authorization: Bearer TOKEN` (the join or admin token)",
+            ))
+        }
+    }
+}
+
+fn lock_status(e: lock::LockError) -> Status {
+    match e {
+        lock::LockError::Held { .. } => Status::failed_precondition(e.to_string()),
+        lock::LockError::Lost => Status::not_found(e.to_string()),
+        lock::LockError::Invalid(m) => Status::invalid_argument(m),
+        lock::LockError::Store(s) => Status::unavailable(s.to_string()),
+    }
+}
+
+fn lease_reply(l: lock::Lease) -> Response<LockLease> {
+    Response::new(LockLease {
+        name: l.name,
+        owner: l.owner,
+        token: l.token,
+        ttl_ms: l.ttl_ms,
+    })
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl control_server::Control for ControlService {
+    type StreamStream = UpdateStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<ProxyMessage>>,
+    ) -> Result<Response<UpdateStream>, Status> {
+        self.authorize(&request)?;
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await;
+        let hello = match first {
+            Ok(Ok(Some(ProxyMessage {
+                message: Some(proxy_message::Message::Hello(h)),
+            }))) => h,
+            Ok(Err(status)) => return Err(status),
+            _ => return Err(Status::invalid_argument("the first message must be Hello")),
+        };
+        let peer = Peer::from_hello(hello)?;
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        tokio::spawn(session(self.replica.clone(), peer, inbound, tx));
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn acquire_lock(
+        &self,
+        request: Request<AcquireLockRequest>,
+    ) -> Result<Response<LockLease>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let ttl = Duration::from_millis(r.ttl_ms);
+        lock::acquire(&*self.replica.store, &r.name, &r.owner, ttl)
+            .await
+            .map(lease_reply)
+            .map_err(lock_status)
+    }
+
+    async fn renew_lock(
+        &self,
+        request: Request<RenewLockRequest>,
+    ) -> Result<Response<LockLease>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        lock::renew(&*self.replica.store, &r.name, &r.owner, r.token)
+            .await
+            .map(lease_reply)
+            .map_err(lock_status)
+    }
+
+    async fn release_lock(
+        &self,
+        request: Request<ReleaseLockRequest>,
+    ) -> Result<Response<ReleaseLockReply>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        lock::release(&*self.replica.store, &r.name, &r.owner, r.token)
+            .await
+            .map(|released| Response::new(ReleaseLockReply { released }))
+            .map_err(lock_status)
+    }
+}
+
+/// A proxy as it introduced itself.
+#[derive(Debug)]
+struct Peer {
+    name: String,
+    namespace: String,
+    service: String,
+    address: Option<std::net::SocketAddr>,
+    labels: std::collections::BTreeMap<String, String>,
+    weight: u32,
+    applied_version: u64,
+}
+
+impl Peer {
+    fn from_hello(h: Hello) -> Result<Peer, Status> {
+        let namespace = crate::view::namespace_or_default(Some(&h.namespace)).to_owned();
+        for (field, value) in [("proxy", &h.proxy), ("namespace", &namespace), ("service", &h.service)] {
+            if !keys::valid_segment(value) {
+                return Err(Status::invalid_argument(format!(
+                    "Hello.{field} `{value}` is not a valid name"
+                )));
+            }
+        }
+        let address = if h.address.is_empty() {
+            None
+        } else {
+            Some(h.address.parse().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "Hello.address `{}` is not ip:port",
+                    h.address
+                ))
+            })?)
+        };
+        Ok(Peer {
+            name: h.proxy,
+            namespace,
+            service: h.service,
+            address,
+            labels: h.labels.into_iter().collect(),
+            weight: h.weight.max(1),
+            applied_version: h.applied_version,
+        })
+    }
+}
+
+/// What one proxy has been sent.
+#[derive(Debug, Default)]
+struct Sent {
+    /// Document hashes, by key.
+    hashes: HashMap<DocKey, u64>,
+    /// The view version last diffed against.
+    view: Option<u64>,
+}
+
+fn key_of(k: &DocKey) -> ResourceKey {
+    ResourceKey {
+        kind: k.kind.as_str().to_owned(),
+        namespace: k.namespace.clone(),
+        name: k.name.clone(),
+    }
+}
+
+/// The update that brings `sent` to `view` for this proxy; `None` when nothing changed for it.
+fn diff(view: &View, sent: &mut Sent, namespace: &str, service: &str) -> Option<Update> {
+    let full = sent.view.is_none();
+    let candidates: Vec<DocKey> = if sent.view == Some(view.previous) {
+        view.changed.clone()
+    } else {
+        let mut all: Vec<DocKey> = view.docs.keys().cloned().collect();
+        all.extend(sent.hashes.keys().filter(|k| !view.docs.contains_key(*k)).cloned());
+        all
+    };
+    sent.view = Some(view.version);
+    let mut upserts = Vec::new();
+    let mut removals = Vec::new();
+    for k in candidates {
+        let doc = view
+            .docs
+            .get(&k)
+            .filter(|d| d.audience.includes(namespace, service));
+        match (doc, sent.hashes.get(&k)) {
+            (Some(d), Some(h)) if d.hash == *h => {}
+            (Some(d), _) => {
+                sent.hashes.insert(k.clone(), d.hash);
+                upserts.push(Document {
+                    key: Some(key_of(&k)),
+                    json: d.json.to_vec(),
+                });
+            }
+            (None, Some(_)) => {
+                sent.hashes.remove(&k);
+                removals.push(key_of(&k));
+            }
+            (None, None) => {}
+        }
+    }
+    if !full && upserts.is_empty() && removals.is_empty() {
+        return None;
+    }
+    Some(Update {
+        version: view.version,
+        full,
+        upserts,
+        removals,
+    })
+}
+
+/// One proxy's stream, from `Hello` to its end.
+async fn session(
+    replica: Arc<Replica>,
+    peer: Peer,
+    mut inbound: Streaming<ProxyMessage>,
+    tx: mpsc::Sender<Result<ControlMessage, Status>>,
+) {
+    let session = replica.next_session();
+    let proxy_id = format!("{}/{}", peer.namespace, peer.name);
+    tracing::info!(proxy = %proxy_id, service = %peer.service, session, "proxy connected");
+    let mut status = ProxyStatus {
+        name: peer.name.clone(),
+        namespace: peer.namespace.clone(),
+        service: peer.service.clone(),
+        address: peer.address.map(|a| a.to_string()).unwrap_or_default(),
+        connected: true,
+        replica: replica.id.clone(),
+        session: session.clone(),
+        desired_version: 0,
+        applied_version: peer.applied_version,
+        last_nack: None,
+        last_seen_ms: keys::now_ms(),
+    };
+    replica.status.write(status.clone());
+
+    let mut registration = peer.address.map(|address| {
+        let r = Registration {
+            address,
+            labels: peer.labels.clone(),
+            weight: peer.weight,
+            source: Source::Proxy,
+            check: None,
+            healthy: true,
+            heartbeat_ms: keys::now_ms(),
+            disconnected_ms: None,
+            session: Some(session.clone()),
+            proxy: Some(proxy_id.clone()),
+        };
+        let key = keys::registration(&peer.namespace, &peer.service, &peer.name);
+        (key, r, Vec::new())
+    });
+    let mut lease_rx = replica.lease.clone();
+    let lease = *lease_rx.borrow_and_update();
+    if let Some((key, r, written)) = registration.as_mut() {
+        *written = register(&replica, key, r, lease).await;
+    }
+
+    let mut view_rx = replica.view.clone();
+    view_rx.mark_changed();
+    let mut sent = Sent::default();
+    loop {
+        tokio::select! {
+            changed = view_rx.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let view = view_rx.borrow_and_update().clone();
+                if view.version == 0 {
+                    continue; // the store has not been read yet: never push an empty config
+                }
+                if let Some(update) = diff(&view, &mut sent, &peer.namespace, &peer.service) {
+                    let version = update.version;
+                    let message = ControlMessage { message: Some(control_message::Message::Update(update)) };
+                    if tx.send(Ok(message)).await.is_err() {
+                        break;
+                    }
+                    status.desired_version = version;
+                    replica.status.write(status.clone());
+                }
+            }
+            message = inbound.message() => {
+                let message = match message {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::debug!(proxy = %proxy_id, %error, "proxy stream error");
+                        break;
+                    }
+                };
+                status.last_seen_ms = keys::now_ms();
+                match message.message {
+                    Some(proxy_message::Message::Ack(a)) => {
+                        status.applied_version = a.version;
+                        if status.last_nack.as_ref().is_some_and(|n| n.version <= a.version) {
+                            status.last_nack = None;
+                        }
+                    }
+                    Some(proxy_message::Message::Nack(n)) => {
+                        tracing::warn!(proxy = %proxy_id, version = n.version, error = %n.error, "proxy refused a version");
+                        status.last_nack = Some(Nack { version: n.version, error: n.error });
+                    }
+                    Some(proxy_message::Message::Health(h)) => health(&replica, &proxy_id, h).await,
+                    Some(proxy_message::Message::Hello(_)) | None => {}
+                }
+                replica.status.write(status.clone());
+            }
+            lease = lease_rx.changed() => {
+                if lease.is_err() {
+                    break;
+                }
+                // The replica's lease was renewed after a loss: our
+                // registration died with the old one; put it back.
+                let lease = *lease_rx.borrow_and_update();
+                if let Some((key, r, written)) = registration.as_mut() {
+                    *written = register(&replica, key, r, lease).await;
+                }
+            }
+            () = tx.closed() => break,
+        }
+    }
+    tracing::info!(proxy = %proxy_id, session, "proxy disconnected");
+    status.connected = false;
+    replica.status.write(status);
+    if let Some((key, mut r, written)) = registration {
+        r.disconnected_ms = Some(keys::now_ms());
+        let lease = *lease_rx.borrow();
+        if let Ok(value) = serde_json::to_vec(&r) {
+            // Only if it is still ours: a newer session (here or on another
+            // replica) may have registered the proxy again.
+            let guard = vec![Compare::Value(key.clone(), written)];
+            let put = Op::Put { key, value, lease };
+            if let Err(error) = replica.store.txn(guard, vec![put]).await {
+                tracing::warn!(%error, proxy = %proxy_id, "cannot mark the registration disconnected");
+            }
+        }
+    }
+}
+
+/// Puts the registration on the replica's lease; returns the bytes written.
+async fn register(replica: &Replica, key: &str, r: &Registration, lease: i64) -> Vec<u8> {
+    let value = serde_json::to_vec(r).unwrap_or_default();
+    let put = Op::Put {
+        key: key.to_owned(),
+        value: value.clone(),
+        lease,
+    };
+    for attempt in 0..5u32 {
+        match replica.store.txn(Vec::new(), vec![put.clone()]).await {
+            Ok(_) => return value,
+            Err(error) => {
+                tracing::warn!(%error, key, "cannot register the proxy's endpoint; retrying");
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+        }
+    }
+    value
+}
+
+/// Records a sidecar's health-check verdicts, on the replica's lease.
+async fn health(replica: &Replica, reporter: &str, h: EndpointHealth) {
+    let lease = *replica.lease.borrow();
+    let reporter = reporter.replace('/', ".");
+    let ops: Vec<Op> = h
+        .endpoints
+        .into_iter()
+        .filter(|e| keys::valid_segment(&e.service) && !e.address.contains('/'))
+        .map(|e| {
+            let ns = crate::view::namespace_or_default(Some(&e.namespace));
+            Op::Put {
+                key: keys::health(ns, &e.service, &e.address, &reporter),
+                value: if e.healthy { b"1".to_vec() } else { b"0".to_vec() },
+                lease,
+            }
+        })
+        .collect();
+    for chunk in ops.chunks(100) {
+        if let Err(error) = replica.store.txn(Vec::new(), chunk.to_vec()).await {
+            tracing::warn!(%error, "cannot record endpoint health");
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Starting a replica: open the store, make sure the tokens exist, take the
+//! replica lease, build the view, and serve gRPC and REST.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::sync::watch;
+
+use crate::{
+    keys,
+    push::ControlService,
+    replica::{self, Replica, Tokens},
+    store::{embedded::EmbeddedStore, etcd::EtcdStore, Store, StoreError},
+    view::View,
+};
+
+/// Where the control plane keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// `embedded:DIR`.
+    Embedded(PathBuf),
+    /// `etcd:URL[,URL…]`.
+    Etcd(Vec<String>),
+}
+
+impl std::str::FromStr for StoreSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(dir) = s.strip_prefix("embedded:") {
+            if dir.is_empty() {
+                return Err("`embedded:` needs a directory, e.g. embedded:./sinew-data".into());
+            }
+            return Ok(StoreSpec::Embedded(PathBuf::from(dir)));
+        }
+        if let Some(urls) = s.strip_prefix("etcd:") {
+            let urls: Vec<String> = urls
+                .split(',')
+                .filter(|u| !u.is_empty())
+                .map(|u| {
+                    if u.contains("://") {
+                        u.to_owned()
+                    } else {
+                        format!("http://{u}")
+                    }
+                })
+                .collect();
+            if urls.is_empty() {
+                return Err("`etcd:` needs at least one URL, e.g. etcd:http://127.0.0.1:2379".into());
+            }
+            return Ok(StoreSpec::Etcd(urls));
+        }
+        Err(format!(
+            "unknown store `{s}`: use embedded:DIR or etcd:URL[,URL…]"
+        ))
+    }
+}
+
+/// How to run a replica.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The store.
+    pub store: StoreSpec,
+    /// gRPC address (proxies' streams, locks).
+    pub grpc_listen: SocketAddr,
+    /// REST API address.
+    pub http_listen: SocketAddr,
+    /// Where `admin.token` and `join.token` are written. Default: the
+    /// embedded store's directory; required with etcd.
+    pub data_dir: Option<PathBuf>,
+    /// How long a proxy's endpoint stays registered after its stream ends.
+    pub grace: Duration,
+    /// This replica's name (default: `host-pid`).
+    pub replica_id: Option<String>,
+}
+
+/// A running replica.
+#[derive(Debug)]
+pub struct ControlPlane {
+    /// The gRPC address bound.
+    pub grpc_addr: SocketAddr,
+    /// The REST address bound.
+    pub http_addr: SocketAddr,
+    /// Where the admin token was written.
+    pub admin_token_file: PathBuf,
+    replica: Arc<Replica>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _view: watch::Sender<Arc<View>>,
+}
+
+/// Why a replica could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<StoreError> for StartError {
+    fn from(e: StoreError) -> Self {
+        StartError(e.to_string())
+    }
+}
+
+fn write_secret(path: &std::path::Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == value) {
+        return Ok(());
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(value.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "sinew".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+impl ControlPlane {
+    /// Starts a replica on the current tokio runtime.
+    ///
+    /// # Errors
+    /// The store cannot be opened, a listener cannot bind, or the token files
+    /// cannot be written.
+    pub async fn start(options: Options) -> Result<ControlPlane, StartError> {
+        let (store, data_dir): (Arc<dyn Store>, PathBuf) = match &options.store {
+            StoreSpec::Embedded(dir) => (
+                Arc::new(EmbeddedStore::open(dir)?),
+                options.data_dir.clone().unwrap_or_else(|| dir.clone()),
+            ),
+            StoreSpec::Etcd(urls) => {
+                let dir = options.data_dir.clone().ok_or_else(|| {
+                    StartError("--data-dir is required with an etcd store (the token files go there)".into())
+                })?;
+                (Arc::new(EtcdStore::connect(urls).await?), dir)
+            }
+        };
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| StartError(format!("cannot create {}: {e}", data_dir.display())))?;
+        let tokens = Tokens {
+            admin: replica::token(&*store, keys::ADMIN_TOKEN).await?,
+            join: replica::token(&*store, keys::JOIN_TOKEN).await?,
+        };
+        let admin_token_file = data_dir.join("admin.token");
+        for (file, value) in [(&admin_token_file, &tokens.admin), (&data_dir.join("join.token"), &tokens.join)] {
+            write_secret(file, value)
+                .map_err(|e| StartError(format!("cannot write {}: {e}", file.display())))?;
+        }
+
+        let grpc = tokio::net::TcpListener::bind(options.grpc_listen)
+            .await
+            .map_err(|e| StartError(format!("cannot listen on {} (grpc): {e}", options.grpc_listen)))?;
+        let http = tokio::net::TcpListener::bind(options.http_listen)
+            .await
+            .map_err(|e| StartError(format!("cannot listen on {} (http): {e}", options.http_listen)))?;
+        let grpc_addr = grpc.local_addr().map_err(|e| StartError(e.to_string()))?;
+        let http_addr = http.local_addr().map_err(|e| StartError(e.to_string()))?;
+
+        let id = options.replica_id.clone().unwrap_or_else(default_replica_id);
+        let describe = serde_json::json!({"grpc": grpc_addr, "http": http_addr}).to_string();
+        let lease = replica::keep_lease(store.clone(), id.clone(), describe).await?;
+        let (view_tx, view_rx) = watch::channel(Arc::new(View::default()));
+        let replica = Arc::new(Replica::new(
+            id,
+            store.clone(),
+            tokens,
+            view_rx,
+            lease,
+            options.grace,
+        ));
+        let mut tasks = vec![tokio::spawn(crate::view::build(store.clone(), view_tx.clone()))];
+        tasks.push(tokio::spawn(replica::lead(replica.clone())));
+        tasks.push(tokio::spawn(crate::rest::serve(http, replica.clone())));
+        let service = sinew_proto::control_server::ControlServer::new(ControlService::new(replica.clone()));
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
+        tasks.push(tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(Duration::from_secs(5)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "grpc server failed");
+            }
+        }));
+        tracing::info!(
+            replica = %replica.id,
+            store = %store.describe(),
+            %grpc_addr,
+            %http_addr,
+            "sinew control serving"
+        );
+        Ok(ControlPlane {
+            grpc_addr,
+            http_addr,
+            admin_token_file,
+            replica,
+            tasks,
+            _view: view_tx,
+        })
+    }
+
+    /// This replica's name.
+    pub fn replica_id(&self) -> &str {
+        &self.replica.id
+    }
+
+    /// Stops serving (streams end; proxies reconnect elsewhere or keep their config).
+    pub fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! `sinew control`: run one control-plane replica.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use sinew_control::{ControlPlane, Options, StoreSpec};
+
+/// Run the control plane.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// `embedded:DIR` (redb in DIR, one replica) or `etcd:URL[,URL…]` (any number of replicas).
+    #[arg(long, default_value = "embedded:./sinew-data")]
+    store: StoreSpec,
+    /// Address of the gRPC API (proxies' streams and locks).
+    #[arg(long, default_value = "127.0.0.1:7701")]
+    grpc_listen: SocketAddr,
+    /// Address of the REST API (the CLI, `/openapi.json`).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    http_listen: SocketAddr,
+    /// Where `admin.token` and `join.token` are written; default the embedded store's directory (required with etcd).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// How long a proxy's endpoint stays registered after its stream ends.
+    #[arg(long, default_value = "10s")]
+    deregister_grace: sinew_model::Duration,
+    /// This replica's name (default: hostname-pid).
+    #[arg(long)]
+    replica: Option<String>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+pub(crate) fn run(args: Args) -> Result<(), String> {
+    crate::logging::init();
+    let options = Options {
+        store: args.store,
+        grpc_listen: args.grpc_listen,
+        http_listen: args.http_listen,
+        data_dir: args.data_dir,
+        grace: Duration::from(args.deregister_grace),
+        replica_id: args.replica,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers.max(1))
+        .thread_name("sinew-control")
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let plane = ControlPlane::start(options).await.map_err(|e| e.to_string())?;
+        eprintln!(
+            "sinew control: REST on http://{}, gRPC on {}, admin token in {}",
+            plane.http_addr,
+            plane.grpc_addr,
+            plane.admin_token_file.display()
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| e.to_string())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping");
+        plane.stop();
+        Ok::<(), String>(())
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    Ok(())
+}
