@@ -23,6 +23,14 @@ enum Command {
     Up(cmd::up::Args),
     /// Check config files without running anything.
     Validate(cmd::validate::Args),
+    /// Apply resources from a file to the control plane (all or nothing).
+    Apply(cmd::apply::Args),
+    /// Show resources stored in the control plane.
+    Get(cmd::get::Args),
+    /// Delete a resource from the control plane.
+    Delete(cmd::delete::Args),
+    /// Show every proxy of the control plane: connected, config versions, last NACK.
+    Status(cmd::status::Args),
     /// A built-in demo application (used by `sinew up`).
     #[command(hide = true)]
     DemoApp(cmd::demo::Args),
@@ -34,6 +42,10 @@ fn main() -> ExitCode {
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Up(args) => cmd::up::run(args),
         Command::Validate(args) => cmd::validate::run(args),
+        Command::Apply(args) => cmd::apply::run(args),
+        Command::Get(args) => cmd::get::run(args),
+        Command::Delete(args) => cmd::delete::run(args),
+        Command::Status(args) => cmd::status::run(args),
         Command::DemoApp(args) => cmd::demo::run(args),
     };
     match result {

@@ -1,6 +1,11 @@
 //! The subcommands, one module each.
 
+pub(crate) mod apply;
+pub(crate) mod client;
+pub(crate) mod delete;
 pub(crate) mod demo;
+pub(crate) mod get;
 pub(crate) mod proxy;
+pub(crate) mod status;
 pub(crate) mod up;
 pub(crate) mod validate;
