@@ -20,6 +20,7 @@ mod backend;
 mod blackhole;
 mod body;
 mod client;
+mod control;
 mod curl;
 mod eventually;
 mod external;
@@ -41,6 +42,7 @@ pub use backend::{digest, pattern_bytes, Backend, BackendBuilder, RecordedReques
 pub use blackhole::{AddrOnly, BlackHole};
 pub use body::ChannelBody;
 pub use client::{ClientError, HttpClient, HttpVersion, Request, Response};
+pub use control::{Control, ControlBuilder};
 pub use curl::{Curl, CurlResponse};
 pub use external::{external_binary, require_external};
 pub use grpc::{grpc_decode, grpc_encode, GrpcBackend, GrpcClient, GrpcReply};

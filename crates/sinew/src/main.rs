@@ -21,6 +21,8 @@ enum Command {
     Proxy(cmd::proxy::Args),
     /// Start a local mesh: demo services, each with its sidecar, and demo traffic.
     Up(cmd::up::Args),
+    /// Run the control plane: resource store, registry, push to proxies, REST API.
+    Control(cmd::control::Args),
     /// Check config files without running anything.
     Validate(cmd::validate::Args),
     /// Apply resources from a file to the control plane (all or nothing).
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Up(args) => cmd::up::run(args),
+        Command::Control(args) => cmd::control::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Apply(args) => cmd::apply::run(args),
         Command::Get(args) => cmd::get::run(args),

@@ -60,6 +60,7 @@ pub struct ProxyBuilder {
     pub(super) ready_timeout: Duration,
     pub(super) ports: ProxyPorts,
     service_name: String,
+    proxy_name: String,
     app: Option<SocketAddr>,
     services: Vec<ServiceDef>,
     resources: Vec<String>,
@@ -88,6 +89,7 @@ impl ProxyBuilder {
             ready_timeout: Duration::from_secs(15),
             ports: ProxyPorts::allocate(),
             service_name: "test".to_owned(),
+            proxy_name: "test-proxy".to_owned(),
             app: None,
             services: Vec::new(),
             resources: Vec::new(),
@@ -170,6 +172,12 @@ impl ProxyBuilder {
         self
     }
 
+    /// The Proxy's `metadata.name` (default `test-proxy`).
+    pub fn name(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.proxy_name);
+        self
+    }
+
     /// Extra YAML lines placed under the Proxy's `spec`.
     pub fn proxy_spec(mut self, yaml: &str) -> Self {
         self.spec_extra.push_str(yaml);
@@ -202,8 +210,8 @@ impl ProxyBuilder {
         // Writing to a String cannot fail.
         let _ = write!(
             out,
-            "apiVersion: sinew.dev/v1alpha1\nkind: Proxy\nmetadata:\n  name: test-proxy\nspec:\n  service: {}\n",
-            self.service_name
+            "apiVersion: sinew.dev/v1alpha1\nkind: Proxy\nmetadata:\n  name: {}\nspec:\n  service: {}\n",
+            self.proxy_name, self.service_name
         );
         if let Some(app) = self.app {
             let _ = writeln!(out, "  app: \"{app}\"");

@@ -42,19 +42,33 @@ impl Proxy {
         let dir = TempDir::new("proxy");
         let config_path = dir.join("sinew.yaml");
         std::fs::write(&config_path, text).expect("write proxy config");
-        let mut cmd = Command::new(&spec.bin);
-        cmd.arg("proxy").arg("--config").arg(&config_path);
-        for (key, value) in &spec.env {
-            cmd.env(key, value);
-        }
-        let process = Process::spawn(cmd)
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", spec.bin.display()));
+        let process = Self::spawn_process(&spec, &config_path);
         Self {
             process,
             spec,
             config_path,
             config: text.to_owned(),
             dir,
+        }
+    }
+
+    fn spawn_process(spec: &ProxyBuilder, config_path: &Path) -> Process {
+        let mut cmd = Command::new(&spec.bin);
+        cmd.arg("proxy").arg("--config").arg(config_path);
+        for (key, value) in &spec.env {
+            cmd.env(key, value);
+        }
+        Process::spawn(cmd).unwrap_or_else(|e| panic!("cannot start {}: {e}", spec.bin.display()))
+    }
+
+    /// SIGKILLs the process and starts it again on the same config file and
+    /// directory (so a control-mode proxy finds its cache); waits for `/ready`.
+    pub async fn restart(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait_exit(Duration::from_secs(5)).await;
+        self.process = Self::spawn_process(&self.spec, &self.config_path);
+        if !self.wait_ready(self.ready_timeout()).await {
+            panic!("proxy not ready after restart:\n{}", self.stderr_tail());
         }
     }
 
