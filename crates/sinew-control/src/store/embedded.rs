@@ -315,6 +315,32 @@ impl Inner {
 
     /// Deletes the leases and every key attached to them, in one transaction.
     fn end_leases(&self, ids: &[LeaseId]) -> Result<(), StoreError> {
+        // The leases end first, so that once their keys' deletes are watched
+        // a keep-alive fails (no holder renews a lease whose keys are gone)
+        // and no put attaches a new key to them. The writer lock waits out a
+        // txn that checked one of these leases before.
+        let ended: Vec<(LeaseId, LeaseState)> = {
+            let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut mem = self.mem.write().unwrap_or_else(|p| p.into_inner());
+            ids.iter()
+                .filter_map(|id| mem.leases.remove(id).map(|l| (*id, l)))
+                .collect()
+        };
+        let result = self.delete_lease_records(ids);
+        if result.is_err() {
+            // Back in memory, already expired, for the reaper to retry.
+            let mut mem = self.mem.write().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            for (id, mut lease) in ended {
+                lease.deadline = now;
+                mem.leases.insert(id, lease);
+            }
+        }
+        result
+    }
+
+    /// The keys attached to `ids`, then the leases themselves, from disk.
+    fn delete_lease_records(&self, ids: &[LeaseId]) -> Result<(), StoreError> {
         let keys: Vec<String> = {
             let mem = self.mem.read().unwrap_or_else(|p| p.into_inner());
             mem.kv
@@ -334,12 +360,7 @@ impl Inner {
                 leases.remove(*id).map_err(internal)?;
             }
         }
-        w.commit().map_err(internal)?;
-        let mut mem = self.mem.write().unwrap_or_else(|p| p.into_inner());
-        for id in ids {
-            mem.leases.remove(id);
-        }
-        Ok(())
+        w.commit().map_err(internal)
     }
 }
 
