@@ -40,6 +40,20 @@ pub enum ApplyError {
     Store(StoreError),
 }
 
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyError::Invalid(errors) => write!(f, "invalid resources:\n{errors}"),
+            ApplyError::BadRequest(m) | ApplyError::NotFound(m) | ApplyError::Conflict(m) => {
+                f.write_str(m)
+            }
+            ApplyError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
 impl From<StoreError> for ApplyError {
     fn from(e: StoreError) -> Self {
         ApplyError::Store(e)
@@ -59,7 +73,8 @@ pub(crate) async fn stored(
     let mut resources = Vec::with_capacity(kvs.len());
     for kv in &kvs {
         let name = kv.key.strip_prefix(keys::RESOURCES).unwrap_or(&kv.key);
-        let text = std::str::from_utf8(&kv.value).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let text =
+            std::str::from_utf8(&kv.value).map_err(|e| StoreError::Internal(e.to_string()))?;
         match parse_str(name, text) {
             Ok(mut r) => resources.append(&mut r),
             Err(errors) => {
@@ -85,11 +100,14 @@ pub async fn apply(
 ) -> Result<(Revision, Vec<Outcome>), ApplyError> {
     let incoming = parse_str(source, text).map_err(ApplyError::Invalid)?;
     if incoming.is_empty() {
-        return Err(ApplyError::BadRequest(format!("{source} holds no resources")));
+        return Err(ApplyError::BadRequest(format!(
+            "{source} holds no resources"
+        )));
     }
     for _ in 0..ATTEMPTS {
         let (guard, kvs, current) = stored(store).await?;
-        let by_key: BTreeMap<&str, &KeyValue> = kvs.iter().map(|kv| (kv.key.as_str(), kv)).collect();
+        let by_key: BTreeMap<&str, &KeyValue> =
+            kvs.iter().map(|kv| (kv.key.as_str(), kv)).collect();
         let replaced: std::collections::BTreeSet<String> = incoming.iter().map(key_of).collect();
         let mut merged: Vec<Resource> = current
             .into_iter()
@@ -125,7 +143,10 @@ pub async fn apply(
             return Ok((revision, outcomes));
         }
         ops.push(Op::put(keys::RESOURCES_GUARD, Vec::new()));
-        let compare = vec![Compare::ModRevision(keys::RESOURCES_GUARD.to_owned(), guard)];
+        let compare = vec![Compare::ModRevision(
+            keys::RESOURCES_GUARD.to_owned(),
+            guard,
+        )];
         let outcome = store.txn(compare, ops).await?;
         if outcome.succeeded {
             return Ok((outcome.revision, outcomes));
@@ -166,7 +187,10 @@ pub async fn delete(
             Compare::ModRevision(keys::RESOURCES_GUARD.to_owned(), guard),
             Compare::ModRevision(key.clone(), existing.mod_revision),
         ];
-        let ops = vec![Op::delete(key.clone()), Op::put(keys::RESOURCES_GUARD, Vec::new())];
+        let ops = vec![
+            Op::delete(key.clone()),
+            Op::put(keys::RESOURCES_GUARD, Vec::new()),
+        ];
         let outcome = store.txn(compare, ops).await?;
         if outcome.succeeded {
             return Ok(outcome.revision);

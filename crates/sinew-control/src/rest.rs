@@ -195,7 +195,11 @@ fn apply_error(e: ApplyError) -> Response<Body> {
                     json!({"file": e.file, "line": e.line, "column": e.column, "field": e.field, "message": e.message})
                 })
                 .collect();
-            let first = errors.iter().next().map(ToString::to_string).unwrap_or_default();
+            let first = errors
+                .iter()
+                .next()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             json(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &json!({"error": format!("invalid resources; nothing was applied: {first}"), "errors": list}),
@@ -229,7 +233,10 @@ async fn list(r: &Replica, kind: &str, namespace: Option<&String>) -> Response<B
                 .iter()
                 .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
                 .collect();
-            json(StatusCode::OK, &json!({"revision": revision, "items": items}))
+            json(
+                StatusCode::OK,
+                &json!({"revision": revision, "items": items}),
+            )
         }
         Err(e) => store_error(&e),
     }
@@ -295,7 +302,10 @@ fn endpoint_json(
 /// Every endpoint of every service: static ones from Service resources,
 /// registered ones, with the sidecars' health reports folded in.
 async fn endpoints(r: &Replica) -> Result<BTreeMap<(String, String), Vec<Value>>, StoreError> {
-    let (_, services) = r.store.range(&keys::resource_kind(sinew_model::Kind::Service)).await?;
+    let (_, services) = r
+        .store
+        .range(&keys::resource_kind(sinew_model::Kind::Service))
+        .await?;
     let (_, registry) = r.store.range(keys::REGISTRY).await?;
     let (_, health) = r.store.range(keys::HEALTH).await?;
     // (ns, svc, address) -> (healthy reports, unhealthy reports)
@@ -324,10 +334,21 @@ async fn endpoints(r: &Replica) -> Result<BTreeMap<(String, String), Vec<Value>>
         let Ok(doc) = serde_json::from_slice::<Value>(&kv.value) else {
             continue;
         };
-        let ns = doc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
-        let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let ns = doc
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let list = out.entry((ns.to_owned(), name.to_owned())).or_default();
-        for e in doc.pointer("/spec/endpoints").and_then(Value::as_array).into_iter().flatten() {
+        for e in doc
+            .pointer("/spec/endpoints")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let address = e.get("address").and_then(Value::as_str).unwrap_or_default();
             let labels: BTreeMap<String, String> = e
                 .get("labels")
@@ -348,7 +369,10 @@ async fn endpoints(r: &Replica) -> Result<BTreeMap<(String, String), Vec<Value>>
     }
     for kv in &registry {
         let rest = kv.key.strip_prefix(keys::REGISTRY).unwrap_or_default();
-        let (Some(p), Ok(reg)) = (keys::parts(rest, 3), serde_json::from_slice::<Registration>(&kv.value)) else {
+        let (Some(p), Ok(reg)) = (
+            keys::parts(rest, 3),
+            serde_json::from_slice::<Registration>(&kv.value),
+        ) else {
             continue;
         };
         let address = reg.address.to_string();
@@ -359,7 +383,15 @@ async fn endpoints(r: &Replica) -> Result<BTreeMap<(String, String), Vec<Value>>
         };
         out.entry((p[0].to_owned(), p[1].to_owned()))
             .or_default()
-            .push(endpoint_json(p[2], &address, &reg.labels, reg.weight, source, healthy, rep));
+            .push(endpoint_json(
+                p[2],
+                &address,
+                &reg.labels,
+                reg.weight,
+                source,
+                healthy,
+                rep,
+            ));
     }
     Ok(out)
 }
@@ -380,7 +412,12 @@ async fn catalog(r: &Replica) -> Response<Body> {
     }
 }
 
-async fn catalog_service(r: &Replica, ns: &str, name: &str, label: Option<&String>) -> Response<Body> {
+async fn catalog_service(
+    r: &Replica,
+    ns: &str,
+    name: &str,
+    label: Option<&String>,
+) -> Response<Body> {
     let filter = match label.map(|l| l.split_once('=')) {
         None => None,
         Some(Some((k, v))) => Some((k.to_owned(), v.to_owned())),
@@ -397,9 +434,15 @@ async fn catalog_service(r: &Replica, ns: &str, name: &str, label: Option<&Strin
                         })
                     })
                     .collect();
-                json(StatusCode::OK, &json!({"namespace": ns, "name": name, "endpoints": eps}))
+                json(
+                    StatusCode::OK,
+                    &json!({"namespace": ns, "name": name, "endpoints": eps}),
+                )
             }
-            None => error(StatusCode::NOT_FOUND, format!("no service {ns}/{name} in the catalog")),
+            None => error(
+                StatusCode::NOT_FOUND,
+                format!("no service {ns}/{name} in the catalog"),
+            ),
         },
         Err(e) => store_error(&e),
     }
@@ -496,10 +539,16 @@ async fn register(r: &Replica, ns: &str, svc: &str, id: &str, body: &[u8]) -> Re
     let value = serde_json::to_vec(&reg).unwrap_or_default();
     match r
         .store
-        .txn(Vec::new(), vec![Op::put(keys::registration(ns, svc, id), value)])
+        .txn(
+            Vec::new(),
+            vec![Op::put(keys::registration(ns, svc, id), value)],
+        )
         .await
     {
-        Ok(o) => json(StatusCode::OK, &json!({"revision": o.revision, "registration": reg})),
+        Ok(o) => json(
+            StatusCode::OK,
+            &json!({"revision": o.revision, "registration": reg}),
+        ),
         Err(e) => store_error(&e),
     }
 }
@@ -530,13 +579,19 @@ async fn heartbeat(r: &Replica, ns: &str, svc: &str, id: &str) -> Response<Body>
             Err(e) => return store_error(&e),
         }
     }
-    error(StatusCode::CONFLICT, "the registration kept changing; try again")
+    error(
+        StatusCode::CONFLICT,
+        "the registration kept changing; try again",
+    )
 }
 
 async fn deregister(r: &Replica, ns: &str, svc: &str, id: &str) -> Response<Body> {
     match r
         .store
-        .txn(Vec::new(), vec![Op::delete(keys::registration(ns, svc, id))])
+        .txn(
+            Vec::new(),
+            vec![Op::delete(keys::registration(ns, svc, id))],
+        )
         .await
     {
         Ok(o) => json(StatusCode::OK, &json!({"revision": o.revision})),
@@ -563,15 +618,14 @@ fn lock_error(e: lock::LockError) -> Response<Body> {
     error(status, e.to_string())
 }
 
-fn lock_body(body: &[u8]) -> Result<LockBody, Response<Body>> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad lock request: {e}")))
+fn lock_body(body: &[u8]) -> Result<LockBody, String> {
+    serde_json::from_slice(body).map_err(|e| format!("bad lock request: {e}"))
 }
 
 async fn lock_acquire(r: &Replica, name: &str, body: &[u8]) -> Response<Body> {
     let b = match lock_body(body) {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let ttl = match duration_ms("ttl", b.ttl.as_ref(), 10_000) {
         Ok(ms) => Duration::from_millis(ms),
@@ -586,7 +640,7 @@ async fn lock_acquire(r: &Replica, name: &str, body: &[u8]) -> Response<Body> {
 async fn lock_renew(r: &Replica, name: &str, body: &[u8]) -> Response<Body> {
     let b = match lock_body(body) {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let Some(token) = b.token else {
         return error(StatusCode::BAD_REQUEST, "`token` is required to renew");
@@ -600,10 +654,96 @@ async fn lock_renew(r: &Replica, name: &str, body: &[u8]) -> Response<Body> {
 async fn lock_release(r: &Replica, name: &str, q: &BTreeMap<String, String>) -> Response<Body> {
     let (Some(owner), Some(token)) = (q.get("owner"), q.get("token").and_then(|t| t.parse().ok()))
     else {
-        return error(StatusCode::BAD_REQUEST, "`owner` and `token` query parameters are required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`owner` and `token` query parameters are required",
+        );
     };
     match lock::release(&*r.store, name, owner, token).await {
         Ok(released) => json(StatusCode::OK, &json!({"released": released})),
         Err(e) => lock_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_documents_every_route() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.0.3");
+        let paths = doc["paths"].as_object().expect("paths");
+        for (path, methods) in [
+            ("/healthz", &["get"][..]),
+            ("/openapi.json", &["get"]),
+            ("/v1/apply", &["post"]),
+            ("/v1/resources/{kind}", &["get"]),
+            (
+                "/v1/resources/{kind}/{namespace}/{name}",
+                &["get", "delete"],
+            ),
+            ("/v1/proxies", &["get"]),
+            ("/v1/catalog/services", &["get"]),
+            ("/v1/catalog/services/{namespace}/{name}", &["get"]),
+            (
+                "/v1/registry/{namespace}/{service}/{id}",
+                &["put", "delete"],
+            ),
+            (
+                "/v1/registry/{namespace}/{service}/{id}/heartbeat",
+                &["put"],
+            ),
+            ("/v1/locks/{name}", &["post", "put", "delete"]),
+        ] {
+            for m in methods {
+                assert!(paths[path][m].is_object(), "{m} {path} is not documented");
+            }
+        }
+        // Every $ref resolves.
+        let text = OPENAPI;
+        for r in text.split("\"#/components/schemas/").skip(1) {
+            let name = r.split('"').next().unwrap_or_default();
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "dangling $ref {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(decode("a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(decode("%zz"), None);
+        assert_eq!(decode("50%").as_deref(), Some("50%"));
+    }
+
+    #[test]
+    fn checks_parse_with_units() {
+        let c = parse_check(CheckBody {
+            ttl: None,
+            http: Some("http://127.0.0.1:1/h".into()),
+            tcp: None,
+            interval: Some("2s".into()),
+            timeout: Some("500ms".into()),
+        })
+        .expect("valid");
+        assert_eq!(c.interval(), Some(Duration::from_secs(2)));
+        let bad = parse_check(CheckBody {
+            ttl: Some("5".into()),
+            http: None,
+            tcp: None,
+            interval: None,
+            timeout: None,
+        });
+        assert!(bad.is_err());
+        let two = parse_check(CheckBody {
+            ttl: Some("5s".into()),
+            http: None,
+            tcp: Some("127.0.0.1:1".into()),
+            interval: None,
+            timeout: None,
+        });
+        assert!(two.is_err());
     }
 }

@@ -45,7 +45,9 @@ impl std::str::FromStr for StoreSpec {
                 })
                 .collect();
             if urls.is_empty() {
-                return Err("`etcd:` needs at least one URL, e.g. etcd:http://127.0.0.1:2379".into());
+                return Err(
+                    "`etcd:` needs at least one URL, e.g. etcd:http://127.0.0.1:2379".into(),
+                );
             }
             return Ok(StoreSpec::Etcd(urls));
         }
@@ -145,7 +147,10 @@ impl ControlPlane {
             ),
             StoreSpec::Etcd(urls) => {
                 let dir = options.data_dir.clone().ok_or_else(|| {
-                    StartError("--data-dir is required with an etcd store (the token files go there)".into())
+                    StartError(
+                        "--data-dir is required with an etcd store (the token files go there)"
+                            .into(),
+                    )
                 })?;
                 (Arc::new(EtcdStore::connect(urls).await?), dir)
             }
@@ -157,21 +162,37 @@ impl ControlPlane {
             join: replica::token(&*store, keys::JOIN_TOKEN).await?,
         };
         let admin_token_file = data_dir.join("admin.token");
-        for (file, value) in [(&admin_token_file, &tokens.admin), (&data_dir.join("join.token"), &tokens.join)] {
+        for (file, value) in [
+            (&admin_token_file, &tokens.admin),
+            (&data_dir.join("join.token"), &tokens.join),
+        ] {
             write_secret(file, value)
                 .map_err(|e| StartError(format!("cannot write {}: {e}", file.display())))?;
         }
 
         let grpc = tokio::net::TcpListener::bind(options.grpc_listen)
             .await
-            .map_err(|e| StartError(format!("cannot listen on {} (grpc): {e}", options.grpc_listen)))?;
+            .map_err(|e| {
+                StartError(format!(
+                    "cannot listen on {} (grpc): {e}",
+                    options.grpc_listen
+                ))
+            })?;
         let http = tokio::net::TcpListener::bind(options.http_listen)
             .await
-            .map_err(|e| StartError(format!("cannot listen on {} (http): {e}", options.http_listen)))?;
+            .map_err(|e| {
+                StartError(format!(
+                    "cannot listen on {} (http): {e}",
+                    options.http_listen
+                ))
+            })?;
         let grpc_addr = grpc.local_addr().map_err(|e| StartError(e.to_string()))?;
         let http_addr = http.local_addr().map_err(|e| StartError(e.to_string()))?;
 
-        let id = options.replica_id.clone().unwrap_or_else(default_replica_id);
+        let id = options
+            .replica_id
+            .clone()
+            .unwrap_or_else(default_replica_id);
         let describe = serde_json::json!({"grpc": grpc_addr, "http": http_addr}).to_string();
         let lease = replica::keep_lease(store.clone(), id.clone(), describe).await?;
         let (view_tx, view_rx) = watch::channel(Arc::new(View::default()));
@@ -183,10 +204,14 @@ impl ControlPlane {
             lease,
             options.grace,
         ));
-        let mut tasks = vec![tokio::spawn(crate::view::build(store.clone(), view_tx.clone()))];
+        let mut tasks = vec![tokio::spawn(crate::view::build(
+            store.clone(),
+            view_tx.clone(),
+        ))];
         tasks.push(tokio::spawn(replica::lead(replica.clone())));
         tasks.push(tokio::spawn(crate::rest::serve(http, replica.clone())));
-        let service = sinew_proto::control_server::ControlServer::new(ControlService::new(replica.clone()));
+        let service =
+            sinew_proto::control_server::ControlServer::new(ControlService::new(replica.clone()));
         let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
         tasks.push(tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
@@ -214,6 +239,23 @@ impl ControlPlane {
             tasks,
             _view: view_tx,
         })
+    }
+
+    /// Applies resources as `POST /v1/apply` does (all or nothing).
+    ///
+    /// # Errors
+    /// As the REST call: invalid resources with their places, or a store failure.
+    pub async fn apply(
+        &self,
+        source: &str,
+        text: &str,
+    ) -> Result<(u64, Vec<crate::apply::Outcome>), crate::apply::ApplyError> {
+        crate::apply::apply(&*self.replica.store, source, text).await
+    }
+
+    /// Where the join token (for proxies) was written.
+    pub fn join_token_file(&self) -> PathBuf {
+        self.admin_token_file.with_file_name("join.token")
     }
 
     /// This replica's name.
