@@ -54,7 +54,10 @@ pub(crate) async fn get_status(url: &str) -> Result<u16, String> {
         .header(header::USER_AGENT, "sinew-control-check")
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let _ = response.into_body().collect().await;
     Ok(status)

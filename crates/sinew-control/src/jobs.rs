@@ -50,7 +50,11 @@ impl Jobs {
             if expired {
                 tracing::info!(key = %kv.key, "deregistering");
                 let guard = vec![Compare::ModRevision(kv.key.clone(), kv.mod_revision)];
-                if let Err(error) = replica.store.txn(guard, vec![Op::delete(kv.key.clone())]).await {
+                if let Err(error) = replica
+                    .store
+                    .txn(guard, vec![Op::delete(kv.key.clone())])
+                    .await
+                {
                     tracing::warn!(%error, "cannot deregister");
                 }
                 self.last_probe.remove(&kv.key);
@@ -67,14 +71,15 @@ impl Jobs {
                 }
             }
         }
-        let results = futures_util::future::join_all(probes.into_iter().map(|(kv, r)| async move {
-            let healthy = match &r.check {
-                Some(check) => probe(check).await,
-                None => r.healthy,
-            };
-            (kv, r, healthy)
-        }))
-        .await;
+        let results =
+            futures_util::future::join_all(probes.into_iter().map(|(kv, r)| async move {
+                let healthy = match &r.check {
+                    Some(check) => probe(check).await,
+                    None => r.healthy,
+                };
+                (kv, r, healthy)
+            }))
+            .await;
         for (kv, mut r, healthy) in results {
             if r.healthy != healthy {
                 tracing::info!(key = %kv.key, healthy, "external check changed");

@@ -99,7 +99,9 @@ pub async fn acquire(
 ) -> Result<Lease, LockError> {
     check(name, owner)?;
     if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
-        return Err(LockError::Invalid("`ttl` must be between 1s and 1h".to_owned()));
+        return Err(LockError::Invalid(
+            "`ttl` must be between 1s and 1h".to_owned(),
+        ));
     }
     let key = keys::lock(name);
     for _ in 0..8 {

@@ -151,7 +151,11 @@ struct Peer {
 impl Peer {
     fn from_hello(h: Hello) -> Result<Peer, Status> {
         let namespace = crate::view::namespace_or_default(Some(&h.namespace)).to_owned();
-        for (field, value) in [("proxy", &h.proxy), ("namespace", &namespace), ("service", &h.service)] {
+        for (field, value) in [
+            ("proxy", &h.proxy),
+            ("namespace", &namespace),
+            ("service", &h.service),
+        ] {
             if !keys::valid_segment(value) {
                 return Err(Status::invalid_argument(format!(
                     "Hello.{field} `{value}` is not a valid name"
@@ -162,10 +166,7 @@ impl Peer {
             None
         } else {
             Some(h.address.parse().map_err(|_| {
-                Status::invalid_argument(format!(
-                    "Hello.address `{}` is not ip:port",
-                    h.address
-                ))
+                Status::invalid_argument(format!("Hello.address `{}` is not ip:port", h.address))
             })?)
         };
         Ok(Peer {
@@ -204,7 +205,12 @@ fn diff(view: &View, sent: &mut Sent, namespace: &str, service: &str) -> Option<
         view.changed.clone()
     } else {
         let mut all: Vec<DocKey> = view.docs.keys().cloned().collect();
-        all.extend(sent.hashes.keys().filter(|k| !view.docs.contains_key(*k)).cloned());
+        all.extend(
+            sent.hashes
+                .keys()
+                .filter(|k| !view.docs.contains_key(*k))
+                .cloned(),
+        );
         all
     };
     sent.view = Some(view.version);
@@ -402,7 +408,11 @@ async fn health(replica: &Replica, reporter: &str, h: EndpointHealth) {
             let ns = crate::view::namespace_or_default(Some(&e.namespace));
             Op::Put {
                 key: keys::health(ns, &e.service, &e.address, &reporter),
-                value: if e.healthy { b"1".to_vec() } else { b"0".to_vec() },
+                value: if e.healthy {
+                    b"1".to_vec()
+                } else {
+                    b"0".to_vec()
+                },
                 lease,
             }
         })

@@ -132,7 +132,10 @@ impl State {
                 Some(k)
             }
             Touch::Registration(ns, service, id) => {
-                let entry = self.registry.entry((ns.clone(), service.clone())).or_default();
+                let entry = self
+                    .registry
+                    .entry((ns.clone(), service.clone()))
+                    .or_default();
                 match value.map(serde_json::from_slice::<Registration>) {
                     Some(Ok(r)) => {
                         entry.insert(id, r);

@@ -120,9 +120,8 @@ impl EmbeddedStore {
         std::fs::create_dir_all(&dir)
             .map_err(|e| StoreError::Rejected(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("store.redb");
-        let db = redb::Database::create(&path).map_err(|e| {
-            StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
-        })?;
+        let db = redb::Database::create(&path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         let mut mem = Mem::default();
         {
             let w = db.begin_write().map_err(internal)?;
@@ -134,7 +133,10 @@ impl EmbeddedStore {
             w.commit().map_err(internal)?;
             let r = db.begin_read().map_err(internal)?;
             let meta = r.open_table(META).map_err(internal)?;
-            mem.revision = meta.get(REVISION).map_err(internal)?.map_or(0, |v| v.value());
+            mem.revision = meta
+                .get(REVISION)
+                .map_err(internal)?
+                .map_or(0, |v| v.value());
             mem.next_lease = meta
                 .get(NEXT_LEASE)
                 .map_err(internal)?
@@ -470,7 +472,9 @@ impl Store for EmbeddedStore {
                     .cloned()
                     .collect();
                 if !mine.is_empty() && tx.try_send(Ok(mine)).is_err() {
-                    return Err(StoreError::Compacted { oldest: mem.revision });
+                    return Err(StoreError::Compacted {
+                        oldest: mem.revision,
+                    });
                 }
             }
         }
