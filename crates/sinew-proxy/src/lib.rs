@@ -13,12 +13,14 @@
 //!
 //! `config` compiles a `sinew_model::ProxyConfig` into the immutable
 //! [`config::Runtime`] the request path reads; [`server::Server`] runs the
-//! workers and swaps runtimes on reload; `api` serves the loopback API.
+//! workers and swaps runtimes on reload; `api` serves the loopback API;
+//! `control` feeds the runtime from a control plane instead of a file.
 
 mod access;
 pub mod api;
 pub mod balance;
 pub mod config;
+pub mod control;
 mod dispatch;
 pub mod endpoint;
 pub mod error;

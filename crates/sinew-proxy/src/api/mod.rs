@@ -1,6 +1,12 @@
 //! The sidecar's loopback API: `/live`, `/ready`, `/metrics`, `/config`,
-//! `/endpoints`, `POST /shutdown`. Served on its own listener, off the data path.
+//! `/endpoints`, `POST /shutdown`, and the lock calls `/v1/locks/{name}`
+//! (`locks.rs`). Served on its own listener, off the data path.
 
+mod locks;
+
+pub use locks::http_status;
+
+use crate::control::Control;
 use crate::server::Shared;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -13,18 +19,29 @@ use tokio::net::TcpListener;
 /// How long `/ready` waits for the application to accept a connection.
 const APP_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Serves the API on `listener` until the process exits.
+/// Serves the API on `listener` until the process exits (static mode).
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    serve_with_control(listener, shared, None).await;
+}
+
+/// Serves the API on `listener` until the process exits; with `control`,
+/// `/ready` waits for the control plane's first config and the lock calls
+/// are forwarded to it.
+pub async fn serve_with_control(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    control: Option<Arc<Control>>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        let shared = shared.clone();
+        let (shared, control) = (shared.clone(), control.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(&shared, req).await) }
+                let (shared, control) = (shared.clone(), control.clone());
+                async move { Ok::<_, Infallible>(route(&shared, control.as_ref(), req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -47,14 +64,27 @@ fn respond(
     resp
 }
 
-async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(
+    shared: &Arc<Shared>,
+    control: Option<&Arc<Control>>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     const JSON: &str = "application/json";
+    if req.uri().path().starts_with(locks::PREFIX) {
+        return locks::handle(control, req).await;
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/live") => respond(StatusCode::OK, TEXT, "live\n"),
         (&Method::GET, "/ready") => {
             if shared.is_draining() {
                 respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "draining\n")
+            } else if control.is_some_and(|c| !c.is_ready()) {
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    "waiting for the control plane\n",
+                )
             } else if app_answers(shared).await {
                 respond(StatusCode::OK, TEXT, "ready\n")
             } else {

@@ -1,0 +1,268 @@
+//! The session task: connect to a control plane, say `Hello`, apply each
+//! `Update` (ACK or NACK it), report health changes; on any end or error,
+//! back off and try the next address.
+
+use super::documents::Documents;
+use super::health::{self, Reported};
+use super::{cache, Bootstrap, Control, ControlOptions};
+use crate::resilience::delay;
+use crate::server::Shared;
+use sinew_model::Proxy;
+use sinew_proto::{
+    control_client::ControlClient, control_message, proxy_message, Ack, EndpointHealth, Hello,
+    Nack, ProxyMessage, Update,
+};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{info, warn};
+
+/// First reconnect delay ceiling; doubles per failed attempt.
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Largest reconnect delay ceiling.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a connect may take before the next address is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// HTTP/2 pings on an idle session, so a vanished control plane is noticed.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    /// The proxy is draining: stop for good.
+    Drained,
+    /// The control plane closed the stream.
+    Closed,
+    /// Connecting or the stream failed.
+    Failed(String),
+}
+
+/// The session's state, kept across reconnects.
+#[derive(Debug)]
+pub(super) struct Session {
+    shared: Arc<Shared>,
+    proxy: Proxy,
+    options: ControlOptions,
+    control: Arc<Control>,
+    /// The set as the control plane last sent it (even if refused): the base
+    /// its next incremental update builds on.
+    received: Documents,
+    /// The set being served.
+    applied: Documents,
+}
+
+impl Session {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        bootstrap: Bootstrap,
+        options: ControlOptions,
+        control: Arc<Control>,
+    ) -> Self {
+        Self {
+            shared,
+            proxy: bootstrap.proxy,
+            options,
+            control,
+            received: bootstrap.docs.clone(),
+            applied: bootstrap.docs,
+        }
+    }
+
+    /// Runs sessions, address after address, until the proxy drains.
+    pub(super) async fn run(mut self) {
+        let mut drain = self.shared.drain_signal();
+        let mut rng = fastrand::Rng::new();
+        let mut failures = 0u32;
+        let mut next = 0usize;
+        loop {
+            let address = self.options.addresses[next % self.options.addresses.len()].clone();
+            next = next.wrapping_add(1);
+            let mut progressed = false;
+            let end = tokio::select! {
+                end = self.session(&address, &mut progressed) => end,
+                _ = drain.wait_for(|d| *d) => End::Drained,
+            };
+            self.control.set_channel(None);
+            match end {
+                End::Drained => {
+                    info!("control-plane session closed: draining");
+                    return;
+                }
+                End::Closed => warn!(control = %address, "control plane closed the session"),
+                End::Failed(error) => {
+                    warn!(control = %address, %error, "control-plane session failed");
+                }
+            }
+            // A session that got as far as an update starts the backoff over.
+            failures = if progressed {
+                1
+            } else {
+                failures.saturating_add(1)
+            };
+            let wait = delay(failures, BACKOFF_BASE, BACKOFF_MAX, &mut rng);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = drain.wait_for(|d| *d) => return,
+            }
+        }
+    }
+
+    /// One session with `address`; sets `progressed` once an update arrives.
+    async fn session(&mut self, address: &str, progressed: &mut bool) -> End {
+        let channel = match connect(address).await {
+            Ok(channel) => channel,
+            Err(error) => return End::Failed(error),
+        };
+        let (tx, rx) = mpsc::channel::<ProxyMessage>(64);
+        let hello = self.hello();
+        let served = hello.applied_version;
+        if tx
+            .try_send(message(proxy_message::Message::Hello(hello)))
+            .is_err()
+        {
+            return End::Failed("cannot queue Hello".into());
+        }
+        let mut client = ControlClient::new(channel.clone());
+        let mut inbound = match client
+            .stream(self.control.authorized(ReceiverStream::new(rx)))
+            .await
+        {
+            Ok(response) => response.into_inner(),
+            Err(status) => return End::Failed(describe(&status)),
+        };
+        self.control.set_channel(Some(channel));
+        info!(control = %address, served_version = served, "connected to the control plane");
+
+        let mut reported = Reported::default();
+        let mut sample = tokio::time::interval(health::SAMPLE);
+        sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                received = inbound.message() => match received {
+                    Ok(Some(msg)) => {
+                        let Some(control_message::Message::Update(update)) = msg.message else {
+                            continue;
+                        };
+                        *progressed = true;
+                        let reply = self.apply(&update);
+                        if tx.send(reply).await.is_err() {
+                            return End::Failed("the stream closed while answering".into());
+                        }
+                    }
+                    Ok(None) => return End::Closed,
+                    Err(status) => return End::Failed(describe(&status)),
+                },
+                _ = sample.tick() => {
+                    let changes = reported.changes(health::sample(&self.shared.runtime()));
+                    if !changes.is_empty() {
+                        let msg = message(proxy_message::Message::Health(EndpointHealth { endpoints: changes }));
+                        if tx.send(msg).await.is_err() {
+                            return End::Failed("the stream closed while reporting health".into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn hello(&self) -> Hello {
+        let meta = &self.proxy.metadata;
+        Hello {
+            proxy: meta.name.clone(),
+            namespace: meta.namespace.clone(),
+            service: self.proxy.spec.service.clone(),
+            address: self.options.advertise.clone(),
+            labels: meta
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            weight: 1,
+            applied_version: self.shared.runtime().config.snapshot.version(),
+        }
+    }
+
+    /// Applies `update` and returns the verdict to send: the merged set
+    /// becomes the base for the next update whatever happens; it is served
+    /// (and cached) only if it checks out and compiles.
+    fn apply(&mut self, update: &Update) -> ProxyMessage {
+        let version = update.version;
+        let result = self.received.merge(update).and_then(|next| {
+            self.received = next;
+            if self.received == self.applied {
+                return Ok(false);
+            }
+            let config = self.received.config(&self.proxy)?;
+            self.shared.apply(config)?;
+            Ok(true)
+        });
+        match result {
+            Ok(changed) => {
+                self.control.set_ready();
+                if changed {
+                    self.applied = self.received.clone();
+                    if let Err(error) = cache::write(&self.options.cache, &self.applied) {
+                        warn!(%error, cache = %self.options.cache.display(), "cannot write the config cache");
+                    }
+                    info!(
+                        version,
+                        documents = self.applied.len(),
+                        "control-plane config applied"
+                    );
+                }
+                message(proxy_message::Message::Ack(Ack { version }))
+            }
+            Err(error) => {
+                warn!(version, %error, "control-plane update refused (NACK); the previous config keeps serving");
+                message(proxy_message::Message::Nack(Nack { version, error }))
+            }
+        }
+    }
+}
+
+fn message(message: proxy_message::Message) -> ProxyMessage {
+    ProxyMessage {
+        message: Some(message),
+    }
+}
+
+async fn connect(address: &str) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(address.to_owned())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
+    // The connect timeout bounds the TCP connect; this bounds the HTTP/2 handshake too.
+    match tokio::time::timeout(CONNECT_TIMEOUT * 2, endpoint.connect()).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(e)) => Err(format!("cannot connect: {}", error_chain(&e))),
+        Err(_) => Err("cannot connect: timed out".into()),
+    }
+}
+
+/// A status as one line: its code and message.
+fn describe(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// `e` and its sources, joined (tonic's transport error alone says only "transport error").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    let mut last = text.clone();
+    while let Some(s) = source {
+        let part = s.to_string();
+        // Layers often repeat their source's message; say it once.
+        if !last.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        last = part;
+        source = s.source();
+    }
+    text
+}
