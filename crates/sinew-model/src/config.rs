@@ -88,11 +88,33 @@ impl ProxyConfig {
     }
 }
 
+impl ProxyConfig {
+    /// A proxy's bootstrap with a snapshot pushed by the control plane,
+    /// checked as a static file is: every `listen.tcp` entry must name a
+    /// `protocol: tcp` Service of the snapshot (a proxy refuses a version it
+    /// cannot serve its listeners with).
+    ///
+    /// # Errors
+    /// Each `listen.tcp` entry that does not, at its place in the bootstrap file.
+    pub fn pushed(proxy: Proxy, snapshot: Snapshot) -> Result<ProxyConfig, Errors> {
+        let mut errors = Vec::new();
+        tcp_listeners(&proxy, &snapshot, &mut errors);
+        if errors.is_empty() {
+            Ok(ProxyConfig { proxy, snapshot })
+        } else {
+            Err(Errors(errors))
+        }
+    }
+}
+
 /// In static mode every `listen.tcp` entry must name a `protocol: tcp` Service of the file.
 fn check_tcp_listeners(proxy: &Proxy, snapshot: &Snapshot, errors: &mut Vec<Error>) {
-    if proxy.spec.control.is_some() {
-        return;
+    if proxy.spec.control.is_none() {
+        tcp_listeners(proxy, snapshot, errors);
     }
+}
+
+fn tcp_listeners(proxy: &Proxy, snapshot: &Snapshot, errors: &mut Vec<Error>) {
     let ns = &proxy.metadata.namespace;
     for (i, t) in proxy.spec.listen.tcp.iter().enumerate() {
         let field = format!("spec.listen.tcp[{i}].service");

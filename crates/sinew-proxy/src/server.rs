@@ -95,7 +95,9 @@ impl Shared {
                     .into(),
             );
         }
-        let version = current.version + 1;
+        // The version is the snapshot's: the file reloader numbers them
+        // one past the running one, the control plane by store revision.
+        let version = config.snapshot.version();
         match compile(Arc::new(config), version, self.registries()) {
             Ok(runtime) => {
                 self.runtime.store(Arc::new(runtime));
@@ -142,9 +144,10 @@ impl Server {
             None => None,
         };
         let health = HealthStates::default();
+        let version = config.snapshot.version();
         let runtime = compile(
             Arc::new(config),
-            1,
+            version,
             Registries {
                 pools: &pools,
                 health: &health,
@@ -152,10 +155,10 @@ impl Server {
             },
         )
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        metrics.config_reloaded(ReloadResult::Ok, 1);
+        metrics.config_reloaded(ReloadResult::Ok, version);
         let own_protocol = runtime.own_protocol();
         let (drain, _) = watch::channel(false);
-        let (applied, _) = watch::channel(1);
+        let (applied, _) = watch::channel(version);
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             pools,

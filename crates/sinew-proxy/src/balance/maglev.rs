@@ -138,7 +138,12 @@ fn table_size(n: u64) -> u64 {
 
 /// The smallest prime at or above `n`.
 fn next_prime(n: u64) -> u64 {
-    let is_prime = |p: u64| p >= 2 && (2..).take_while(|d| d * d <= p).all(|d| p % d != 0);
+    let is_prime = |p: u64| {
+        p >= 2
+            && (2..)
+                .take_while(|d| d * d <= p)
+                .all(|d| !p.is_multiple_of(d))
+    };
     (n.max(2)..).find(|&p| is_prime(p)).unwrap_or(MAX_TABLE)
 }
 

@@ -301,7 +301,7 @@ fn pick_where_retries_on_another_endpoint() {
 fn hash_balancers_stay_consistent_with_most_endpoints_ejected() {
     for algorithm in [Algorithm::RingHash, Algorithm::Maglev] {
         let balancer = keyed(algorithm, &[1; 100], &addresses(100));
-        let eligible = |i: usize| i % 25 == 0;
+        let eligible = |i: usize| i.is_multiple_of(25);
         for user in 0..500 {
             let hash = Some(hash_bytes(format!("user-{user}").as_bytes()));
             let first = balancer.pick_where(hash, eligible).expect("some eligible");

@@ -167,10 +167,7 @@ impl Documents {
             return Err(errors.join("\n"));
         }
         let snapshot = Snapshot::build(resources, self.version).map_err(|e| e.to_string())?;
-        Ok(ProxyConfig {
-            proxy: proxy.clone(),
-            snapshot,
-        })
+        ProxyConfig::pushed(proxy.clone(), snapshot).map_err(|e| e.to_string())
     }
 }
 

@@ -130,6 +130,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// A `listen.tcp` listener for service `name` on a free port, without
+    /// defining the Service (a control-mode proxy gets it by push).
+    pub fn tcp_listener(mut self, name: &str) -> Self {
+        self.ports.tcp.push((name.to_owned(), free_port()));
+        self
+    }
+
     /// Extra resources (Routes, Services, …) as YAML, one or more documents.
     pub fn route_yaml(mut self, yaml: &str) -> Self {
         self.resources.push(yaml.to_owned());

@@ -47,7 +47,9 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let plane = ControlPlane::start(options).await.map_err(|e| e.to_string())?;
+        let plane = ControlPlane::start(options)
+            .await
+            .map_err(|e| e.to_string())?;
         eprintln!(
             "sinew control: REST on http://{}, gRPC on {}, admin token in {}",
             plane.http_addr,

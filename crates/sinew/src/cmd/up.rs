@@ -1,7 +1,9 @@
-//! `sinew up`: a local demo mesh on loopback — web → catalog (v1 and v2, split
-//! 90/10) → inventory (one instance flaky), each instance a supervised
-//! `sinew demo-app` child with its own `sinew proxy` sidecar child, plus demo
-//! traffic and a status line.
+//! `sinew up`: a local demo mesh on loopback — a control plane (in this
+//! process, embedded store in the work directory), and web → catalog (v1 and
+//! v2, split 90/10) → inventory (one instance flaky), each instance a
+//! supervised `sinew demo-app` child with its own `sinew proxy` sidecar
+//! child that registers with the control plane and gets its config by push,
+//! plus demo traffic and a status line.
 
 mod banner;
 pub(crate) mod client;
@@ -35,7 +37,8 @@ const GRACE: Duration = Duration::from_secs(5);
 /// Start a local mesh: demo services, each with its sidecar, and demo traffic.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Use 20 consecutive loopback ports from N instead of free ports picked by the OS.
+    /// Use 22 consecutive loopback ports from N instead of free ports picked by the OS
+    /// (20 for the demo instances and their sidecars, then the control plane's REST and gRPC).
     #[arg(long, value_name = "N")]
     port_base: Option<u16>,
 }
@@ -58,7 +61,8 @@ async fn up(args: Args) -> Result<(), String> {
         .cloned()
         .ok_or("the demo shop has no entry service")?;
     let work = WorkDir::create().map_err(|e| format!("cannot create the work directory: {e}"))?;
-    config::write_all(work.path(), &shop).map_err(|e| {
+    let control = start_control(source, &work, &shop).await?;
+    config::write_all(work.path(), &shop, control.grpc_addr).map_err(|e| {
         format!(
             "cannot write sidecar configs in {}: {e}",
             work.path().display()
@@ -70,7 +74,7 @@ async fn up(args: Args) -> Result<(), String> {
 
     let mut children = Supervisor::new(GRACE);
     for instance in &shop.instances {
-        for spec in child_specs(&exe, &work, instance) {
+        for spec in child_specs(&exe, &work, instance, &control.join_token_file()) {
             if let Err(e) = children.start(spec.clone()) {
                 children.stop().await;
                 return Err(format!("cannot start {}: {e}", spec.name));
@@ -107,6 +111,10 @@ async fn up(args: Args) -> Result<(), String> {
         Some(Ok(())) => {}
     }
     say(&banner::ready(&shop, &work.logs()));
+    say(&banner::control(
+        control.http_addr,
+        &control.admin_token_file,
+    ));
 
     let stats = Arc::new(traffic::Stats::default());
     let traffic = tokio::spawn(traffic::run(
@@ -130,13 +138,45 @@ async fn up(args: Args) -> Result<(), String> {
     traffic.abort();
     say("sinew up: stopping\n");
     children.stop().await;
+    control.stop();
     drop(work);
     say("sinew up: stopped\n");
     Ok(())
 }
 
+/// Starts the control plane on the two ports after the shop's and applies
+/// the mesh resources.
+async fn start_control(
+    source: PortSource,
+    work: &WorkDir,
+    shop: &Shop,
+) -> Result<sinew_control::ControlPlane, String> {
+    let source = match source {
+        PortSource::Base(base) => PortSource::Base(base.saturating_add(20)),
+        PortSource::Free => PortSource::Free,
+    };
+    let ports = ports::allocate(source, 2).map_err(|e| format!("cannot pick ports: {e}"))?;
+    let dir = work.path().join("control");
+    let options = sinew_control::Options {
+        store: sinew_control::StoreSpec::Embedded(dir),
+        http_listen: ports[0],
+        grpc_listen: ports[1],
+        data_dir: None,
+        grace: Duration::from_secs(10),
+        replica_id: Some("up".to_owned()),
+    };
+    let control = sinew_control::ControlPlane::start(options)
+        .await
+        .map_err(|e| format!("cannot start the control plane: {e}"))?;
+    control
+        .apply("sinew-up-mesh.yaml", &config::mesh_resources(shop))
+        .await
+        .map_err(|e| format!("cannot apply the demo mesh: {e}"))?;
+    Ok(control)
+}
+
 /// The demo app and the sidecar of one instance.
-fn child_specs(exe: &Path, work: &WorkDir, instance: &Instance) -> [ChildSpec; 2] {
+fn child_specs(exe: &Path, work: &WorkDir, instance: &Instance, token: &Path) -> [ChildSpec; 2] {
     let p = &instance.ports;
     let mut app_args = vec![
         "demo-app".to_owned(),
@@ -171,6 +211,8 @@ fn child_specs(exe: &Path, work: &WorkDir, instance: &Instance) -> [ChildSpec; 2
                 "proxy".to_owned(),
                 "--config".to_owned(),
                 config.display().to_string(),
+                "--token-file".to_owned(),
+                token.display().to_string(),
                 "--exit-on-stdin-eof".to_owned(),
             ],
             log: work.logs().join(format!("{}.sidecar.log", instance.name)),
@@ -218,7 +260,8 @@ mod tests {
         let shop = Shop::demo(PortSource::Base(33000)).expect("ports");
         let work = WorkDir::create().expect("work dir");
         let catalog = shop.instances_of("catalog").next().expect("catalog");
-        let [app, sidecar] = child_specs(Path::new("sinew"), &work, catalog);
+        let token = work.path().join("control/join.token");
+        let [app, sidecar] = child_specs(Path::new("sinew"), &work, catalog, &token);
         assert_eq!(app.args[0], "demo-app");
         let call = format!("inventory={}", catalog.ports.outbound);
         assert!(
@@ -237,6 +280,10 @@ mod tests {
                 .display()
                 .to_string()
         );
+        assert!(sidecar
+            .args
+            .windows(2)
+            .any(|w| w == ["--token-file", &token.display().to_string()]));
         assert_ne!(app.log, sidecar.log);
     }
 }

@@ -13,6 +13,15 @@ use super::traffic::Totals;
 /// The first line of the ready banner.
 pub(crate) const READY: &str = "sinew up: the demo mesh is ready";
 
+/// The control plane: where its API is and how to point the CLI at it.
+pub(crate) fn control(http: std::net::SocketAddr, token: &Path) -> String {
+    format!(
+        "\n  control plane: http://{http}/openapi.json\n  \
+         try:   SINEW_SERVER=http://{http} SINEW_TOKEN_FILE={} sinew status\n\n",
+        token.display()
+    )
+}
+
 /// Where to look: the web URL, a curl example, each sidecar's metrics and config, the logs.
 pub(crate) fn ready(shop: &Shop, logs: &Path) -> String {
     let mut out = format!(

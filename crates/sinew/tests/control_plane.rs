@@ -1,0 +1,633 @@
+//! The control plane end to end, with real `sinew control`, `sinew proxy`
+//! and (when installed) `etcd` processes: push within a second, refused
+//! applies that change nothing, NACKs in status, static stability when the
+//! control plane dies, the registry's TTLs and grace, and fencing tokens.
+//!
+//! Every scenario runs on the embedded store and on etcd (`SKIPPED: etcd not
+//! installed` unless SINEW_REQUIRE_EXTERNAL=1).
+
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use sinew_testkit::{
+    assert_eventually, resource, Backend, Control, ControlBuilder, Etcd, Load, Proxy,
+};
+
+const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
+/// A pushed change must be serving within this (the acceptance bar).
+const PUSH_WITHIN: Duration = Duration::from_secs(1);
+
+/// The store under a scenario.
+enum Backing {
+    Embedded,
+    Etcd(Box<Etcd>),
+}
+
+impl Backing {
+    fn control(&self) -> ControlBuilder {
+        let b = Control::builder(SINEW);
+        match self {
+            Backing::Embedded => b,
+            Backing::Etcd(e) => b.store(&format!("etcd:{}", e.url())),
+        }
+    }
+}
+
+/// Runs `scenario` once on each store.
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$scenario(super::Backing::Embedded).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn etcd() {
+                let Some(etcd) = sinew_testkit::Etcd::start().await else { return };
+                super::$scenario(super::Backing::Etcd(Box::new(etcd))).await;
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    applied_route_serves_within_a_second,
+    bad_apply_names_the_field_and_changes_nothing,
+    proxy_nack_shows_in_status,
+    proxies_keep_serving_when_the_control_plane_is_killed,
+    proxy_restarted_while_control_plane_down_serves_from_cache,
+    ttl_registration_leaves_the_catalog_and_the_proxies,
+    proxy_endpoint_is_deregistered_after_the_grace_period,
+    fencing_tokens_only_grow,
+);
+
+fn services(a: &Backend, b: &Backend) -> String {
+    let mut out = resource(
+        "Service",
+        "svc-a",
+        &format!("endpoints: [{{address: \"{}\"}}]", a.addr()),
+    );
+    out.push_str(&resource(
+        "Service",
+        "svc-b",
+        &format!("endpoints: [{{address: \"{}\"}}]", b.addr()),
+    ));
+    out
+}
+
+fn route_to(service: &str) -> String {
+    resource(
+        "Route",
+        "shop",
+        &format!("hosts: [shop]\nrules:\n  - backends: [{{service: {service}}}]\n"),
+    )
+}
+
+/// A sidecar of `service` steered by `controls` (comma-separated gRPC addresses).
+async fn sidecar(controls: &str, token: &str, name: &str, service: &str, extra: &str) -> Proxy {
+    Proxy::builder(SINEW)
+        .name(name)
+        .own_service(service)
+        .proxy_spec(&format!("control: \"{controls}\"\n{extra}"))
+        .env("SINEW_TOKEN", token)
+        .spawn()
+        .await
+}
+
+async fn backend_of(proxy: &Proxy, host: &str) -> Option<String> {
+    let r = proxy
+        .try_send(sinew_testkit::Request::get("/").host(host))
+        .await
+        .ok()?;
+    (r.status == StatusCode::OK).then(|| r.text())
+}
+
+async fn applied_route_serves_within_a_second(store: Backing) {
+    let (a, b) = (
+        Backend::http().name("a").spawn().await,
+        Backend::http().name("b").spawn().await,
+    );
+    let control = store.control().spawn().await;
+    control
+        .apply(&(services(&a, &b) + &route_to("svc-a")))
+        .await;
+    let proxy = sidecar(
+        &control.grpc().to_string(),
+        control.token(),
+        "p1",
+        "client",
+        "",
+    )
+    .await;
+    assert_eq!(backend_of(&proxy, "shop").await.as_deref(), Some("a"));
+
+    for (round, (target, want)) in [("svc-b", "b"), ("svc-a", "a"), ("svc-b", "b")]
+        .iter()
+        .enumerate()
+    {
+        let revision = control.apply(&route_to(target)).await;
+        let applied = Instant::now();
+        assert_eventually!(
+            backend_of(&proxy, "shop").await.as_deref() == Some(*want),
+            PUSH_WITHIN,
+            "round {round}: route to {target} not serving within {PUSH_WITHIN:?}:\n{}",
+            proxy.stderr_tail()
+        );
+        let took = applied.elapsed();
+        // The proxy's applied version is the store revision, and status shows it.
+        assert_eventually!(
+            control.proxies().await.iter().any(|p| p["name"] == "p1"
+                && p["applied_version"].as_u64() == Some(revision)
+                && p["desired_version"].as_u64() == Some(revision)
+                && p["connected"] == true),
+            Duration::from_secs(3),
+            "status never showed version {revision}: {:?}",
+            control.proxies().await
+        );
+        assert_eq!(proxy.config_version().await, revision);
+        eprintln!("round {round}: serving {took:?} after the apply returned");
+    }
+}
+
+async fn bad_apply_names_the_field_and_changes_nothing(store: Backing) {
+    let (a, b) = (
+        Backend::http().name("a").spawn().await,
+        Backend::http().name("b").spawn().await,
+    );
+    let control = store.control().spawn().await;
+    let before = control
+        .apply(&(services(&a, &b) + &route_to("svc-a")))
+        .await;
+
+    // Valid route change and an invalid service in one file: nothing applies.
+    let bad = route_to("svc-b")
+        + &resource(
+            "Service",
+            "svc-c",
+            "endpoints: [{address: \"127.0.0.1:1\"}]\ntimeout: 5\n",
+        );
+    let timeout_line = bad.lines().position(|l| l.contains("timeout: 5")).unwrap() as u64 + 1;
+    let mut req = sinew_testkit::Request::post("/v1/apply", bad)
+        .host("control")
+        .header("authorization", &format!("Bearer {}", control.token()))
+        .header("x-sinew-source", "bad.yaml");
+    req = req.header("content-type", "application/yaml");
+    let mut client = sinew_testkit::HttpClient::http1(control.http())
+        .await
+        .unwrap();
+    let r = client.send(req).await.unwrap();
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
+    let errors = r.json()["errors"].as_array().cloned().unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e["file"] == "bad.yaml"
+            && e["line"].as_u64() == Some(timeout_line)
+            && e["field"] == "spec.timeout"
+            && e["message"].as_str().is_some_and(|m| m.contains("unit"))),
+        "expected bad.yaml:{timeout_line} spec.timeout: {errors:?}"
+    );
+
+    // A backend naming an unknown service is refused with its place too.
+    let r = control
+        .call(Method::POST, "/v1/apply", Some(&route_to("nowhere")))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.text().contains("unknown service `nowhere`"),
+        "{}",
+        r.text()
+    );
+
+    let route = control
+        .call(Method::GET, "/v1/resources/route/default/shop", None)
+        .await;
+    assert_eq!(
+        route.json()["spec"]["rules"][0]["backends"][0]["service"],
+        "svc-a"
+    );
+    let svc = control
+        .call(Method::GET, "/v1/resources/service/default/svc-c", None)
+        .await;
+    assert_eq!(svc.status, StatusCode::NOT_FOUND);
+    let list = control
+        .call(Method::GET, "/v1/resources/routes", None)
+        .await;
+    assert_eq!(
+        list.json()["revision"].as_u64().map(|r| r >= before),
+        Some(true)
+    );
+}
+
+async fn proxy_nack_shows_in_status(store: Backing) {
+    let db = Backend::http().name("db").spawn().await;
+    let control = store.control().spawn().await;
+    control
+        .apply(&resource(
+            "Service",
+            "db",
+            &format!(
+                "protocol: tcp\nendpoints: [{{address: \"{}\"}}]\n",
+                db.addr()
+            ),
+        ))
+        .await;
+    let proxy = Proxy::builder(SINEW)
+        .name("p-nack")
+        .own_service("client")
+        .tcp_listener("db")
+        .proxy_spec(&format!("control: \"{}\"", control.grpc()))
+        .env("SINEW_TOKEN", control.token())
+        .spawn()
+        .await;
+    let good = proxy.config_version().await;
+
+    // Valid for the mesh, but this proxy forwards opaque TCP to `db`: it refuses.
+    let revision = control
+        .apply(&resource(
+            "Service",
+            "db",
+            &format!(
+                "protocol: http\nendpoints: [{{address: \"{}\"}}]\n",
+                db.addr()
+            ),
+        ))
+        .await;
+    assert_eventually!(
+        control.proxies().await.iter().any(|p| p["name"] == "p-nack"
+            && p["last_nack"]["version"].as_u64() == Some(revision)
+            && p["last_nack"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("db"))),
+        Duration::from_secs(3),
+        "no NACK of {revision} in status: {:?}\n{}",
+        control.proxies().await,
+        proxy.stderr_tail()
+    );
+    assert_eq!(
+        proxy.config_version().await,
+        good,
+        "a NACKed version must not apply"
+    );
+
+    // Fixing it clears the NACK.
+    let fixed = control
+        .apply(&resource(
+            "Service",
+            "db",
+            &format!(
+                "protocol: tcp\nendpoints: [{{address: \"{}\"}}]\n",
+                db.addr()
+            ),
+        ))
+        .await;
+    assert_eventually!(
+        control.proxies().await.iter().any(|p| p["name"] == "p-nack"
+            && p["applied_version"].as_u64() == Some(fixed)
+            && p["last_nack"].is_null()),
+        Duration::from_secs(3),
+        "NACK not cleared: {:?}",
+        control.proxies().await
+    );
+}
+
+async fn proxies_keep_serving_when_the_control_plane_is_killed(store: Backing) {
+    let (a, b) = (
+        Backend::http().name("a").spawn().await,
+        Backend::http().name("b").spawn().await,
+    );
+    let mut control = store.control().spawn().await;
+    control
+        .apply(&(services(&a, &b) + &route_to("svc-a")))
+        .await;
+    let proxy = sidecar(
+        &control.grpc().to_string(),
+        control.token(),
+        "p1",
+        "client",
+        "",
+    )
+    .await;
+    assert_eq!(backend_of(&proxy, "shop").await.as_deref(), Some("a"));
+
+    let load = Load::new(proxy.outbound(), "shop", "/")
+        .concurrency(4)
+        .duration(Duration::from_secs(30))
+        .spawn();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    control.kill().await;
+    let report = load.join().await;
+    assert!(report.ok > 1000, "too little load to judge: {report:?}");
+    assert_eq!(
+        report.failed, 0,
+        "requests failed with the control plane gone: {report:?}"
+    );
+    assert_eq!(report.from_backend("a"), report.ok);
+    eprintln!(
+        "{} requests over 30 s, 0 failed, control plane killed at 2 s",
+        report.ok
+    );
+}
+
+async fn proxy_restarted_while_control_plane_down_serves_from_cache(store: Backing) {
+    let (a, b) = (
+        Backend::http().name("a").spawn().await,
+        Backend::http().name("b").spawn().await,
+    );
+    let mut control = store.control().spawn().await;
+    control
+        .apply(&(services(&a, &b) + &route_to("svc-b")))
+        .await;
+    let mut proxy = sidecar(
+        &control.grpc().to_string(),
+        control.token(),
+        "p1",
+        "client",
+        "",
+    )
+    .await;
+    assert_eq!(backend_of(&proxy, "shop").await.as_deref(), Some("b"));
+    let version = proxy.config_version().await;
+
+    control.kill().await;
+    proxy.restart().await;
+    assert_eq!(backend_of(&proxy, "shop").await.as_deref(), Some("b"));
+    assert_eq!(proxy.config_version().await, version);
+
+    // And it catches up once the control plane is back.
+    control.restart().await;
+    let revision = control.apply(&route_to("svc-a")).await;
+    assert_eventually!(
+        backend_of(&proxy, "shop").await.as_deref() == Some("a"),
+        Duration::from_secs(10),
+        "proxy did not reconnect and apply {revision}:\n{}",
+        proxy.stderr_tail()
+    );
+}
+
+async fn ttl_registration_leaves_the_catalog_and_the_proxies(store: Backing) {
+    let ext = Backend::http().name("ext").spawn().await;
+    let control = store.control().spawn().await;
+    let proxy = sidecar(
+        &control.grpc().to_string(),
+        control.token(),
+        "p1",
+        "client",
+        "",
+    )
+    .await;
+    let body = format!(
+        "{{\"address\": \"{}\", \"check\": {{\"ttl\": \"2s\"}}}}",
+        ext.addr()
+    );
+    let r = control
+        .call(Method::PUT, "/v1/registry/default/legacy/vm-1", Some(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    let catalog = || async {
+        control
+            .call(Method::GET, "/v1/catalog/services/default/legacy", None)
+            .await
+    };
+    let r = catalog().await;
+    assert_eq!(r.json()["endpoints"][0]["source"], "external");
+    assert_eventually!(
+        backend_of(&proxy, "legacy").await.as_deref() == Some("ext"),
+        PUSH_WITHIN,
+        "registered endpoint not routed:\n{}",
+        proxy.stderr_tail()
+    );
+
+    // Heartbeats keep it past its TTL.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let hb = control
+            .call(
+                Method::PUT,
+                "/v1/registry/default/legacy/vm-1/heartbeat",
+                None,
+            )
+            .await;
+        assert_eq!(hb.status, StatusCode::OK, "{}", hb.text());
+    }
+    assert_eq!(catalog().await.status, StatusCode::OK);
+
+    // Without them it is gone within its TTL (plus the leader's tick).
+    let stopped = Instant::now();
+    assert_eventually!(
+        catalog().await.status == StatusCode::NOT_FOUND,
+        Duration::from_secs(5),
+        "TTL registration still in the catalog"
+    );
+    let gone = stopped.elapsed();
+    assert!(gone >= Duration::from_secs(2), "expired early: {gone:?}");
+    assert_eventually!(
+        backend_of(&proxy, "legacy").await.is_none(),
+        PUSH_WITHIN,
+        "expired endpoint still routed"
+    );
+}
+
+async fn proxy_endpoint_is_deregistered_after_the_grace_period(store: Backing) {
+    let app = Backend::http().name("web-1").spawn().await;
+    let control = store.control().grace("2s").spawn().await;
+    let client = sidecar(
+        &control.grpc().to_string(),
+        control.token(),
+        "client-1",
+        "client",
+        "",
+    )
+    .await;
+    let web = Proxy::builder(SINEW)
+        .name("web-1")
+        .own_service("web")
+        .app(app.addr())
+        .proxy_spec(&format!("control: \"{}\"", control.grpc()))
+        .env("SINEW_TOKEN", control.token())
+        .spawn()
+        .await;
+
+    // The sidecar registered its inbound address; the client's sidecar routes to it.
+    let catalog = control
+        .call(Method::GET, "/v1/catalog/services/default/web", None)
+        .await;
+    let endpoints = catalog.json()["endpoints"].clone();
+    assert_eq!(endpoints[0]["source"], "proxy", "{endpoints}");
+    assert_eq!(endpoints[0]["address"], web.inbound().to_string());
+    assert_eventually!(
+        backend_of(&client, "web").await.as_deref() == Some("web-1"),
+        PUSH_WITHIN,
+        "client sidecar does not reach web through its sidecar:\n{}",
+        client.stderr_tail()
+    );
+
+    drop(web);
+    let killed = Instant::now();
+    assert_eventually!(
+        control
+            .call(Method::GET, "/v1/catalog/services/default/web", None)
+            .await
+            .status
+            == StatusCode::NOT_FOUND,
+        Duration::from_secs(6),
+        "web-1 still registered"
+    );
+    assert!(
+        killed.elapsed() >= Duration::from_secs(2),
+        "deregistered before the grace period"
+    );
+    let status = control.proxies().await;
+    assert!(
+        status
+            .iter()
+            .any(|p| p["name"] == "web-1" && p["connected"] == false),
+        "{status:?}"
+    );
+}
+
+async fn fencing_tokens_only_grow(store: Backing) {
+    let mut control = store.control().spawn().await;
+    let proxy = sidecar(
+        &control.grpc().to_string(),
+        control.token(),
+        "p1",
+        "client",
+        "",
+    )
+    .await;
+    let lock = |owner: &'static str, ttl: &'static str| {
+        let api = proxy.api();
+        async move {
+            let mut c = sinew_testkit::HttpClient::http1(api).await.unwrap();
+            let body = format!("{{\"owner\": \"{owner}\", \"ttl\": \"{ttl}\"}}");
+            let r = c
+                .send(sinew_testkit::Request::post("/v1/locks/jobs", body).host("localhost"))
+                .await
+                .unwrap();
+            (r.status, r.json())
+        }
+    };
+    let release = |owner: &'static str, token: u64| {
+        let api = proxy.api();
+        async move {
+            let mut c = sinew_testkit::HttpClient::http1(api).await.unwrap();
+            let path = format!("/v1/locks/jobs?owner={owner}&token={token}");
+            let r = c
+                .send(sinew_testkit::Request::new(Method::DELETE, &path).host("localhost"))
+                .await
+                .unwrap();
+            (r.status, r.json())
+        }
+    };
+
+    let (s, first) = lock("alice", "10s").await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let t1 = first["token"].as_u64().unwrap();
+    let (s, held) = lock("bob", "10s").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{held}");
+    let (s, r) = release("alice", t1).await;
+    assert_eq!((s, r["released"].as_bool()), (StatusCode::OK, Some(true)));
+
+    let (_, second) = lock("bob", "1s").await;
+    let t2 = second["token"].as_u64().unwrap();
+    assert!(t2 > t1, "token went {t1} → {t2}");
+    // Bob's lease expires without renewal; carol gets a larger token.
+    let (s, third) = {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (s, v) = lock("carol", "10s").await;
+            if s == StatusCode::OK || Instant::now() > deadline {
+                break (s, v);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(s, StatusCode::OK, "{third}");
+    let t3 = third["token"].as_u64().unwrap();
+    assert!(t3 > t2, "token went {t2} → {t3}");
+    let (s, _) = release("carol", t3).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Across a control-plane restart (REST this time).
+    control.restart().await;
+    let r = control
+        .call(
+            Method::POST,
+            "/v1/locks/jobs",
+            Some("{\"owner\": \"dave\", \"ttl\": \"5s\"}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let t4 = r.json()["token"].as_u64().unwrap();
+    assert!(t4 > t3, "token went {t3} → {t4} across a restart");
+}
+
+/// Two replicas on one etcd: killing the one a proxy streams from moves the
+/// proxy to the other within 5 s, and nothing applied is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_replica_killed_proxies_fail_over_within_5s() {
+    let Some(etcd) = Etcd::start().await else {
+        return;
+    };
+    let store = Backing::Etcd(Box::new(etcd));
+    let (a, b) = (
+        Backend::http().name("a").spawn().await,
+        Backend::http().name("b").spawn().await,
+    );
+    let mut one = store.control().replica("one").spawn().await;
+    let two = store.control().replica("two").spawn().await;
+    assert_eq!(
+        one.token(),
+        two.token(),
+        "replicas share the token through etcd"
+    );
+    one.apply(&(services(&a, &b) + &route_to("svc-a"))).await;
+    let controls = format!("{},{}", one.grpc(), two.grpc());
+    let mut proxies = Vec::new();
+    for i in 0..3 {
+        proxies.push(sidecar(&controls, one.token(), &format!("p{i}"), "client", "").await);
+    }
+    for p in &proxies {
+        assert_eq!(backend_of(p, "shop").await.as_deref(), Some("a"));
+    }
+
+    // Everyone dials the first address first: kill that replica.
+    let load = Load::new(proxies[0].outbound(), "shop", "/")
+        .concurrency(2)
+        .duration(Duration::from_secs(8))
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    one.kill().await;
+    let killed = Instant::now();
+    assert_eventually!(
+        {
+            let status = two.proxies().await;
+            status
+                .iter()
+                .filter(|p| p["connected"] == true && p["replica"] == "two")
+                .count()
+                == 3
+        },
+        Duration::from_secs(5),
+        "proxies not on replica two within 5 s: {:?}",
+        two.proxies().await
+    );
+    eprintln!(
+        "all proxies on replica two {:?} after the kill",
+        killed.elapsed()
+    );
+
+    // Nothing lost: the store still has everything, and a change reaches everyone.
+    let revision = two.apply(&route_to("svc-b")).await;
+    for p in &proxies {
+        assert_eventually!(
+            backend_of(p, "shop").await.as_deref() == Some("b"),
+            PUSH_WITHIN,
+            "revision {revision} not served by a proxy:\n{}",
+            p.stderr_tail()
+        );
+    }
+    let report = load.join().await;
+    assert_eq!(report.failed, 0, "{report:?}");
+}
