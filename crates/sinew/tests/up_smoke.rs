@@ -47,6 +47,17 @@ fn web_addr(banner: &str) -> SocketAddr {
 }
 
 /// The work directory named in the banner's `logs:` line (its parent).
+fn control_addr(banner: &str) -> SocketAddr {
+    let line = banner
+        .lines()
+        .find(|l| l.contains("control plane: http://"))
+        .unwrap_or_else(|| panic!("no control plane line in:\n{banner}"));
+    let rest = &line[line.find("http://").expect("url") + 7..];
+    rest[..rest.find('/').expect("path")]
+        .parse()
+        .expect("control plane address")
+}
+
 fn work_dir(banner: &str) -> PathBuf {
     let line = banner
         .lines()
@@ -126,6 +137,38 @@ async fn up_serves_the_demo_shop_and_stops_cleanly_on_ctrl_c() {
         catalog["calls"][0]["answer"]["service"], "inventory",
         "{body}"
     );
+
+    // The sidecars run on the control plane: all five connected, each having
+    // applied the version it was sent, and registered in the catalog.
+    let api = control_addr(&banner);
+    let token = std::fs::read_to_string(work.join("control/admin.token")).expect("admin token");
+    let get = |path: &'static str| {
+        let token = token.trim().to_owned();
+        async move {
+            let mut c = HttpClient::http1(api).await.expect("control plane answers");
+            let req = sinew_testkit::Request::get(path)
+                .host("control")
+                .header("authorization", &format!("Bearer {token}"));
+            c.send(req).await.expect("control plane request").json()
+        }
+    };
+    let proxies = get("/v1/proxies").await;
+    let items = proxies["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 5, "{proxies}");
+    for p in &items {
+        assert_eq!(p["connected"], true, "{p}");
+        assert!(p["applied_version"].as_u64() > Some(0), "{p}");
+        assert_eq!(p["applied_version"], p["desired_version"], "{p}");
+    }
+    let catalog = get("/v1/catalog/services/default/catalog").await;
+    let registered: Vec<&str> = catalog["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["source"] == "proxy")
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert_eq!(registered, ["catalog-v1", "catalog-v2"], "{catalog}");
 
     let children = children_of(up.pid());
     assert_eq!(

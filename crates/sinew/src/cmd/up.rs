@@ -110,11 +110,8 @@ async fn up(args: Args) -> Result<(), String> {
         }
         Some(Ok(())) => {}
     }
-    say(&banner::ready(&shop, &work.logs()));
-    say(&banner::control(
-        control.http_addr,
-        &control.admin_token_file,
-    ));
+    let control_banner = banner::control(control.http_addr, &control.admin_token_file);
+    say(&banner::ready(&shop, &work.logs(), &control_banner));
 
     let stats = Arc::new(traffic::Stats::default());
     let traffic = tokio::spawn(traffic::run(

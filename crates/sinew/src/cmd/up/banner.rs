@@ -17,13 +17,13 @@ pub(crate) const READY: &str = "sinew up: the demo mesh is ready";
 pub(crate) fn control(http: std::net::SocketAddr, token: &Path) -> String {
     format!(
         "\n  control plane: http://{http}/openapi.json\n  \
-         try:   SINEW_SERVER=http://{http} SINEW_TOKEN_FILE={} sinew status\n\n",
+         try:   SINEW_SERVER=http://{http} SINEW_TOKEN_FILE={} sinew status\n",
         token.display()
     )
 }
 
 /// Where to look: the web URL, a curl example, each sidecar's metrics and config, the logs.
-pub(crate) fn ready(shop: &Shop, logs: &Path) -> String {
+pub(crate) fn ready(shop: &Shop, logs: &Path, control: &str) -> String {
     let mut out = format!(
         "{READY} ({} instances, each with its sidecar)\n\n",
         shop.instances.len()
@@ -70,6 +70,7 @@ pub(crate) fn ready(shop: &Shop, logs: &Path) -> String {
             flaky.fail_ratio * 100.0
         );
     }
+    out.push_str(control);
     let _ = writeln!(out, "\n  logs:  {}", logs.display());
     out.push_str("\nDemo traffic: 4 requests/s to web. A status line follows every few seconds; Ctrl-C stops everything.\n");
     out
@@ -123,8 +124,12 @@ mod tests {
     #[test]
     fn ready_banner_points_at_web_metrics_and_config() {
         let shop = Shop::demo(PortSource::Base(32000)).expect("ports");
-        let text = ready(&shop, Path::new("logs-dir"));
+        let api: std::net::SocketAddr = "127.0.0.1:32100".parse().expect("addr");
+        let control = control(api, Path::new("dir/admin.token"));
+        let text = ready(&shop, Path::new("logs-dir"), &control);
         assert!(text.starts_with(READY));
+        assert!(text.contains("control plane: http://127.0.0.1:32100/openapi.json"));
+        assert!(text.contains("SINEW_TOKEN_FILE=dir/admin.token sinew status"));
         let web = shop.entry().expect("web");
         assert!(text.contains(&format!("  web:   http://{}/", web.ports.inbound)));
         assert!(text.contains(&format!(
