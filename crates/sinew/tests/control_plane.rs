@@ -60,6 +60,8 @@ on_both_stores!(
     ttl_registration_leaves_the_catalog_and_the_proxies,
     proxy_endpoint_is_deregistered_after_the_grace_period,
     fencing_tokens_only_grow,
+    http_checked_registration_follows_its_check,
+    sidecar_health_reports_reach_the_catalog,
 );
 
 fn services(a: &Backend, b: &Backend) -> String {
@@ -526,6 +528,14 @@ async fn fencing_tokens_only_grow(store: Backing) {
     let t1 = first["token"].as_u64().unwrap();
     let (s, held) = lock("bob", "10s").await;
     assert_eq!(s, StatusCode::CONFLICT, "{held}");
+    // Renewing keeps the token.
+    let mut c = sinew_testkit::HttpClient::http1(proxy.api()).await.unwrap();
+    let renew = sinew_testkit::Request::new(Method::PUT, "/v1/locks/jobs")
+        .host("localhost")
+        .body(format!("{{\"owner\": \"alice\", \"token\": {t1}}}"));
+    let r = c.send(renew).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["token"].as_u64(), Some(t1));
     let (s, r) = release("alice", t1).await;
     assert_eq!((s, r["released"].as_bool()), (StatusCode::OK, Some(true)));
 
@@ -563,6 +573,122 @@ async fn fencing_tokens_only_grow(store: Backing) {
     assert!(t4 > t3, "token went {t3} → {t4} across a restart");
 }
 
+async fn http_checked_registration_follows_its_check(store: Backing) {
+    let ext = Backend::http().name("vm").spawn().await;
+    let control = store.control().spawn().await;
+    let proxy = sidecar(
+        &control.grpc().to_string(),
+        control.token(),
+        "p1",
+        "client",
+        "",
+    )
+    .await;
+    let body = format!(
+        "{{\"address\": \"{0}\", \"labels\": {{\"zone\": \"a\"}}, \"check\": {{\"http\": \"http://{0}/healthz\", \"interval\": \"200ms\", \"timeout\": \"500ms\"}}}}",
+        ext.addr()
+    );
+    let r = control
+        .call(Method::PUT, "/v1/registry/default/vm/vm-1", Some(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let endpoint = || async {
+        control
+            .call(
+                Method::GET,
+                "/v1/catalog/services/default/vm?label=zone=a",
+                None,
+            )
+            .await
+            .json()["endpoints"][0]
+            .clone()
+    };
+    // Unhealthy until the leader's first check passes; then routed.
+    assert_eventually!(
+        endpoint().await["healthy"] == true,
+        Duration::from_secs(3),
+        "check never passed: {}",
+        endpoint().await
+    );
+    assert_eventually!(
+        backend_of(&proxy, "vm").await.as_deref() == Some("vm"),
+        PUSH_WITHIN,
+        "healthy external endpoint not routed"
+    );
+    assert!(ext.requests_to("/healthz") >= 1);
+
+    // The workload dies: the check fails, the endpoint leaves the proxies.
+    ext.stop();
+    assert_eventually!(
+        endpoint().await["healthy"] == false,
+        Duration::from_secs(3),
+        "failed check not recorded: {}",
+        endpoint().await
+    );
+    assert_eventually!(
+        backend_of(&proxy, "vm").await.is_none(),
+        PUSH_WITHIN,
+        "unhealthy external endpoint still routed"
+    );
+    let none = control
+        .call(
+            Method::GET,
+            "/v1/catalog/services/default/vm?label=zone=b",
+            None,
+        )
+        .await;
+    assert_eq!(none.json()["endpoints"].as_array().map(Vec::len), Some(0));
+}
+
+async fn sidecar_health_reports_reach_the_catalog(store: Backing) {
+    let good = Backend::http().name("good").spawn().await;
+    let dead = sinew_testkit::free_port();
+    let control = store.control().spawn().await;
+    control
+        .apply(&resource(
+            "Service",
+            "checked",
+            &format!(
+                "endpoints: [{{address: \"{}\"}}, {{address: \"{}\"}}]\n\
+                 health_check: {{http: {{path: /healthz}}, interval: 200ms, timeout: 100ms, unhealthy_threshold: 1}}\n",
+                good.addr(),
+                dead
+            ),
+        ))
+        .await;
+    let _proxy = sidecar(
+        &control.grpc().to_string(),
+        control.token(),
+        "p1",
+        "client",
+        "",
+    )
+    .await;
+    let reports = || async {
+        let r = control
+            .call(Method::GET, "/v1/catalog/services/default/checked", None)
+            .await;
+        r.json()["endpoints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eventually!(
+        {
+            let eps = reports().await;
+            let by = |addr: String| eps.iter().find(|e| e["address"] == addr.as_str()).cloned();
+            by(dead.to_string()).is_some_and(|e| {
+                e["healthy"] == false && e["reports"]["unhealthy"].as_u64() >= Some(1)
+            }) && by(good.addr().to_string()).is_some_and(|e| {
+                e["healthy"] == true && e["reports"]["healthy"].as_u64() >= Some(1)
+            })
+        },
+        Duration::from_secs(5),
+        "sidecar verdicts not in the catalog: {:?}",
+        reports().await
+    );
+}
+
 /// Two replicas on one etcd: killing the one a proxy streams from moves the
 /// proxy to the other within 5 s, and nothing applied is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -581,6 +707,22 @@ async fn etcd_replica_killed_proxies_fail_over_within_5s() {
         one.token(),
         two.token(),
         "replicas share the token through etcd"
+    );
+    let leader = |c: &Control| {
+        let addr = c.http();
+        async move {
+            let mut client = sinew_testkit::HttpClient::http1(addr).await.ok()?;
+            let r = client
+                .send(sinew_testkit::Request::get("/healthz").host("control"))
+                .await
+                .ok()?;
+            r.json()["leader"].as_bool()
+        }
+    };
+    assert_eventually!(
+        leader(&one).await == Some(true) && leader(&two).await == Some(false),
+        Duration::from_secs(3),
+        "the first replica should lead, alone"
     );
     one.apply(&(services(&a, &b) + &route_to("svc-a"))).await;
     let controls = format!("{},{}", one.grpc(), two.grpc());
@@ -630,4 +772,12 @@ async fn etcd_replica_killed_proxies_fail_over_within_5s() {
     }
     let report = load.join().await;
     assert_eq!(report.failed, 0, "{report:?}");
+
+    // The singleton jobs move too: replica two takes the leadership once the
+    // dead replica's lease (10 s) runs out.
+    assert_eventually!(
+        leader(&two).await == Some(true),
+        Duration::from_secs(15),
+        "replica two never became leader"
+    );
 }
