@@ -1,7 +1,7 @@
 //! The gRPC side: each proxy's stream (registration, liveness, pushed
 //! updates, ACK/NACK) and the lock calls sidecars make for their apps.
 
-use std::{collections::HashMap, pin::Pin, sync::Arc, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures_util::Stream;
 use sinew_proto::{
@@ -181,13 +181,12 @@ impl Peer {
     }
 }
 
-/// What one proxy has been sent.
+/// What one proxy has been sent: the view it was last diffed against (its
+/// documents are that view's, filtered by audience). Streams share views,
+/// so this costs one pointer per stream, not one entry per document.
 #[derive(Debug, Default)]
 struct Sent {
-    /// Document hashes, by key.
-    hashes: HashMap<DocKey, u64>,
-    /// The view version last diffed against.
-    view: Option<u64>,
+    view: Option<Arc<View>>,
 }
 
 fn key_of(k: &DocKey) -> ResourceKey {
@@ -198,51 +197,61 @@ fn key_of(k: &DocKey) -> ResourceKey {
     }
 }
 
-/// The update that brings `sent` to `view` for this proxy; `None` when nothing changed for it.
-fn diff(view: &View, sent: &mut Sent, namespace: &str, service: &str) -> Option<Update> {
-    let full = sent.view.is_none();
-    let candidates: Vec<DocKey> = if sent.view == Some(view.previous) {
-        view.changed.clone()
-    } else {
-        let mut all: Vec<DocKey> = view.docs.keys().cloned().collect();
-        all.extend(
-            sent.hashes
-                .keys()
-                .filter(|k| !view.docs.contains_key(*k))
-                .cloned(),
-        );
-        all
+/// The update that brings this proxy from `sent` to `view`; `None` when
+/// nothing changed for it.
+fn diff(view: &Arc<View>, sent: &mut Sent, namespace: &str, service: &str) -> Option<Update> {
+    let mine = |v: &View, k: &DocKey| -> Option<u64> {
+        v.docs
+            .get(k)
+            .filter(|d| d.audience.includes(namespace, service))
+            .map(|d| d.hash)
     };
-    sent.view = Some(view.version);
     let mut upserts = Vec::new();
     let mut removals = Vec::new();
+    let mut upsert = |k: &DocKey| {
+        if let Some(d) = view.docs.get(k) {
+            upserts.push(Document {
+                key: Some(key_of(k)),
+                json: d.json.to_vec(),
+            });
+        }
+    };
+    let last = sent.view.replace(view.clone());
+    let Some(last) = last else {
+        for (k, d) in view.docs.iter() {
+            if d.audience.includes(namespace, service) {
+                upsert(k);
+            }
+        }
+        return Some(Update {
+            version: view.version,
+            full: true,
+            upserts,
+            removals,
+        });
+    };
+    let candidates: Vec<&DocKey> = if last.version == view.previous {
+        view.changed.iter().map(|k| &**k).collect()
+    } else {
+        // Views were skipped (this stream was slow): compare everything.
+        let mut all: std::collections::BTreeSet<&DocKey> = view.docs.keys().map(|k| &**k).collect();
+        all.extend(last.docs.keys().map(|k| &**k));
+        all.into_iter().collect()
+    };
     for k in candidates {
-        let doc = view
-            .docs
-            .get(&k)
-            .filter(|d| d.audience.includes(namespace, service));
-        match (doc, sent.hashes.get(&k)) {
-            (Some(d), Some(h)) if d.hash == *h => {}
-            (Some(d), _) => {
-                sent.hashes.insert(k.clone(), d.hash);
-                upserts.push(Document {
-                    key: Some(key_of(&k)),
-                    json: d.json.to_vec(),
-                });
-            }
-            (None, Some(_)) => {
-                sent.hashes.remove(&k);
-                removals.push(key_of(&k));
-            }
+        match (mine(&last, k), mine(view, k)) {
+            (Some(a), Some(b)) if a == b => {}
+            (_, Some(_)) => upsert(k),
+            (Some(_), None) => removals.push(key_of(k)),
             (None, None) => {}
         }
     }
-    if !full && upserts.is_empty() && removals.is_empty() {
+    if upserts.is_empty() && removals.is_empty() {
         return None;
     }
     Some(Update {
         version: view.version,
-        full,
+        full: false,
         upserts,
         removals,
     })
@@ -421,5 +430,149 @@ async fn health(replica: &Replica, reporter: &str, h: EndpointHealth) {
         if let Err(error) = replica.store.txn(Vec::new(), chunk.to_vec()).await {
             tracing::warn!(%error, "cannot record endpoint health");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::{Audience, Doc};
+    use sinew_model::Kind;
+    use std::collections::BTreeMap;
+
+    fn key(kind: Kind, name: &str) -> Arc<DocKey> {
+        Arc::new(DocKey {
+            kind,
+            namespace: "default".into(),
+            name: name.into(),
+        })
+    }
+
+    fn view(
+        version: u64,
+        previous: u64,
+        docs: &[(Kind, &str, u64, Audience)],
+        changed: &[&str],
+    ) -> Arc<View> {
+        let docs: BTreeMap<Arc<DocKey>, Arc<Doc>> = docs
+            .iter()
+            .map(|(kind, name, hash, audience)| {
+                let doc = Doc {
+                    json: bytes::Bytes::from(format!("{{\"n\":\"{name}\",\"h\":{hash}}}")),
+                    hash: *hash,
+                    audience: audience.clone(),
+                };
+                (key(*kind, name), Arc::new(doc))
+            })
+            .collect();
+        let changed = changed
+            .iter()
+            .map(|n| {
+                docs.keys()
+                    .find(|k| k.name == *n)
+                    .cloned()
+                    .unwrap_or_else(|| key(Kind::Service, n))
+            })
+            .collect();
+        Arc::new(View {
+            version,
+            previous,
+            docs,
+            changed,
+        })
+    }
+
+    fn names(u: &Update) -> (Vec<String>, Vec<String>) {
+        let up = u
+            .upserts
+            .iter()
+            .map(|d| d.key.as_ref().map(|k| k.name.clone()).unwrap_or_default())
+            .collect();
+        let rm = u.removals.iter().map(|k| k.name.clone()).collect();
+        (up, rm)
+    }
+
+    #[test]
+    fn first_update_is_full_and_filtered_by_audience() {
+        let mine = Audience::Service("default".into(), "web".into());
+        let theirs = Audience::Service("default".into(), "db".into());
+        let v = view(
+            5,
+            4,
+            &[
+                (Kind::Service, "a", 1, Audience::All),
+                (Kind::AuthorizationPolicy, "p-web", 2, mine),
+                (Kind::AuthorizationPolicy, "p-db", 3, theirs),
+            ],
+            &[],
+        );
+        let mut sent = Sent::default();
+        let u = diff(&v, &mut sent, "default", "web").expect("full update");
+        assert!(u.full);
+        assert_eq!(u.version, 5);
+        assert_eq!(names(&u).0, ["a", "p-web"]);
+    }
+
+    #[test]
+    fn incremental_updates_carry_only_what_changed_for_this_proxy() {
+        let mut sent = Sent::default();
+        let v1 = view(
+            1,
+            0,
+            &[
+                (Kind::Service, "a", 1, Audience::All),
+                (Kind::Service, "b", 1, Audience::All),
+            ],
+            &[],
+        );
+        diff(&v1, &mut sent, "default", "web");
+        // a changed, b removed, c added.
+        let v2 = view(
+            2,
+            1,
+            &[
+                (Kind::Service, "a", 9, Audience::All),
+                (Kind::Service, "c", 1, Audience::All),
+            ],
+            &["a", "b", "c"],
+        );
+        let u = diff(&v2, &mut sent, "default", "web").expect("an update");
+        assert!(!u.full);
+        assert_eq!(
+            names(&u),
+            (vec!["a".to_owned(), "c".to_owned()], vec!["b".to_owned()])
+        );
+        // A change to a policy for another service: nothing for this proxy.
+        let other = Audience::Service("default".into(), "db".into());
+        let v3 = view(
+            3,
+            2,
+            &[
+                (Kind::Service, "a", 9, Audience::All),
+                (Kind::Service, "c", 1, Audience::All),
+                (Kind::AuthorizationPolicy, "p", 1, other),
+            ],
+            &["p"],
+        );
+        assert!(diff(&v3, &mut sent, "default", "web").is_none());
+    }
+
+    #[test]
+    fn a_skipped_view_is_caught_up_by_comparing_everything() {
+        let mut sent = Sent::default();
+        let v1 = view(
+            1,
+            0,
+            &[
+                (Kind::Service, "a", 1, Audience::All),
+                (Kind::Service, "b", 1, Audience::All),
+            ],
+            &[],
+        );
+        diff(&v1, &mut sent, "default", "web");
+        // v2 (a changed) was never seen; v3 (b removed) names only b.
+        let v3 = view(3, 2, &[(Kind::Service, "a", 2, Audience::All)], &["b"]);
+        let u = diff(&v3, &mut sent, "default", "web").expect("an update");
+        assert_eq!(names(&u), (vec!["a".to_owned()], vec!["b".to_owned()]));
     }
 }

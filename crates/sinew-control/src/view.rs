@@ -64,17 +64,18 @@ pub(crate) struct View {
     pub(crate) version: Revision,
     /// The version of the view this one was built from.
     pub(crate) previous: Revision,
-    pub(crate) docs: BTreeMap<DocKey, Arc<Doc>>,
+    pub(crate) docs: BTreeMap<Arc<DocKey>, Arc<Doc>>,
     /// Keys added, changed or removed since `previous`.
-    pub(crate) changed: Vec<DocKey>,
+    pub(crate) changed: Vec<Arc<DocKey>>,
 }
 
 /// The builder's working state.
 #[derive(Debug, Default)]
 struct State {
-    resources: BTreeMap<DocKey, Value>,
+    /// Stored documents, as stored (canonical JSON).
+    resources: BTreeMap<DocKey, Bytes>,
     registry: BTreeMap<(String, String), BTreeMap<String, Registration>>,
-    docs: BTreeMap<DocKey, Arc<Doc>>,
+    docs: BTreeMap<Arc<DocKey>, Arc<Doc>>,
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
@@ -117,13 +118,9 @@ impl State {
                 if k.kind == Kind::Proxy {
                     return None; // a proxy's bootstrap is its own file's business
                 }
-                match value.map(serde_json::from_slice::<Value>) {
-                    Some(Ok(v)) => {
-                        self.resources.insert(k.clone(), v);
-                    }
-                    Some(Err(error)) => {
-                        tracing::error!(%error, key, "unreadable resource in the store; ignored");
-                        self.resources.remove(&k);
+                match value {
+                    Some(v) => {
+                        self.resources.insert(k.clone(), Bytes::copy_from_slice(v));
                     }
                     None => {
                         self.resources.remove(&k);
@@ -161,28 +158,55 @@ impl State {
         }
     }
 
-    /// Rebuilds the document `k`; true when it changed.
-    fn rebuild(&mut self, k: &DocKey) -> bool {
+    /// Rebuilds the document `k`; its shared key when it changed.
+    fn rebuild(&mut self, k: &DocKey) -> Option<Arc<DocKey>> {
         let doc = self.render(k);
-        let before = self.docs.get(k).map(|d| d.hash);
-        match doc {
-            Some(doc) => {
-                let changed = before != Some(doc.hash);
-                if changed {
-                    self.docs.insert(k.clone(), Arc::new(doc));
-                }
-                changed
+        let before = self
+            .docs
+            .get_key_value(k)
+            .map(|(key, d)| (key.clone(), d.hash));
+        match (doc, before) {
+            (Some(doc), Some((key, hash))) => (doc.hash != hash).then(|| {
+                self.docs.insert(key.clone(), Arc::new(doc));
+                key
+            }),
+            (Some(doc), None) => {
+                let key = Arc::new(k.clone());
+                self.docs.insert(key.clone(), Arc::new(doc));
+                Some(key)
             }
-            None => self.docs.remove(k).is_some(),
+            (None, Some((key, _))) => {
+                self.docs.remove(k);
+                Some(key)
+            }
+            (None, None) => None,
         }
     }
 
     fn render(&self, k: &DocKey) -> Option<Doc> {
         let registered = (k.kind == Kind::Service)
             .then(|| self.registry.get(&(k.namespace.clone(), k.name.clone())))
-            .flatten();
-        let mut value = match (self.resources.get(k), registered) {
-            (Some(v), _) => v.clone(),
+            .flatten()
+            .filter(|r| r.values().any(registry::routable));
+        let stored = self.resources.get(k);
+        // The common case: a stored document pushed as stored.
+        if let (Some(bytes), None) = (stored, registered) {
+            if matches!(k.kind, Kind::Service | Kind::Route | Kind::Mesh) {
+                return Some(Doc {
+                    hash: fnv(bytes),
+                    json: bytes.clone(),
+                    audience: Audience::All,
+                });
+            }
+        }
+        let mut value = match (stored, registered) {
+            (Some(bytes), _) => match serde_json::from_slice::<Value>(bytes) {
+                Ok(v) => v,
+                Err(error) => {
+                    tracing::error!(%error, key = ?k, "unreadable resource in the store; ignored");
+                    return None;
+                }
+            },
             // A registered service nobody described gets the defaults.
             (None, Some(_)) => serde_json::json!({
                 "apiVersion": sinew_model::API_VERSION,
@@ -312,7 +336,7 @@ pub(crate) async fn build(store: Arc<dyn Store>, tx: watch::Sender<Arc<View>>) {
 
 fn relist(state: &mut State, tx: &watch::Sender<Arc<View>>, revision: Revision, kvs: &[KeyValue]) {
     let mut fresh = State::default();
-    let mut touched: BTreeSet<DocKey> = state.docs.keys().cloned().collect();
+    let mut touched: BTreeSet<DocKey> = state.docs.keys().map(|k| (**k).clone()).collect();
     for kv in kvs {
         if let Some(k) = fresh.change(&kv.key, Some(&kv.value)) {
             touched.insert(k);
@@ -329,7 +353,7 @@ fn publish(
     revision: Revision,
     touched: BTreeSet<DocKey>,
 ) {
-    let changed: Vec<DocKey> = touched.into_iter().filter(|k| state.rebuild(k)).collect();
+    let changed: Vec<Arc<DocKey>> = touched.iter().filter_map(|k| state.rebuild(k)).collect();
     let previous = tx.borrow().version;
     if changed.is_empty() && previous != 0 {
         return;

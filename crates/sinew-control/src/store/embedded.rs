@@ -26,8 +26,10 @@ const LEASES: TableDefinition<'_, i64, u64> = TableDefinition::new("leases");
 const REVISION: &str = "revision";
 const NEXT_LEASE: &str = "next_lease";
 
-/// Watch batches kept for watchers that start from an older revision.
+/// Watch batches kept for watchers that start from an older revision…
 const HISTORY: usize = 16_384;
+/// …and at most this many bytes of them.
+const HISTORY_BYTES: usize = 16 << 20;
 /// Batches queued for a watcher before it is cut off as too slow.
 const WATCH_QUEUE: usize = 4_096;
 /// How often leases are checked for expiry.
@@ -54,6 +56,7 @@ struct Mem {
     next_lease: u64,
     kv: BTreeMap<String, KeyValue>,
     history: VecDeque<(Revision, Vec<Event>)>,
+    history_bytes: usize,
     watchers: Vec<Watcher>,
     leases: HashMap<LeaseId, LeaseState>,
 }
@@ -391,11 +394,22 @@ impl Mem {
                 }
             }
         });
+        self.history_bytes += batch_bytes(&events);
         self.history.push_back((revision, events));
-        while self.history.len() > HISTORY {
-            self.history.pop_front();
+        while self.history.len() > HISTORY || self.history_bytes > HISTORY_BYTES {
+            match self.history.pop_front() {
+                Some((_, old)) => self.history_bytes -= batch_bytes(&old),
+                None => break,
+            }
         }
     }
+}
+
+fn batch_bytes(events: &[Event]) -> usize {
+    events
+        .iter()
+        .map(|e| e.key.len() + e.value.as_ref().map_or(0, Vec::len) + 48)
+        .sum()
 }
 
 async fn reap_leases(inner: std::sync::Weak<Inner>) {
