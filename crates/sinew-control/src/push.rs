@@ -197,6 +197,53 @@ fn key_of(k: &DocKey) -> ResourceKey {
     }
 }
 
+/// Largest part of an update, in document bytes: tonic keeps each stream's
+/// send buffer at the size of the largest message it sent, so parts bound
+/// the memory a stream holds whatever the size of the mesh.
+const PART_BYTES: usize = 64 << 10;
+
+/// Splits `update` into parts of at most [`PART_BYTES`] of documents (a
+/// larger document goes alone); only the first keeps `full` and the removals.
+fn parts(update: Update) -> Vec<Update> {
+    let Update {
+        version,
+        full,
+        upserts,
+        removals,
+        ..
+    } = update;
+    let mut out = vec![Update {
+        version,
+        full,
+        upserts: Vec::new(),
+        removals,
+        more: false,
+    }];
+    let mut bytes = 0;
+    for doc in upserts {
+        let size = doc.json.len();
+        let last = out.len() - 1;
+        if bytes + size > PART_BYTES && !out[last].upserts.is_empty() {
+            out.push(Update {
+                version,
+                full: false,
+                upserts: Vec::new(),
+                removals: Vec::new(),
+                more: false,
+            });
+            bytes = 0;
+        }
+        bytes += size;
+        let last = out.len() - 1;
+        out[last].upserts.push(doc);
+    }
+    let n = out.len();
+    for part in &mut out[..n - 1] {
+        part.more = true;
+    }
+    out
+}
+
 /// The update that brings this proxy from `sent` to `view`; `None` when
 /// nothing changed for it.
 fn diff(view: &Arc<View>, sent: &mut Sent, namespace: &str, service: &str) -> Option<Update> {
@@ -228,6 +275,7 @@ fn diff(view: &Arc<View>, sent: &mut Sent, namespace: &str, service: &str) -> Op
             full: true,
             upserts,
             removals,
+            more: false,
         });
     };
     let candidates: Vec<&DocKey> = if last.version == view.previous {
@@ -254,6 +302,7 @@ fn diff(view: &Arc<View>, sent: &mut Sent, namespace: &str, service: &str) -> Op
         full: false,
         upserts,
         removals,
+        more: false,
     })
 }
 
@@ -319,8 +368,15 @@ async fn session(
                 }
                 if let Some(update) = diff(&view, &mut sent, &peer.namespace, &peer.service) {
                     let version = update.version;
-                    let message = ControlMessage { message: Some(control_message::Message::Update(update)) };
-                    if tx.send(Ok(message)).await.is_err() {
+                    let mut closed = false;
+                    for part in parts(update) {
+                        let message = ControlMessage { message: Some(control_message::Message::Update(part)) };
+                        if tx.send(Ok(message)).await.is_err() {
+                            closed = true;
+                            break;
+                        }
+                    }
+                    if closed {
                         break;
                     }
                     status.desired_version = version;
@@ -555,6 +611,56 @@ mod tests {
             &["p"],
         );
         assert!(diff(&v3, &mut sent, "default", "web").is_none());
+    }
+
+    #[test]
+    fn big_updates_go_in_bounded_parts() {
+        let doc = |i: usize, size: usize| Document {
+            key: Some(ResourceKey {
+                kind: "Service".into(),
+                namespace: "default".into(),
+                name: format!("s{i}"),
+            }),
+            json: vec![b'x'; size],
+        };
+        let update = Update {
+            version: 7,
+            full: true,
+            upserts: (0..100)
+                .map(|i| doc(i, 3000))
+                .chain([doc(100, 200_000)])
+                .collect(),
+            removals: vec![ResourceKey::default()],
+            more: false,
+        };
+        let parts = parts(update);
+        assert!(parts.len() >= 5, "{} parts", parts.len());
+        assert!(parts[0].full && parts[1..].iter().all(|p| !p.full));
+        assert_eq!(parts[0].removals.len(), 1);
+        assert!(parts[1..].iter().all(|p| p.removals.is_empty()));
+        assert!(parts[..parts.len() - 1].iter().all(|p| p.more));
+        assert!(!parts[parts.len() - 1].more);
+        assert!(parts.iter().all(|p| p.version == 7));
+        let total: usize = parts.iter().map(|p| p.upserts.len()).sum();
+        assert_eq!(total, 101);
+        for p in &parts {
+            let bytes: usize = p.upserts.iter().map(|d| d.json.len()).sum();
+            assert!(
+                bytes <= PART_BYTES || p.upserts.len() == 1,
+                "part of {bytes} bytes"
+            );
+        }
+        // A small update stays whole.
+        let small = Update {
+            version: 8,
+            upserts: vec![doc(0, 10)],
+            ..Update::default()
+        };
+        assert_eq!(parts_of(small), 1);
+    }
+
+    fn parts_of(u: Update) -> usize {
+        parts(u).len()
     }
 
     #[test]

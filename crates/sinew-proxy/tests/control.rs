@@ -307,6 +307,7 @@ fn full(version: u64, upserts: Vec<Document>) -> Update {
         full: true,
         upserts,
         removals: vec![],
+        more: false,
     }
 }
 
@@ -316,6 +317,7 @@ fn incremental(version: u64, upserts: Vec<Document>, removals: Vec<ResourceKey>)
         full: false,
         upserts,
         removals,
+        more: false,
     }
 }
 
@@ -556,11 +558,28 @@ async fn updates_are_applied_and_acked_and_a_bad_one_is_nacked() {
         (200, "reviews".into())
     );
 
+    // A version in parts is applied, and answered, once: after its last part.
+    let mut first = incremental(
+        14,
+        vec![route("parts", "parts.example", "reviews2")],
+        vec![],
+    );
+    first.more = true;
+    conn.send(first).await;
+    conn.send(incremental(14, vec![service("reviews2", reviews)], vec![]))
+        .await;
+    assert_eq!(conn.verdict().await, Verdict::Ack(14));
+    assert_eq!(sidecar.version(), 14);
+    assert_eq!(
+        http(sidecar.outbound, "GET", "/", "parts.example", "").await,
+        (200, "reviews".into())
+    );
+
     // The cache holds the applied set.
     let cached: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
-    assert_eq!(cached["version"], 13);
-    assert_eq!(cached["documents"].as_array().map(Vec::len), Some(4));
+    assert_eq!(cached["version"], 14);
+    assert_eq!(cached["documents"].as_array().map(Vec::len), Some(6));
 
     sidecar.stop();
     let _ = std::fs::remove_dir_all(dir);

@@ -781,3 +781,48 @@ async fn etcd_replica_killed_proxies_fail_over_within_5s() {
         "replica two never became leader"
     );
 }
+
+/// A mesh whose full update is far larger than one part (64 KiB) arrives
+/// whole: the proxy applies it once, after the last part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_mesh_arrives_in_parts_and_applies_whole() {
+    let backend = Backend::http().name("last").spawn().await;
+    let control = Backing::Embedded.control().spawn().await;
+    let mut mesh = String::new();
+    for i in 0..3000 {
+        mesh.push_str(&resource(
+            "Service",
+            &format!("svc-{i:04}"),
+            &format!(
+                "endpoints: [{{address: \"{0}\", labels: {{zone: a, rack: r{i}}}}}, {{address: \"127.0.0.1:{1}\"}}]\nsubsets: [{{name: a, labels: {{zone: a}}}}]\n",
+                backend.addr(),
+                10_000 + i
+            ),
+        ));
+    }
+    let revision = control.apply(&mesh).await;
+    let proxy = sidecar(
+        &control.grpc().to_string(),
+        control.token(),
+        "p1",
+        "client",
+        "",
+    )
+    .await;
+    assert_eq!(proxy.config_version().await, revision);
+    let config = proxy.api_get("/config").await.json();
+    assert_eq!(
+        config["snapshot"]["resources"].as_array().map(Vec::len),
+        Some(3000)
+    );
+    assert_eventually!(
+        control
+            .proxies()
+            .await
+            .iter()
+            .any(|p| p["applied_version"].as_u64() == Some(revision)),
+        Duration::from_secs(3),
+        "not ACKed: {:?}",
+        control.proxies().await
+    );
+}

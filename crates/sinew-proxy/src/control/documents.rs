@@ -224,6 +224,7 @@ mod tests {
             full,
             upserts,
             removals,
+            more: false,
         }
     }
 

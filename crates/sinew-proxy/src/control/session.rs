@@ -39,6 +39,9 @@ enum End {
     Failed(String),
 }
 
+/// Largest message accepted from the control plane.
+const MAX_MESSAGE: usize = 64 << 20;
+
 /// The session's state, kept across reconnects.
 #[derive(Debug)]
 pub(super) struct Session {
@@ -51,6 +54,9 @@ pub(super) struct Session {
     received: Documents,
     /// The set being served.
     applied: Documents,
+    /// A version arriving in parts: the set so far (or the error that
+    /// will NACK it), until its last part.
+    staged: Option<Result<Documents, (u64, String)>>,
 }
 
 impl Session {
@@ -67,6 +73,7 @@ impl Session {
             control,
             received: bootstrap.docs.clone(),
             applied: bootstrap.docs,
+            staged: None,
         }
     }
 
@@ -124,7 +131,9 @@ impl Session {
         {
             return End::Failed("cannot queue Hello".into());
         }
-        let mut client = ControlClient::new(channel.clone());
+        // Parts are small, but one document (a Service with thousands of
+        // endpoints) may be large on its own.
+        let mut client = ControlClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
         let mut inbound = match client
             .stream(self.control.authorized(ReceiverStream::new(rx)))
             .await
@@ -135,6 +144,7 @@ impl Session {
         self.control.set_channel(Some(channel));
         info!(control = %address, served_version = served, "connected to the control plane");
 
+        self.staged = None; // a new session starts with a whole version
         let mut reported = Reported::default();
         let mut sample = tokio::time::interval(health::SAMPLE);
         sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -146,7 +156,9 @@ impl Session {
                             continue;
                         };
                         *progressed = true;
-                        let reply = self.apply(&update);
+                        let Some(reply) = self.receive(&update) else {
+                            continue; // more parts of this version follow
+                        };
                         if tx.send(reply).await.is_err() {
                             return End::Failed("the stream closed while answering".into());
                         }
@@ -184,12 +196,28 @@ impl Session {
         }
     }
 
-    /// Applies `update` and returns the verdict to send: the merged set
-    /// becomes the base for the next update whatever happens; it is served
-    /// (and cached) only if it checks out and compiles.
-    fn apply(&mut self, update: &Update) -> ProxyMessage {
-        let version = update.version;
-        let result = self.received.merge(update).and_then(|next| {
+    /// Takes one part of a version; once the last part is in, applies the
+    /// version and returns the verdict to send.
+    fn receive(&mut self, update: &Update) -> Option<ProxyMessage> {
+        let staged = match self.staged.take() {
+            // A part of another version than the one being assembled starts afresh.
+            Some(Ok(s)) if s.version() == update.version => Ok(s),
+            Some(Err((v, e))) if v == update.version => Err(e),
+            _ => Ok(self.received.clone()),
+        };
+        let merged = staged.and_then(|base| base.merge(update));
+        if update.more {
+            self.staged = Some(merged.map_err(|e| (update.version, e)));
+            return None;
+        }
+        Some(self.apply(update.version, merged))
+    }
+
+    /// Applies a whole version and returns the verdict to send: the merged
+    /// set becomes the base for the next update whatever happens; it is
+    /// served (and cached) only if it checks out and compiles.
+    fn apply(&mut self, version: u64, merged: Result<Documents, String>) -> ProxyMessage {
+        let result = merged.and_then(|next| {
             self.received = next;
             if self.received == self.applied {
                 return Ok(false);
