@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
         .build_transport(true)
+        // Documents are shared, not copied, into every stream's messages.
+        .bytes(".sinew.v1.Document.json")
         .compile_fds(fds)?;
     Ok(())
 }

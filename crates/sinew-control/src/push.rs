@@ -18,7 +18,7 @@ use crate::{
     replica::Replica,
     status::{Nack, ProxyStatus},
     store::{Compare, Op},
-    view::{DocKey, View},
+    view::{Doc, DocKey, View},
 };
 
 /// How long a new stream has to say `Hello`.
@@ -202,108 +202,113 @@ fn key_of(k: &DocKey) -> ResourceKey {
 /// the memory a stream holds whatever the size of the mesh.
 const PART_BYTES: usize = 64 << 10;
 
-/// Splits `update` into parts of at most [`PART_BYTES`] of documents (a
-/// larger document goes alone); only the first keeps `full` and the removals.
-fn parts(update: Update) -> Vec<Update> {
-    let Update {
-        version,
-        full,
-        upserts,
-        removals,
-        ..
-    } = update;
-    let mut out = vec![Update {
-        version,
-        full,
-        upserts: Vec::new(),
-        removals,
-        more: false,
-    }];
-    let mut bytes = 0;
-    for doc in upserts {
-        let size = doc.json.len();
-        let last = out.len() - 1;
-        if bytes + size > PART_BYTES && !out[last].upserts.is_empty() {
-            out.push(Update {
-                version,
-                full: false,
-                upserts: Vec::new(),
-                removals: Vec::new(),
-                more: false,
-            });
-            bytes = 0;
-        }
-        bytes += size;
-        let last = out.len() - 1;
-        out[last].upserts.push(doc);
-    }
-    let n = out.len();
-    for part in &mut out[..n - 1] {
-        part.more = true;
-    }
-    out
+/// What a proxy is to be sent for one version: references into the view,
+/// turned into messages one part at a time as the stream drains, so a
+/// thousand streams catching up on a large mesh hold pointers, not copies.
+#[derive(Debug)]
+struct Plan {
+    version: u64,
+    full: bool,
+    upserts: Vec<(Arc<DocKey>, Arc<Doc>)>,
+    removals: Vec<Arc<DocKey>>,
 }
 
-/// The update that brings this proxy from `sent` to `view`; `None` when
-/// nothing changed for it.
-fn diff(view: &Arc<View>, sent: &mut Sent, namespace: &str, service: &str) -> Option<Update> {
+impl Plan {
+    /// The parts: at most [`PART_BYTES`] of documents each (a larger document
+    /// goes alone); only the first is `full` and carries the removals; all
+    /// but the last have `more` set.
+    fn parts(self) -> impl Iterator<Item = Update> {
+        let Plan {
+            version,
+            full,
+            upserts,
+            removals,
+        } = self;
+        let mut removals = Some(removals);
+        let mut upserts = upserts.into_iter().peekable();
+        let mut first = true;
+        std::iter::from_fn(move || {
+            if !first && upserts.peek().is_none() {
+                return None;
+            }
+            let mut part = Update {
+                version,
+                full: full && first,
+                upserts: Vec::new(),
+                removals: removals
+                    .take()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|k| key_of(k))
+                    .collect(),
+                more: false,
+            };
+            first = false;
+            let mut bytes = 0;
+            while let Some((k, d)) = upserts.peek() {
+                if bytes > 0 && bytes + d.json.len() > PART_BYTES {
+                    break;
+                }
+                bytes += d.json.len();
+                part.upserts.push(Document {
+                    key: Some(key_of(k)),
+                    json: d.json.clone(),
+                });
+                upserts.next();
+            }
+            part.more = upserts.peek().is_some();
+            Some(part)
+        })
+    }
+}
+
+/// What brings this proxy from `sent` to `view`; `None` when nothing
+/// changed for it.
+fn diff(view: &Arc<View>, sent: &mut Sent, namespace: &str, service: &str) -> Option<Plan> {
     let mine = |v: &View, k: &DocKey| -> Option<u64> {
         v.docs
             .get(k)
             .filter(|d| d.audience.includes(namespace, service))
             .map(|d| d.hash)
     };
-    let mut upserts = Vec::new();
-    let mut removals = Vec::new();
-    let mut upsert = |k: &DocKey| {
-        if let Some(d) = view.docs.get(k) {
-            upserts.push(Document {
-                key: Some(key_of(k)),
-                json: d.json.to_vec(),
-            });
-        }
+    let mut plan = Plan {
+        version: view.version,
+        full: false,
+        upserts: Vec::new(),
+        removals: Vec::new(),
     };
     let last = sent.view.replace(view.clone());
     let Some(last) = last else {
-        for (k, d) in view.docs.iter() {
-            if d.audience.includes(namespace, service) {
-                upsert(k);
-            }
-        }
-        return Some(Update {
-            version: view.version,
-            full: true,
-            upserts,
-            removals,
-            more: false,
-        });
+        plan.full = true;
+        plan.upserts = view
+            .docs
+            .iter()
+            .filter(|(_, d)| d.audience.includes(namespace, service))
+            .map(|(k, d)| (k.clone(), d.clone()))
+            .collect();
+        return Some(plan);
     };
-    let candidates: Vec<&DocKey> = if last.version == view.previous {
-        view.changed.iter().map(|k| &**k).collect()
+    let candidates: Vec<Arc<DocKey>> = if last.version == view.previous {
+        view.changed.clone()
     } else {
         // Views were skipped (this stream was slow): compare everything.
-        let mut all: std::collections::BTreeSet<&DocKey> = view.docs.keys().map(|k| &**k).collect();
-        all.extend(last.docs.keys().map(|k| &**k));
+        let mut all: std::collections::BTreeSet<Arc<DocKey>> = view.docs.keys().cloned().collect();
+        all.extend(last.docs.keys().cloned());
         all.into_iter().collect()
     };
     for k in candidates {
-        match (mine(&last, k), mine(view, k)) {
+        match (mine(&last, &k), mine(view, &k)) {
             (Some(a), Some(b)) if a == b => {}
-            (_, Some(_)) => upsert(k),
-            (Some(_), None) => removals.push(key_of(k)),
+            (_, Some(_)) => {
+                if let Some(d) = view.docs.get(&k) {
+                    plan.upserts.push((k, d.clone()));
+                }
+            }
+            (Some(_), None) => plan.removals.push(k),
             (None, None) => {}
         }
     }
-    if upserts.is_empty() && removals.is_empty() {
-        return None;
-    }
-    Some(Update {
-        version: view.version,
-        full: false,
-        upserts,
-        removals,
-        more: false,
-    })
+    (!plan.upserts.is_empty() || !plan.removals.is_empty()).then_some(plan)
 }
 
 /// One proxy's stream, from `Hello` to its end.
@@ -366,10 +371,10 @@ async fn session(
                 if view.version == 0 {
                     continue; // the store has not been read yet: never push an empty config
                 }
-                if let Some(update) = diff(&view, &mut sent, &peer.namespace, &peer.service) {
-                    let version = update.version;
+                if let Some(plan) = diff(&view, &mut sent, &peer.namespace, &peer.service) {
+                    let version = plan.version;
                     let mut closed = false;
-                    for part in parts(update) {
+                    for part in plan.parts() {
                         let message = ControlMessage { message: Some(control_message::Message::Update(part)) };
                         if tx.send(Ok(message)).await.is_err() {
                             closed = true;
@@ -492,7 +497,7 @@ async fn health(replica: &Replica, reporter: &str, h: EndpointHealth) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::{Audience, Doc};
+    use crate::view::Audience;
     use sinew_model::Kind;
     use std::collections::BTreeMap;
 
@@ -538,13 +543,9 @@ mod tests {
         })
     }
 
-    fn names(u: &Update) -> (Vec<String>, Vec<String>) {
-        let up = u
-            .upserts
-            .iter()
-            .map(|d| d.key.as_ref().map(|k| k.name.clone()).unwrap_or_default())
-            .collect();
-        let rm = u.removals.iter().map(|k| k.name.clone()).collect();
+    fn names(p: &Plan) -> (Vec<String>, Vec<String>) {
+        let up = p.upserts.iter().map(|(k, _)| k.name.clone()).collect();
+        let rm = p.removals.iter().map(|k| k.name.clone()).collect();
         (up, rm)
     }
 
@@ -615,25 +616,24 @@ mod tests {
 
     #[test]
     fn big_updates_go_in_bounded_parts() {
-        let doc = |i: usize, size: usize| Document {
-            key: Some(ResourceKey {
-                kind: "Service".into(),
-                namespace: "default".into(),
-                name: format!("s{i}"),
-            }),
-            json: vec![b'x'; size],
+        let doc = |i: usize, size: usize| {
+            let d = Doc {
+                json: bytes::Bytes::from(vec![b'x'; size]),
+                hash: i as u64,
+                audience: Audience::All,
+            };
+            (key(Kind::Service, &format!("s{i}")), Arc::new(d))
         };
-        let update = Update {
+        let plan = Plan {
             version: 7,
             full: true,
             upserts: (0..100)
                 .map(|i| doc(i, 3000))
                 .chain([doc(100, 200_000)])
                 .collect(),
-            removals: vec![ResourceKey::default()],
-            more: false,
+            removals: vec![key(Kind::Route, "gone")],
         };
-        let parts = parts(update);
+        let parts: Vec<Update> = plan.parts().collect();
         assert!(parts.len() >= 5, "{} parts", parts.len());
         assert!(parts[0].full && parts[1..].iter().all(|p| !p.full));
         assert_eq!(parts[0].removals.len(), 1);
@@ -650,17 +650,34 @@ mod tests {
                 "part of {bytes} bytes"
             );
         }
-        // A small update stays whole.
-        let small = Update {
+        // A small update, or a removal only, is one message.
+        let small = Plan {
             version: 8,
+            full: false,
             upserts: vec![doc(0, 10)],
-            ..Update::default()
+            removals: vec![],
         };
-        assert_eq!(parts_of(small), 1);
-    }
-
-    fn parts_of(u: Update) -> usize {
-        parts(u).len()
+        assert_eq!(small.parts().count(), 1);
+        let removal = Plan {
+            version: 9,
+            full: false,
+            upserts: vec![],
+            removals: vec![key(Kind::Route, "r")],
+        };
+        let parts: Vec<Update> = removal.parts().collect();
+        assert_eq!(
+            (parts.len(), parts[0].removals.len(), parts[0].more),
+            (1, 1, false)
+        );
+        // An empty full update (an empty mesh) is still sent.
+        let empty = Plan {
+            version: 1,
+            full: true,
+            upserts: vec![],
+            removals: vec![],
+        };
+        let parts: Vec<Update> = empty.parts().collect();
+        assert_eq!((parts.len(), parts[0].full), (1, true));
     }
 
     #[test]

@@ -277,7 +277,7 @@ fn service(name: &str, endpoint: SocketAddr) -> Document {
     );
     Document {
         key: Some(key("Service", name)),
-        json: json.into_bytes(),
+        json: json.into_bytes().into(),
     }
 }
 
@@ -287,7 +287,7 @@ fn checked_service(name: &str, endpoint: SocketAddr) -> Document {
     );
     Document {
         key: Some(key("Service", name)),
-        json: json.into_bytes(),
+        json: json.into_bytes().into(),
     }
 }
 
@@ -297,7 +297,7 @@ fn route(name: &str, host: &str, backend: &str) -> Document {
     );
     Document {
         key: Some(key("Route", name)),
-        json: json.into_bytes(),
+        json: json.into_bytes().into(),
     }
 }
 

@@ -118,7 +118,7 @@ impl Documents {
                 .as_ref()
                 .ok_or_else(|| format!("version {}: a document has no key", update.version))?;
             let key = DocKey::from_wire(key);
-            let text = String::from_utf8(doc.json.clone())
+            let text = String::from_utf8(doc.json.to_vec())
                 .map_err(|_| format!("version {}: {key} is not UTF-8", update.version))?;
             docs.insert(key, text);
         }
@@ -199,7 +199,7 @@ mod tests {
         );
         Document {
             key: Some(key("Service", name)),
-            json: json.into_bytes(),
+            json: json.into_bytes().into(),
         }
     }
 
@@ -209,7 +209,7 @@ mod tests {
         );
         Document {
             key: Some(key("Route", name)),
-            json: json.into_bytes(),
+            json: json.into_bytes().into(),
         }
     }
 
@@ -313,7 +313,9 @@ mod tests {
     fn a_bad_document_is_refused_with_its_place() {
         let bad = Document {
             key: Some(key("Service", "a")),
-            json: br#"{"kind":"Service","metadata":{"name":"a"},"spec":{"timeout":5}}"#.to_vec(),
+            json: br#"{"kind":"Service","metadata":{"name":"a"},"spec":{"timeout":5}}"#
+                .to_vec()
+                .into(),
         };
         let docs = Documents::default()
             .merge(&update(3, true, vec![bad], vec![]))
@@ -363,7 +365,7 @@ mod tests {
             .expect_err("no key");
         assert_eq!(error, "version 1: a document has no key");
         let mut doc = service("a", 1);
-        doc.json = vec![0xff, 0xfe];
+        doc.json = vec![0xff, 0xfe].into();
         let error = Documents::default()
             .merge(&update(2, true, vec![doc], vec![]))
             .expect_err("not utf-8");
