@@ -659,10 +659,12 @@ MD
 
 mkdir -p "$(dirname "$REPORT")"
 report | cat -s >"$RUN/report.md"
-# Keep the failover section bench/failover.sh maintains in the same file.
-if [[ -f $REPORT ]] && grep -q '^<!-- failover:begin -->$' "$REPORT"; then
-  { echo; awk '/^<!-- failover:begin -->$/,/^<!-- failover:end -->$/' "$REPORT"; } >>"$RUN/report.md"
-fi
+# Keep the sections bench/failover.sh and bench/control.sh maintain in the same file.
+for section in failover control; do
+  if [[ -f $REPORT ]] && grep -q "^<!-- $section:begin -->\$" "$REPORT"; then
+    { echo; awk "/^<!-- $section:begin -->\$/,/^<!-- $section:end -->\$/" "$REPORT"; } >>"$RUN/report.md"
+  fi
+done
 cp "$RUN/report.md" "$REPORT"
 cat "$RUN/report.md"
 log "report written to $REPORT (raw outputs in $RUN)"

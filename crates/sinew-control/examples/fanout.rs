@@ -467,6 +467,9 @@ async fn session(
         Err(status) => return (false, status_text(&status)),
     };
     let mut got_full = false;
+    // The first version arrives in parts (`more`): it counts as received
+    // once its last part is in, with every part's documents.
+    let (mut full_docs, mut full_bytes) = (0usize, 0usize);
     let mut seen: Option<u32> = None;
     loop {
         let message = match inbound.message().await {
@@ -479,20 +482,26 @@ async fn session(
             continue;
         };
         if !got_full {
-            got_full = true;
-            let bytes = update.upserts.iter().map(|d| d.json.len()).sum();
-            let _ = events.send(Event::Full {
-                stream,
-                at,
-                documents: update.upserts.len(),
-                bytes,
-            });
+            full_docs += update.upserts.len();
+            full_bytes += update.upserts.iter().map(|d| d.json.len()).sum::<usize>();
+            if !update.more {
+                got_full = true;
+                let _ = events.send(Event::Full {
+                    stream,
+                    at,
+                    documents: full_docs,
+                    bytes: full_bytes,
+                });
+            }
         }
         if let Some(round) = round_in(&update, o) {
             if seen.is_none_or(|s| round > s) {
                 seen = Some(round);
                 let _ = events.send(Event::Arrived { stream, round, at });
             }
+        }
+        if update.more {
+            continue; // a proxy answers a version once, after its last part
         }
         let ack = ProxyMessage {
             message: Some(proxy_message::Message::Ack(Ack {
