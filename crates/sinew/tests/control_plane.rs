@@ -826,3 +826,47 @@ async fn a_large_mesh_arrives_in_parts_and_applies_whole() {
         control.proxies().await
     );
 }
+
+/// A TCP-checked external workload is healthy while something accepts on its
+/// check address, and leaves the proxies when nothing does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_checked_registration_follows_its_check() {
+    let app = Backend::http().name("tcp-vm").spawn().await;
+    let control = Backing::Embedded.control().spawn().await;
+    let proxy = sidecar(
+        &control.grpc().to_string(),
+        control.token(),
+        "p1",
+        "client",
+        "",
+    )
+    .await;
+    // The check probes a separate port (a management port, say) that we can close.
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let probe_addr = probe.local_addr().unwrap();
+    let body = format!(
+        "{{\"address\": \"{}\", \"check\": {{\"tcp\": \"{probe_addr}\", \"interval\": \"200ms\", \"timeout\": \"300ms\"}}}}",
+        app.addr()
+    );
+    let r = control
+        .call(Method::PUT, "/v1/registry/default/tcpvm/vm-1", Some(&body))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eventually!(
+        backend_of(&proxy, "tcpvm").await.as_deref() == Some("tcp-vm"),
+        Duration::from_secs(3),
+        "TCP-checked endpoint never routed"
+    );
+    drop(probe);
+    assert_eventually!(
+        backend_of(&proxy, "tcpvm").await.is_none(),
+        Duration::from_secs(3),
+        "endpoint with a failing TCP check still routed"
+    );
+    let endpoint = control
+        .call(Method::GET, "/v1/catalog/services/default/tcpvm", None)
+        .await
+        .json()["endpoints"][0]
+        .clone();
+    assert_eq!(endpoint["healthy"], false, "{endpoint}");
+}

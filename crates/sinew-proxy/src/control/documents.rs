@@ -56,6 +56,7 @@ impl std::fmt::Display for DocKey {
 ///     full: true,
 ///     upserts: vec![Document { key: Some(key), json: web.into() }],
 ///     removals: vec![],
+///     more: false,
 /// };
 /// let docs = Documents::default().merge(&update).unwrap();
 /// assert_eq!((docs.version(), docs.len()), (3, 1));
