@@ -22,6 +22,8 @@ pub(crate) const REPLICAS: &str = "/sinew/replicas/";
 pub(crate) const LOCKS: &str = "/sinew/locks/";
 /// The elected replica's id, on its lease.
 pub(crate) const LEADER: &str = "/sinew/leader";
+/// The certificate authority's signer (certificate, key, trust bundle).
+pub(crate) const CA: &str = "/sinew/ca/signer";
 /// The admin token (REST API).
 pub(crate) const ADMIN_TOKEN: &str = "/sinew/tokens/admin";
 /// The join token (proxies' gRPC streams).

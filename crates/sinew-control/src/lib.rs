@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+mod ca;
 mod http;
 mod jobs;
 mod keys;
@@ -21,4 +22,5 @@ pub mod status;
 pub mod store;
 mod view;
 
+pub use ca::UserCa;
 pub use server::{ControlPlane, Options, StartError, StoreSpec};

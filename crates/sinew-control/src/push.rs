@@ -5,9 +5,9 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures_util::Stream;
 use sinew_proto::{
-    control_message, control_server, proxy_message, AcquireLockRequest, ControlMessage, Document,
-    EndpointHealth, Hello, LockLease, ProxyMessage, ReleaseLockReply, ReleaseLockRequest,
-    RenewLockRequest, ResourceKey, Update,
+    control_message, control_server, proxy_message, AcquireLockRequest, CertificateReply,
+    CertificateRequest, ControlMessage, Document, EndpointHealth, Hello, LockLease, ProxyMessage,
+    ReleaseLockReply, ReleaseLockRequest, RenewLockRequest, ResourceKey, Update,
 };
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
@@ -121,6 +121,37 @@ impl control_server::Control for ControlService {
             .await
             .map(lease_reply)
             .map_err(lock_status)
+    }
+
+    async fn issue_certificate(
+        &self,
+        request: Request<CertificateRequest>,
+    ) -> Result<Response<CertificateReply>, Status> {
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let namespace = crate::view::namespace_or_default(Some(&r.namespace)).to_owned();
+        for (field, value) in [("namespace", &namespace), ("service", &r.service)] {
+            if !keys::valid_segment(value) {
+                return Err(Status::invalid_argument(format!(
+                    "CertificateRequest.{field} `{value}` is not a valid name"
+                )));
+            }
+        }
+        let (domain, ttl) = self.replica.mesh_identity();
+        let identity = crate::ca::spiffe_id(&domain, &namespace, &r.service);
+        let issued = self
+            .replica
+            .ca
+            .issue(&r.csr_der, &identity, ttl)
+            .map_err(Status::invalid_argument)?;
+        tracing::info!(proxy = %r.proxy, %identity, not_after_ms = issued.not_after_ms, "certificate issued");
+        Ok(Response::new(CertificateReply {
+            certificate_chain_pem: issued.chain_pem,
+            trust_bundle_pem: issued.bundle_pem,
+            identity: issued.identity,
+            not_before_ms: issued.not_before_ms,
+            not_after_ms: issued.not_after_ms,
+        }))
     }
 
     async fn release_lock(

@@ -70,6 +70,7 @@ pub(crate) struct Replica {
     pub(crate) lease: watch::Receiver<LeaseId>,
     pub(crate) status: StatusWriter,
     pub(crate) grace: Duration,
+    pub(crate) ca: crate::ca::Ca,
     pub(crate) leader: AtomicBool,
     sessions: AtomicU64,
 }
@@ -82,6 +83,7 @@ impl Replica {
         view: watch::Receiver<Arc<View>>,
         lease: watch::Receiver<LeaseId>,
         grace: Duration,
+        ca: crate::ca::Ca,
     ) -> Replica {
         Replica {
             id,
@@ -91,6 +93,7 @@ impl Replica {
             view,
             lease,
             grace,
+            ca,
             leader: AtomicBool::new(false),
             sessions: AtomicU64::new(0),
         }
@@ -99,6 +102,31 @@ impl Replica {
     pub(crate) fn next_session(&self) -> String {
         let n = self.sessions.fetch_add(1, Ordering::Relaxed);
         format!("{}#{n}", self.id)
+    }
+
+    /// The Mesh's trust domain and certificate lifetime (defaults without a Mesh).
+    pub(crate) fn mesh_identity(&self) -> (String, Duration) {
+        let defaults = sinew_model::MeshSpec::default();
+        let view = self.view.borrow().clone();
+        let mesh = view
+            .docs
+            .iter()
+            .find(|(k, _)| k.kind == sinew_model::Kind::Mesh)
+            .and_then(|(_, d)| serde_json::from_slice::<serde_json::Value>(&d.json).ok());
+        let domain = mesh
+            .as_ref()
+            .and_then(|m| m.pointer("/spec/trust_domain")?.as_str().map(str::to_owned))
+            .unwrap_or(defaults.trust_domain);
+        let ttl = mesh
+            .as_ref()
+            .and_then(|m| {
+                m.pointer("/spec/cert_ttl")?
+                    .as_str()?
+                    .parse::<sinew_model::Duration>()
+                    .ok()
+            })
+            .map_or(defaults.cert_ttl.into(), Duration::from);
+        (domain, ttl)
     }
 
     pub(crate) fn is_leader(&self) -> bool {

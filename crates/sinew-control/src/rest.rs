@@ -124,6 +124,14 @@ async fn handle(
         (&Method::GET, ["v1", "resources", kind, ns, name]) => get_one(r, kind, ns, name).await,
         (&Method::DELETE, ["v1", "resources", kind, ns, name]) => delete(r, kind, ns, name).await,
         (&Method::GET, ["v1", "proxies"]) => proxies(r).await,
+        (&Method::GET, ["v1", "trust-bundle"]) => {
+            let mut resp = Response::new(Body::new(Bytes::from(r.ca.bundle_pem().to_owned())));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/x-pem-file"),
+            );
+            resp
+        }
         (&Method::GET, ["v1", "catalog", "services"]) => catalog(r).await,
         (&Method::GET, ["v1", "catalog", "services", ns, name]) => {
             catalog_service(r, ns, name, query.get("label")).await
@@ -684,6 +692,7 @@ mod tests {
                 &["get", "delete"],
             ),
             ("/v1/proxies", &["get"]),
+            ("/v1/trust-bundle", &["get"]),
             ("/v1/catalog/services", &["get"]),
             ("/v1/catalog/services/{namespace}/{name}", &["get"]),
             (

@@ -73,6 +73,8 @@ pub struct Options {
     pub grace: Duration,
     /// This replica's name (default: `host-pid`).
     pub replica_id: Option<String>,
+    /// The operator's CA; default: a root made on first start.
+    pub ca: Option<crate::ca::UserCa>,
 }
 
 /// A running replica.
@@ -189,6 +191,7 @@ impl ControlPlane {
         let grpc_addr = grpc.local_addr().map_err(|e| StartError(e.to_string()))?;
         let http_addr = http.local_addr().map_err(|e| StartError(e.to_string()))?;
 
+        let ca = crate::ca::Ca::load_or_create(&*store, options.ca.as_ref()).await?;
         let id = options
             .replica_id
             .clone()
@@ -203,6 +206,7 @@ impl ControlPlane {
             view_rx,
             lease,
             options.grace,
+            ca,
         ));
         let mut tasks = vec![tokio::spawn(crate::view::build(
             store.clone(),

@@ -870,3 +870,82 @@ async fn tcp_checked_registration_follows_its_check() {
         .clone();
     assert_eq!(endpoint["healthy"], false, "{endpoint}");
 }
+
+/// A proxy gets a workload certificate for its SPIFFE identity from the
+/// control plane's CA, renews it at two thirds of its lifetime, and a proxy
+/// without a valid join token gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_get_and_renew_spiffe_certificates() {
+    let control = Backing::Embedded.control().spawn().await;
+    control
+        .apply(&resource(
+            "Mesh",
+            "default",
+            "trust_domain: shop.test\ncert_ttl: 6s\n",
+        ))
+        .await;
+    let proxy = sidecar(
+        &control.grpc().to_string(),
+        control.token(),
+        "web-1",
+        "web",
+        "",
+    )
+    .await;
+    let identity = || async {
+        let r = proxy.api_get("/identity").await;
+        (r.status == StatusCode::OK).then(|| r.json())
+    };
+    assert_eventually!(
+        identity().await.is_some(),
+        Duration::from_secs(3),
+        "no certificate:\n{}",
+        proxy.stderr_tail()
+    );
+    let first = identity().await.unwrap();
+    assert_eq!(first["identity"], "spiffe://shop.test/ns/default/svc/web");
+    let life = first["not_after_ms"].as_u64().unwrap() - first["not_before_ms"].as_u64().unwrap();
+    assert!((6_000..=66_000).contains(&life), "lifetime {life} ms");
+    assert!(first.to_string().contains("BEGIN CERTIFICATE"));
+    assert!(
+        !first.to_string().contains("PRIVATE KEY"),
+        "the key never leaves the proxy"
+    );
+    // The chain's root is the control plane's trust bundle.
+    let bundle = control
+        .call(Method::GET, "/v1/trust-bundle", None)
+        .await
+        .text();
+    assert_eq!(first["trust_bundle_pem"].as_str(), Some(bundle.as_str()));
+
+    // Renewed before it expires: a later certificate, without a restart.
+    let first_end = first["not_after_ms"].as_u64().unwrap();
+    assert_eventually!(
+        identity().await.and_then(|i| i["not_after_ms"].as_u64()) > Some(first_end),
+        Duration::from_secs(8),
+        "not renewed:\n{}",
+        proxy.stderr_tail()
+    );
+
+    // A proxy with a wrong join token gets nothing.
+    let outsider = Proxy::builder(SINEW)
+        .name("outsider")
+        .own_service("web")
+        .proxy_spec(&format!("control: \"{}\"", control.grpc()))
+        .env("SINEW_TOKEN", "not-the-token")
+        .launch();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = outsider
+        .try_api(Method::GET, "/identity")
+        .await
+        .expect("api answers");
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    assert!(
+        !control
+            .proxies()
+            .await
+            .iter()
+            .any(|p| p["name"] == "outsider"),
+        "an unauthenticated proxy must not register"
+    );
+}

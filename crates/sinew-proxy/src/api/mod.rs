@@ -95,6 +95,14 @@ async fn route(
                 )
             }
         }
+        (&Method::GET, "/identity") => match control.and_then(|c| c.identity()) {
+            Some(identity) => respond(StatusCode::OK, JSON, identity.describe().to_string()),
+            None => respond(
+                StatusCode::NOT_FOUND,
+                TEXT,
+                "no workload certificate (static mode, or not issued yet)\n",
+            ),
+        },
         (&Method::GET, "/metrics") => {
             let mut text = String::with_capacity(16 * 1024);
             shared.metrics().render(&mut text);

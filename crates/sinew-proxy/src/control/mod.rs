@@ -21,10 +21,12 @@ mod addresses;
 mod cache;
 mod documents;
 mod health;
+mod identity;
 mod session;
 
 pub use addresses::parse_addresses;
 pub use documents::{DocKey, Documents};
+pub use identity::Identity;
 
 use crate::server::Shared;
 use sinew_model::{Proxy, ProxyConfig, Snapshot};
@@ -176,6 +178,8 @@ impl Bootstrap {
 pub struct Control {
     /// A config from the control plane (or its cache) is being served.
     ready: AtomicBool,
+    /// The workload certificate, once issued (replaced on each renewal).
+    identity: arc_swap::ArcSwapOption<Identity>,
     /// The current session's connection; `None` between sessions.
     channel: Mutex<Option<Channel>>,
     authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
@@ -207,6 +211,7 @@ impl Control {
         };
         let control = Arc::new(Control {
             ready: AtomicBool::new(bootstrap.cached),
+            identity: arc_swap::ArcSwapOption::empty(),
             channel: Mutex::new(None),
             authorization,
         });
@@ -224,6 +229,15 @@ impl Control {
     /// Whether a session is established now.
     pub fn is_connected(&self) -> bool {
         self.channel().is_some()
+    }
+
+    /// The current workload certificate, if one was issued.
+    pub fn identity(&self) -> Option<Arc<Identity>> {
+        self.identity.load_full()
+    }
+
+    fn set_identity(&self, identity: Identity) {
+        self.identity.store(Some(Arc::new(identity)));
     }
 
     fn set_ready(&self) {

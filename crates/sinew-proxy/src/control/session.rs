@@ -4,7 +4,7 @@
 
 use super::documents::Documents;
 use super::health::{self, Reported};
-use super::{cache, Bootstrap, Control, ControlOptions};
+use super::{cache, identity, Bootstrap, Control, ControlOptions};
 use crate::resilience::delay;
 use crate::server::Shared;
 use sinew_model::Proxy;
@@ -141,11 +141,17 @@ impl Session {
             Ok(response) => response.into_inner(),
             Err(status) => return End::Failed(describe(&status)),
         };
-        self.control.set_channel(Some(channel));
+        self.control.set_channel(Some(channel.clone()));
         info!(control = %address, served_version = served, "connected to the control plane");
 
         self.staged = None; // a new session starts with a whole version
         let mut reported = Reported::default();
+        // The certificate: asked for at once when there is none (or it is
+        // due), then at two thirds of each lifetime.
+        let mut renew_in = self
+            .control
+            .identity()
+            .map_or(Duration::ZERO, |i| i.renew_in());
         let mut sample = tokio::time::interval(health::SAMPLE);
         sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -166,6 +172,20 @@ impl Session {
                     Ok(None) => return End::Closed,
                     Err(status) => return End::Failed(describe(&status)),
                 },
+                () = tokio::time::sleep(renew_in) => {
+                    renew_in = match identity::request(channel.clone(), &self.control, &self.proxy).await {
+                        Ok(issued) => {
+                            info!(identity = %issued.id, not_after_ms = issued.not_after_ms, "workload certificate issued");
+                            let next = issued.renew_in();
+                            self.control.set_identity(issued);
+                            next.max(identity::RETRY)
+                        }
+                        Err(error) => {
+                            warn!(%error, "cannot get a workload certificate; asking again shortly");
+                            identity::RETRY
+                        }
+                    };
+                }
                 _ = sample.tick() => {
                     let changes = reported.changes(health::sample(&self.shared.runtime()));
                     if !changes.is_empty() {

@@ -25,6 +25,16 @@ pub(crate) struct Args {
     /// This replica's name (default: hostname-pid).
     #[arg(long)]
     replica: Option<String>,
+    /// The mesh CA's signing certificate (PEM: a root, or an intermediate followed
+    /// by its chain); default: a root made on first start and kept in the store.
+    #[arg(long, requires = "ca_key")]
+    ca_cert: Option<PathBuf>,
+    /// The key of `--ca-cert` (PEM).
+    #[arg(long, requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
+    /// The roots proxies trust (PEM); default: the last certificate of `--ca-cert`.
+    #[arg(long, requires = "ca_cert")]
+    ca_bundle: Option<PathBuf>,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -32,6 +42,17 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> Result<(), String> {
     crate::logging::init();
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let ca = match (&args.ca_cert, &args.ca_key) {
+        (Some(cert), Some(key)) => Some(sinew_control::UserCa {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            bundle_pem: args.ca_bundle.as_ref().map(read).transpose()?,
+        }),
+        _ => None,
+    };
     let options = Options {
         store: args.store,
         grpc_listen: args.grpc_listen,
@@ -39,6 +60,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         data_dir: args.data_dir,
         grace: Duration::from(args.deregister_grace),
         replica_id: args.replica,
+        ca,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))

@@ -161,6 +161,7 @@ async fn start_control(
         data_dir: None,
         grace: Duration::from_secs(10),
         replica_id: Some("up".to_owned()),
+        ca: None,
     };
     let control = sinew_control::ControlPlane::start(options)
         .await
