@@ -49,6 +49,7 @@ fn table() -> RouteTable {
                 mirror: None,
                 retries: None,
                 fallback: None,
+                rate_limit: None,
             };
             let path = |p: &str| m::RouteMatch {
                 path: Some(m::PathMatch::Prefix(p.to_owned())),

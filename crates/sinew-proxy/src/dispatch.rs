@@ -1,6 +1,7 @@
 //! The decision phase shared by every HTTP codec: find the route rule (or
-//! the inbound application), choose the backend by weight and the endpoint
-//! by the cluster's balancer, and resolve the metric handles and timeout.
+//! the inbound application), take a token from the rule's and the service's
+//! rate limits, choose the backend by weight and the endpoint by the
+//! cluster's balancer, and resolve the metric handles and timeout.
 //! No lock, no allocation.
 
 use crate::balance::EndpointLoad;
@@ -12,7 +13,10 @@ use crate::server::Direction;
 use crate::telemetry::{DirectResponseMetrics, RequestMetrics};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 /// Where a request goes.
 #[derive(Debug)]
@@ -111,7 +115,19 @@ pub(crate) fn decide<'r>(
             metrics: runtime.direct_metrics(&rule.route_name),
         })),
         Action::Forward(forward) => {
+            if let Some(limit) = &rule.rate_limit {
+                limit.check(Instant::now())?;
+            }
             let backend = forward.pick_backend();
+            if let Some(limit) = &runtime.clusters[backend.cluster.0 as usize].rate_limit {
+                if let Err(refused) = limit.check(Instant::now()) {
+                    // Not forwarded after all: the rule's token is not spent.
+                    if let Some(rule_limit) = &rule.rate_limit {
+                        rule_limit.give_back();
+                    }
+                    return Err(refused);
+                }
+            }
             let Some(cluster) = choose_level(runtime, backend) else {
                 // Nothing usable at any failover level: the rule's fallback, if any.
                 return match &rule.fallback {

@@ -46,6 +46,8 @@ pub enum ErrorKind {
     NotSupported,
     /// The service's circuit breaker is open: too many requests in flight.
     Overloaded,
+    /// A local rate limit (the service's or the route rule's) refused the request.
+    RateLimited,
 }
 
 /// An error on the request path.
@@ -53,12 +55,26 @@ pub enum ErrorKind {
 pub struct ProxyError {
     kind: ErrorKind,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// How long the client should wait before trying again (`Retry-After`).
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ProxyError {
     /// An error of `kind` without an underlying cause.
     pub fn new(kind: ErrorKind) -> Self {
-        Self { kind, source: None }
+        Self {
+            kind,
+            source: None,
+            retry_after: None,
+        }
+    }
+
+    /// A request refused by a rate limit; a token is back after `wait`.
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        Self {
+            retry_after: Some(wait),
+            ..Self::new(ErrorKind::RateLimited)
+        }
     }
 
     /// An error of `kind` caused by an I/O error.
@@ -74,12 +90,25 @@ impl ProxyError {
         Self {
             kind,
             source: Some(source.into()),
+            retry_after: None,
         }
     }
 
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// How long the client should wait before trying again, when known.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
+    }
+
+    /// The `Retry-After` field of the error response (whole seconds, rounded
+    /// up, at least 1), when the error has one.
+    pub(crate) fn retry_after_header(&self) -> Option<(http::HeaderName, http::HeaderValue)> {
+        let secs = crate::ratelimit::retry_after_secs(self.retry_after?);
+        Some((http::header::RETRY_AFTER, http::HeaderValue::from(secs)))
     }
 
     /// Who failed.
@@ -95,7 +124,10 @@ impl ProxyError {
             | ErrorKind::Timeout
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamProtocol => Side::Upstream,
-            ErrorKind::NoRoute | ErrorKind::NoEndpoint | ErrorKind::Overloaded => Side::Internal,
+            ErrorKind::NoRoute
+            | ErrorKind::NoEndpoint
+            | ErrorKind::Overloaded
+            | ErrorKind::RateLimited => Side::Internal,
         }
     }
 
@@ -113,6 +145,7 @@ impl ProxyError {
         match self.kind {
             ErrorKind::BadRequest | ErrorKind::BadPath => 400,
             ErrorKind::HeadTooLarge => 431,
+            ErrorKind::RateLimited => 429,
             ErrorKind::NoRoute => 404,
             ErrorKind::NotSupported => 405,
             ErrorKind::NoEndpoint
@@ -140,6 +173,7 @@ impl ProxyError {
             ErrorKind::UpstreamReset | ErrorKind::UpstreamProtocol => K::UpstreamError,
             ErrorKind::DownstreamIo => K::DownstreamClosed,
             ErrorKind::Overloaded => K::CircuitOpen,
+            ErrorKind::RateLimited => K::RateLimited,
         }
     }
 
@@ -159,6 +193,7 @@ impl ProxyError {
             ErrorKind::DownstreamIo => "downstream-io",
             ErrorKind::NotSupported => "not-supported",
             ErrorKind::Overloaded => "circuit-open",
+            ErrorKind::RateLimited => "rate-limited",
         }
     }
 }

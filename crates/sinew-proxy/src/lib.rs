@@ -6,7 +6,7 @@
 //! listen    accept; HTTP/2 preface → http2, else http1; tcp listeners splice bytes
 //!   http1 | http2   codec: parse the head, frame the body
 //!     route         normalize the path; virtual host; first matching rule
-//!     dispatch      weighted backend → cluster → balance (endpoint); metric handles
+//!     dispatch      rate limits → weighted backend → cluster → balance (endpoint); metric handles
 //!       endpoint    pooled connection (HTTP/1 keep-alive, HTTP/2 multiplexed)
 //!       telemetry   metrics, trace context, access log
 //! ```
@@ -29,6 +29,7 @@ pub mod health;
 mod http1;
 mod http2;
 mod listen;
+pub mod ratelimit;
 pub mod reload;
 pub mod resilience;
 pub mod route;

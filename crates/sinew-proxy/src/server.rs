@@ -7,6 +7,7 @@ use crate::config::{compile, Registries, Runtime};
 use crate::endpoint::Pools;
 use crate::health::{HealthChecker, HealthStates};
 use crate::listen::{self, Serve};
+use crate::ratelimit::RateLimits;
 use crate::telemetry::{AccessLog, AccessLogTarget, Metrics, ReloadResult};
 use arc_swap::ArcSwap;
 use sinew_model::{Protocol, ProxyConfig};
@@ -28,6 +29,7 @@ pub struct Shared {
     runtime: ArcSwap<Runtime>,
     pub(crate) pools: Pools,
     health: HealthStates,
+    rate_limits: RateLimits,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) access_log: Option<AccessLog>,
     drain: watch::Sender<bool>,
@@ -46,6 +48,7 @@ impl Shared {
             pools: &self.pools,
             health: &self.health,
             metrics: &self.metrics,
+            rate_limits: &self.rate_limits,
         }
     }
 
@@ -144,6 +147,7 @@ impl Server {
             None => None,
         };
         let health = HealthStates::default();
+        let rate_limits = RateLimits::default();
         let version = config.snapshot.version();
         let runtime = compile(
             Arc::new(config),
@@ -152,6 +156,7 @@ impl Server {
                 pools: &pools,
                 health: &health,
                 metrics: &metrics,
+                rate_limits: &rate_limits,
             },
         )
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -163,6 +168,7 @@ impl Server {
             runtime: ArcSwap::from_pointee(runtime),
             pools,
             health,
+            rate_limits,
             metrics,
             access_log,
             drain,

@@ -1,9 +1,12 @@
-//! Decoders for the pieces several kinds share: metadata, retries, backoff, value matchers.
+//! Decoders for the pieces several kinds share: metadata, retries, backoff, rate limits, value matchers.
 
-use super::check::{exactly_one, name, pattern, positive_duration, status};
-use super::node::Node;
+use super::check::{exactly_one, name, pattern, positive, positive_duration, status};
+use super::node::{Node, Value};
 use super::reader::{boolean, float, one_of, string, uint, Cx, D};
-use crate::{Backoff, Metadata, Retries, RetryBudget, RetryOn, ValueMatch, DEFAULT_NAMESPACE};
+use crate::{
+    Backoff, ErrorKind, Metadata, RateLimit, Retries, RetryBudget, RetryOn, ValueMatch,
+    DEFAULT_NAMESPACE,
+};
 
 /// `metadata`.
 pub(crate) fn metadata(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Metadata> {
@@ -121,6 +124,39 @@ fn retry_budget(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<RetryBudget> {
         ratio: ratio?,
         min_per_second: min_per_second?,
     })
+}
+
+/// `rate_limit {requests_per_second, burst}` (of a Service or a Route rule):
+/// whole numbers from 1 to [`RateLimit::MAX_PER_SECOND`]; `burst` defaults
+/// to `requests_per_second`.
+pub(crate) fn rate_limit(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<RateLimit> {
+    if !matches!(node.value, Value::Map(_)) {
+        let msg = format!(
+            "expected a map like `{{requests_per_second: 100, burst: 200}}`, found {}",
+            node.describe()
+        );
+        cx.err(ErrorKind::InvalidType, node, path, msg);
+        return None;
+    }
+    let mut m = cx.map(node, path)?;
+    let requests_per_second = m.req(cx, "requests_per_second", per_second);
+    let burst = m.opt(cx, "burst", per_second);
+    m.finish(cx);
+    let requests_per_second = requests_per_second?;
+    Some(RateLimit {
+        requests_per_second,
+        burst: burst?.unwrap_or(requests_per_second),
+    })
+}
+
+/// A count in 1..=[`RateLimit::MAX_PER_SECOND`].
+fn per_second(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<u32> {
+    let v: u32 = positive(cx, node, path)?;
+    if v > RateLimit::MAX_PER_SECOND {
+        let max = RateLimit::MAX_PER_SECOND;
+        return cx.invalid(node, path, format!("{v} is above the limit of {max}"));
+    }
+    Some(v)
 }
 
 /// A header/query matcher: exactly one of `exact`, `prefix`, `regex`, `present`.

@@ -4,7 +4,7 @@ use super::check::{
     any_key, exactly_one, header_key, header_name, host, method, name, pattern, percent,
     positive_duration, status, url_path,
 };
-use super::common::{retries, value_match};
+use super::common::{rate_limit, retries, value_match};
 use super::node::Node;
 use super::reader::{string, uint, Cx, D};
 use crate::{
@@ -60,7 +60,8 @@ fn rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<RouteRule> {
     let mirror = m.opt(cx, "mirror", mirror);
     let retries = m.opt(cx, "retries", retries);
     let fallback = m.opt(cx, "fallback", direct_response);
-    let only_forwarding: Vec<String> = ["rewrite", "mirror", "retries", "fallback"]
+    let rate_limit = m.opt(cx, "rate_limit", rate_limit);
+    let only_forwarding: Vec<String> = ["rewrite", "mirror", "retries", "fallback", "rate_limit"]
         .into_iter()
         .filter(|k| m.has(k))
         .map(|k| m.path_of(k))
@@ -90,6 +91,7 @@ fn rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<RouteRule> {
         mirror: mirror?,
         retries: retries?,
         fallback: fallback?,
+        rate_limit: rate_limit?,
     })
 }
 

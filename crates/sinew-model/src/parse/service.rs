@@ -4,7 +4,7 @@ use super::check::{
     exactly_one, header_name, name, percent_u32, positive, positive_duration, status_range,
     url_path,
 };
-use super::common::retries;
+use super::common::{rate_limit, retries};
 use super::node::Node;
 use super::reader::{boolean, nonempty, one_of, socket_addr, string, Cx, D};
 use crate::{
@@ -63,6 +63,8 @@ pub(crate) fn service_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Servic
     );
     let outlier_detection = m.opt(cx, "outlier_detection", outlier_detection);
     let health_check = m.opt(cx, "health_check", health_check);
+    let rate_limit = m.opt(cx, "rate_limit", rate_limit);
+    let (rl_node, rl_path) = (m.node_of("rate_limit"), m.path_of("rate_limit"));
     let (ep_node, ep_path) = (m.node_of("endpoints"), m.path_of("endpoints"));
     let (ss_node, ss_path) = (m.node_of("subsets"), m.path_of("subsets"));
     m.finish(cx);
@@ -86,8 +88,14 @@ pub(crate) fn service_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Servic
             ok = false;
         }
     }
+    let (protocol, rate_limit) = (protocol?, rate_limit?);
+    if protocol == Protocol::Tcp && rate_limit.is_some() {
+        let msg = "only applies to `http` services: a `tcp` service's bytes are not requests";
+        cx.invalid::<()>(rl_node, &rl_path, msg);
+        ok = false;
+    }
     let spec = ServiceSpec {
-        protocol: protocol?,
+        protocol,
         endpoints,
         subsets,
         balancer: balancer?,
@@ -98,6 +106,7 @@ pub(crate) fn service_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Servic
         circuit_breaker: circuit_breaker?,
         outlier_detection: outlier_detection?,
         health_check: health_check?,
+        rate_limit,
     };
     ok.then_some(spec)
 }

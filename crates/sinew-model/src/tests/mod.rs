@@ -4,6 +4,7 @@ mod cross;
 mod documents;
 mod errors;
 mod listen;
+mod rate_limit;
 mod resilience;
 mod snapshots;
 

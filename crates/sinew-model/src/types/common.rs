@@ -1,4 +1,4 @@
-//! Pieces several kinds share: retries, backoff, header/query value matchers, percents.
+//! Pieces several kinds share: retries, backoff, rate limits, header/query value matchers, percents.
 
 use crate::{Duration, Pattern};
 
@@ -145,6 +145,28 @@ impl Default for RetryBudget {
             min_per_second: 10,
         }
     }
+}
+
+/// A local rate limit: a token bucket refilled at `requests_per_second`,
+/// holding at most `burst` tokens; each request takes one, and a request
+/// finding the bucket empty is refused (429) instead of forwarded.
+///
+/// The bucket belongs to the sidecar, shared by all its workers: a sidecar
+/// forwards at most `burst + requests_per_second × t` requests in any `t`
+/// seconds. It is local, not global: N sidecars calling the same service
+/// allow N times the rate between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct RateLimit {
+    /// Sustained rate, 1..=[`RateLimit::MAX_PER_SECOND`].
+    pub requests_per_second: u32,
+    /// Requests allowed at once after a quiet period (the bucket's size),
+    /// at least 1. Default `requests_per_second`.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// Largest accepted `requests_per_second` (and `burst`): one million.
+    pub const MAX_PER_SECOND: u32 = 1_000_000;
 }
 
 /// How a header or query parameter value is matched. Exactly one form per matcher.

@@ -12,7 +12,7 @@ mod route;
 mod service;
 mod subscription;
 
-pub use common::{Backoff, Percent, Retries, RetryBudget, RetryOn, ValueMatch};
+pub use common::{Backoff, Percent, RateLimit, Retries, RetryBudget, RetryOn, ValueMatch};
 pub use location::{FieldPositions, Location, Place};
 pub use mesh::{Mesh, MeshSpec, MtlsMode};
 pub use meta::{Metadata, ObjectKey, API_VERSION, DEFAULT_NAMESPACE};

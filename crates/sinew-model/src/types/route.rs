@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Location, Metadata, Percent, Retries, ValueMatch};
+use super::{Location, Metadata, Percent, RateLimit, Retries, ValueMatch};
 use crate::{Duration, Pattern};
 
 /// How requests for some hosts are matched and split.
@@ -57,6 +57,10 @@ pub struct RouteRule {
     /// subsets) has no usable endpoint left; absent = the usual 503.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<DirectResponse>,
+    /// Local rate limit on the requests this rule matches (all its backends
+    /// together), checked before the services' own limits; absent = none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl RouteRule {

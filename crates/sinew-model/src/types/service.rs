@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use super::{Location, Metadata, Retries};
+use super::{Location, Metadata, RateLimit, Retries};
 use crate::Duration;
 
 /// A logical service: how to reach and balance it.
@@ -48,6 +48,10 @@ pub struct ServiceSpec {
     /// Active health checks; absent = off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// Local rate limit on this sidecar's outbound requests to the service
+    /// (every route and subset together; `http` services only); absent = none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// `http` (HTTP/1.1, HTTP/2, gRPC) or `tcp` (opaque bytes).

@@ -102,6 +102,8 @@ pub struct Cluster {
     pub health_checked: bool,
     /// Limits on the service's requests in flight (shared by its subsets).
     pub breaker: Arc<CircuitBreaker>,
+    /// The service's rate limit on outbound requests (shared by its subsets).
+    pub rate_limit: Option<crate::ratelimit::Limiter>,
     /// Passive outlier detection over `endpoints`, when configured.
     pub outlier: Option<OutlierDetector>,
     /// The usable-endpoint count for the panic threshold, refreshed at most

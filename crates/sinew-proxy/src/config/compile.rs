@@ -6,6 +6,7 @@ use super::cluster::{Cluster, Endpoint, HashPolicy};
 use crate::balance::{Algorithm, Balancer};
 use crate::endpoint::Pools;
 use crate::health::{self, HealthStates};
+use crate::ratelimit::{Limiter, RateLimits};
 use crate::resilience::{CircuitBreaker, OutlierConfig, OutlierDetector, RetryBudget, RetryPolicy};
 use crate::route::{Action, ClusterId, RouteTable};
 use crate::server::Direction;
@@ -138,6 +139,8 @@ pub struct Registries<'a> {
     pub health: &'a HealthStates,
     /// The metrics registry.
     pub metrics: &'a Metrics,
+    /// Rate-limit buckets by what they limit.
+    pub rate_limits: &'a RateLimits,
 }
 
 /// Compiles `config` as version `version`.
@@ -157,6 +160,8 @@ pub fn compile(
     let mut interned: HashMap<(String, Option<String>), ClusterId> = HashMap::new();
     // One breaker per service: its subsets share the limits.
     let mut breakers: HashMap<String, Arc<CircuitBreaker>> = HashMap::new();
+    // One rate limiter per service, likewise.
+    let mut limiters: HashMap<String, Option<Limiter>> = HashMap::new();
     let mut cluster_of = |service: &str, subset: Option<&str>| -> ClusterId {
         let key = (service.to_owned(), subset.map(str::to_owned));
         if let Some(id) = interned.get(&key) {
@@ -168,15 +173,21 @@ pub fn compile(
             let limits = model.map(|s| s.spec.circuit_breaker).unwrap_or_default();
             Arc::new(CircuitBreaker::from_model(&limits))
         });
-        clusters.push(build_cluster(service, subset, model, breaker, reg));
+        let mut cluster = build_cluster(service, subset, model, breaker, reg);
+        cluster.rate_limit = limiters
+            .entry(service.to_owned())
+            .or_insert_with(|| service_limiter(service, model, reg))
+            .clone();
+        clusters.push(cluster);
         interned.insert(key, id);
         id
     };
-    let routes = RouteTable::from_resources(
+    let mut routes = RouteTable::from_resources(
         config.snapshot.services().values(),
         config.snapshot.routes().values(),
         &mut cluster_of,
     );
+    bind_rule_limiters(&mut routes, reg);
 
     let mut tcp = Vec::new();
     for listener in &config.proxy.spec.listen.tcp {
@@ -286,6 +297,37 @@ pub fn compile(
     })
 }
 
+/// The rate limiter of `service`'s outbound requests, if it has a limit;
+/// its bucket survives reloads that keep the limit.
+fn service_limiter(name: &str, service: Option<&Service>, reg: Registries<'_>) -> Option<Limiter> {
+    let mut limiter = Limiter::new(service?.spec.rate_limit?);
+    let counter = reg.metrics.rate_limited("service", name);
+    reg.rate_limits
+        .rebind(&mut limiter, &format!("service/{name}"), counter);
+    Some(limiter)
+}
+
+/// Gives each rate-limited rule the bucket an earlier config left for it
+/// (same hosts, route, rule index and limit) and its metric counter.
+fn bind_rule_limiters(routes: &mut RouteTable, reg: Registries<'_>) {
+    for vhost in routes.hosts.iter_mut() {
+        let host = vhost
+            .names
+            .first()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        for rule in vhost.rules.iter_mut() {
+            let Some(limiter) = rule.rate_limit.as_mut() else {
+                continue;
+            };
+            let name = format!("{}.rules[{}]", rule.route_name, rule.index);
+            let counter = reg.metrics.rate_limited("route", &name);
+            reg.rate_limits
+                .rebind(limiter, &format!("route/{host}/{name}"), counter);
+        }
+    }
+}
+
 fn endpoint(
     service: &str,
     addr: std::net::SocketAddr,
@@ -327,6 +369,7 @@ fn build_cluster(
             panic_threshold_percent: 0,
             health_checked: false,
             breaker: breaker.clone(),
+            rate_limit: None,
             outlier: None,
             usable_cache: AtomicU64::new(u64::MAX),
             born: Instant::now(),
@@ -370,6 +413,7 @@ fn build_cluster(
         panic_threshold_percent: spec.balancer.panic_threshold_percent,
         health_checked: spec.health_check.is_some(),
         breaker: breaker.clone(),
+        rate_limit: None,
         outlier: spec
             .outlier_detection
             .as_ref()

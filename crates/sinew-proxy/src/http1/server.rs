@@ -379,11 +379,12 @@ impl Conn {
         self.out.clear();
         let status =
             http::StatusCode::from_u16(error.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
+        let retry_after = error.retry_after_header();
         write::local_response(
             &mut self.out,
             status,
             Some(error.reason()),
-            &[],
+            retry_after.as_slice(),
             error.reason().as_bytes(),
             close,
         );

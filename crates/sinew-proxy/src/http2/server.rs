@@ -75,10 +75,11 @@ fn local(
 
 fn error_response(error: &ProxyError) -> Response<H2Body> {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let retry_after = error.retry_after_header();
     local(
         status,
         Some(error.reason()),
-        &[],
+        retry_after.as_slice(),
         Bytes::from_static(error.reason().as_bytes()),
     )
 }

@@ -194,6 +194,7 @@ fn compile_rule(
             service: Arc::from(m.service.as_str()),
             percent: m.percent,
         }),
+        rate_limit: rule.rate_limit.map(crate::ratelimit::Limiter::new),
         matcher,
     }
 }
@@ -228,6 +229,7 @@ fn implicit_rule(service: &str, cluster: &mut ClusterFn<'_>) -> Rule {
         fallback: None,
         fault: None,
         mirror: None,
+        rate_limit: None,
         matcher: RuleMatcher::default(),
     }
 }

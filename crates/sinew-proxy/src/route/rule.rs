@@ -39,6 +39,8 @@ pub struct Rule {
     pub fault: Option<sinew_model::Fault>,
     /// Traffic mirroring.
     pub mirror: Option<Mirror>,
+    /// The rule's rate limit on the requests it matches.
+    pub rate_limit: Option<crate::ratelimit::Limiter>,
     pub(crate) matcher: RuleMatcher,
 }
 

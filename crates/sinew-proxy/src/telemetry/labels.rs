@@ -59,6 +59,8 @@ pub enum ProxyErrorKind {
     Forbidden,
     /// A circuit breaker limit refused the request.
     CircuitOpen,
+    /// A local rate limit refused the request (429).
+    RateLimited,
     /// Connecting to the upstream failed.
     UpstreamConnect,
     /// The upstream did not answer within the timeout.
@@ -73,12 +75,13 @@ pub enum ProxyErrorKind {
 
 impl ProxyErrorKind {
     /// Every kind, in render order.
-    pub const ALL: [ProxyErrorKind; 10] = [
+    pub const ALL: [ProxyErrorKind; 11] = [
         ProxyErrorKind::BadRequest,
         ProxyErrorKind::NoRoute,
         ProxyErrorKind::NoEndpoint,
         ProxyErrorKind::Forbidden,
         ProxyErrorKind::CircuitOpen,
+        ProxyErrorKind::RateLimited,
         ProxyErrorKind::UpstreamConnect,
         ProxyErrorKind::UpstreamTimeout,
         ProxyErrorKind::UpstreamError,
@@ -94,6 +97,7 @@ impl ProxyErrorKind {
             ProxyErrorKind::NoEndpoint => "no_endpoint",
             ProxyErrorKind::Forbidden => "forbidden",
             ProxyErrorKind::CircuitOpen => "circuit_open",
+            ProxyErrorKind::RateLimited => "rate_limited",
             ProxyErrorKind::UpstreamConnect => "upstream_connect",
             ProxyErrorKind::UpstreamTimeout => "upstream_timeout",
             ProxyErrorKind::UpstreamError => "upstream_error",

@@ -168,6 +168,7 @@ pub struct Metrics {
     pub(super) proxy_errors: [Counter; ProxyErrorKind::ALL.len()],
     pub(super) tcp: Family<TcpMetrics>,
     pub(super) services: Family<ServiceMetrics>,
+    pub(super) rate_limited: Family<Counter>,
     pub(super) config_version: Gauge,
     pub(super) config_reloads: [Counter; ReloadResult::ALL.len()],
     pub(super) access_log_dropped: Arc<Counter>,
@@ -197,6 +198,7 @@ impl Metrics {
             proxy_errors: Default::default(),
             tcp: Family::default(),
             services: Family::default(),
+            rate_limited: Family::default(),
             config_version: Gauge::default(),
             config_reloads: Default::default(),
             access_log_dropped: Arc::default(),
@@ -244,6 +246,12 @@ impl Metrics {
     /// Resilience and health metrics of `service`.
     pub fn service(&self, service: &str) -> Arc<ServiceMetrics> {
         self.services.get_or_create(&[service])
+    }
+
+    /// The counter of requests refused by a rate limit of `scope` (`service`
+    /// or `route`) named `name`.
+    pub fn rate_limited(&self, scope: &str, name: &str) -> Arc<Counter> {
+        self.rate_limited.get_or_create(&[scope, name])
     }
 
     /// Records that a config update was applied (`version` is now served) or rejected.

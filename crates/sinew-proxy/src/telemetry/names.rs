@@ -141,6 +141,13 @@ pub const CIRCUIT_BREAKER_REJECTIONS_TOTAL: MetricDef = def(
     &["service"],
     "Requests refused because a circuit breaker limit of the service was reached.",
 );
+/// Requests refused by a local rate limit.
+pub const RATE_LIMITED_TOTAL: MetricDef = def(
+    "sinew_rate_limited_total",
+    Counter,
+    &["scope", "name"],
+    "Requests refused with 429 by a local rate limit; scope is service or route, name the service or ROUTE.rules[INDEX].",
+);
 /// Endpoints ejected by outlier detection.
 pub const OUTLIER_EJECTIONS_TOTAL: MetricDef = def(
     "sinew_outlier_ejections_total",
@@ -205,6 +212,7 @@ pub const ALL: &[&MetricDef] = &[
     &RETRIES_TOTAL,
     &RETRY_BUDGET_EXHAUSTED_TOTAL,
     &CIRCUIT_BREAKER_REJECTIONS_TOTAL,
+    &RATE_LIMITED_TOTAL,
     &OUTLIER_EJECTIONS_TOTAL,
     &HEALTHY_ENDPOINTS,
     &CONFIG_VERSION,

@@ -131,6 +131,13 @@ impl Metrics {
                 w.line(def, "", l, NO_EXTRA, m.circuit_breaker_rejections.get());
             },
         );
+        w.family(
+            &names::RATE_LIMITED_TOTAL,
+            &self.rate_limited,
+            |w, def, l, m| {
+                w.line(def, "", l, NO_EXTRA, m.get());
+            },
+        );
         w.family(&names::OUTLIER_EJECTIONS_TOTAL, services, |w, def, l, m| {
             w.line(def, "", l, NO_EXTRA, m.outlier_ejections.get());
         });
@@ -228,6 +235,7 @@ sinew_proxy_errors_total{kind="no_route"} 1
 sinew_proxy_errors_total{kind="no_endpoint"} 0
 sinew_proxy_errors_total{kind="forbidden"} 0
 sinew_proxy_errors_total{kind="circuit_open"} 0
+sinew_proxy_errors_total{kind="rate_limited"} 0
 sinew_proxy_errors_total{kind="upstream_connect"} 0
 sinew_proxy_errors_total{kind="upstream_timeout"} 0
 sinew_proxy_errors_total{kind="upstream_error"} 0
@@ -305,6 +313,7 @@ sinew_build_info{version="VERSION"} 1
         m.upstream("s", "e");
         m.tcp("s").to_downstream.add(9);
         m.service("s").retries.inc();
+        m.rate_limited("route", "r.rules[0]").inc();
         let text = rendered(&m);
         let types: Vec<&str> = text
             .lines()
@@ -317,6 +326,7 @@ sinew_build_info{version="VERSION"} 1
             text.contains("sinew_tcp_bytes_total{service=\"s\",direction=\"to_downstream\"} 9\n")
         );
         assert!(text.contains("sinew_direct_responses_total{route=\"r\",status_class=\"4xx\"} 1\n"));
+        assert!(text.contains("sinew_rate_limited_total{scope=\"route\",name=\"r.rules[0]\"} 1\n"));
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn service(name: &str, namespace: &str, protocol: m::Protocol) -> m::Service {
             circuit_breaker: m::CircuitBreaker::default(),
             outlier_detection: None,
             health_check: None,
+            rate_limit: None,
         },
         location: m::Location::default(),
     }
@@ -70,6 +71,7 @@ fn rule(matches: Vec<m::RouteMatch>, action: m::RouteAction) -> m::RouteRule {
         mirror: None,
         retries: None,
         fallback: None,
+        rate_limit: None,
     }
 }
 
