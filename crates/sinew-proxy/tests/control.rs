@@ -210,6 +210,16 @@ impl ControlService for PlaneService {
         }
         Ok(Response::new(ReleaseLockReply { released }))
     }
+
+    /// Certificates are the real control plane's business (its tests cover
+    /// them); this stand-in refuses, and the proxy keeps asking, harmlessly.
+    async fn issue_certificate(
+        &self,
+        request: Request<sinew_proto::CertificateRequest>,
+    ) -> Result<Response<sinew_proto::CertificateReply>, Status> {
+        check_token(&request)?;
+        Err(Status::unimplemented("no CA in this test control plane"))
+    }
 }
 
 /// A running control plane on a loopback port.
