@@ -24,6 +24,12 @@ pub enum ErrorKind {
     BadRequest,
     /// The request head exceeds the size or header-count limit.
     HeadTooLarge,
+    /// The request head did not arrive within the header timeout (slowloris).
+    HeadTimeout,
+    /// The request-target is longer than the proxy accepts.
+    UriTooLong,
+    /// A transfer coding the proxy does not implement (anything but `chunked`).
+    NotImplemented,
     /// The path failed normalization (`%00`, encoded `/`, malformed escapes).
     BadPath,
     /// No route or virtual host matches: the proxy is never an open proxy.
@@ -116,6 +122,9 @@ impl ProxyError {
         match self.kind {
             ErrorKind::BadRequest
             | ErrorKind::HeadTooLarge
+            | ErrorKind::HeadTimeout
+            | ErrorKind::UriTooLong
+            | ErrorKind::NotImplemented
             | ErrorKind::BadPath
             | ErrorKind::DownstreamIo
             | ErrorKind::NotSupported => Side::Downstream,
@@ -145,6 +154,9 @@ impl ProxyError {
         match self.kind {
             ErrorKind::BadRequest | ErrorKind::BadPath => 400,
             ErrorKind::HeadTooLarge => 431,
+            ErrorKind::HeadTimeout => 408,
+            ErrorKind::UriTooLong => 414,
+            ErrorKind::NotImplemented => 501,
             ErrorKind::RateLimited => 429,
             ErrorKind::NoRoute => 404,
             ErrorKind::NotSupported => 405,
@@ -164,6 +176,9 @@ impl ProxyError {
         match self.kind {
             ErrorKind::BadRequest
             | ErrorKind::HeadTooLarge
+            | ErrorKind::HeadTimeout
+            | ErrorKind::UriTooLong
+            | ErrorKind::NotImplemented
             | ErrorKind::BadPath
             | ErrorKind::NotSupported => K::BadRequest,
             ErrorKind::NoRoute => K::NoRoute,
@@ -182,6 +197,9 @@ impl ProxyError {
         match self.kind {
             ErrorKind::BadRequest => "bad-request",
             ErrorKind::HeadTooLarge => "head-too-large",
+            ErrorKind::HeadTimeout => "head-timeout",
+            ErrorKind::UriTooLong => "uri-too-long",
+            ErrorKind::NotImplemented => "not-implemented",
             ErrorKind::BadPath => "bad-path",
             ErrorKind::NoRoute => "no-route",
             ErrorKind::NoEndpoint => "no-endpoint",

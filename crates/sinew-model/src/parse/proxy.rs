@@ -39,6 +39,12 @@ pub(crate) fn proxy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxySpe
         Duration::from_secs(60),
         super::check::positive_duration,
     );
+    let request_header_timeout = m.or(
+        cx,
+        "request_header_timeout",
+        Duration::from_secs(10),
+        super::check::positive_duration,
+    );
     m.finish(cx);
     Some(ProxySpec {
         service: service?,
@@ -49,6 +55,7 @@ pub(crate) fn proxy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxySpe
         access_log: access_log?,
         drain_timeout: drain_timeout?,
         idle_timeout: idle_timeout?,
+        request_header_timeout: request_header_timeout?,
     })
 }
 

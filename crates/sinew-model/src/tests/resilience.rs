@@ -263,6 +263,33 @@ fn proxy_idle_timeout_is_checked() {
 }
 
 #[test]
+fn proxy_request_header_timeout_defaults_and_is_checked() {
+    let all = parse_ok("kind: Proxy\nmetadata: {name: p}\nspec: {service: a}\n");
+    let Resource::Proxy(p) = &all[0] else {
+        panic!("not a proxy")
+    };
+    assert_eq!(p.spec.request_header_timeout, Duration::from_secs(10));
+    let all = parse_ok(
+        "kind: Proxy\nmetadata: {name: p}\nspec: {service: a, request_header_timeout: 2s}\n",
+    );
+    let Resource::Proxy(p) = &all[0] else {
+        panic!("not a proxy")
+    };
+    assert_eq!(p.spec.request_header_timeout, Duration::from_secs(2));
+    let got =
+        errs("kind: Proxy\nmetadata: {name: p}\nspec: {service: a, request_header_timeout: 0s}\n");
+    assert_eq!(
+        got,
+        [(
+            ErrorKind::InvalidValue,
+            3,
+            44,
+            "spec.request_header_timeout".to_owned()
+        )]
+    );
+}
+
+#[test]
 fn fallback_is_a_checked_direct_response_for_forwarding_rules() {
     use ErrorKind::*;
     let direct = "    - direct_response: {status: 404}\n      fallback: {status: 503}\n";

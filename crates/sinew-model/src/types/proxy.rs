@@ -41,6 +41,10 @@ pub struct ProxySpec {
     /// A downstream (client-side) connection with no request in flight is closed
     /// after this long, on every listener. Default 60s.
     pub idle_timeout: Duration,
+    /// An HTTP/1 request head must arrive whole within this long of its
+    /// first byte (and an HTTP/2 preface within this long), else 408 and the
+    /// connection is closed: the slowloris bound. Default 10s.
+    pub request_header_timeout: Duration,
 }
 
 /// `listen`: the proxy's sockets.

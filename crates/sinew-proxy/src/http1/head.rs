@@ -4,7 +4,8 @@
 //! Heads are parsed in place with `httparse` (no allocation); the parsed view
 //! borrows the connection's read buffer. Framing is decided here, once:
 //! `Content-Length` with `Transfer-Encoding`, differing duplicate lengths, a
-//! non-final `chunked`, or obs-fold are refused as request-smuggling shapes.
+//! `Transfer-Encoding` other than `chunked`, bare LF line ends, or obs-fold
+//! are refused as request-smuggling shapes (docs/security.md lists them all).
 
 use crate::error::{ErrorKind, ProxyError};
 
@@ -21,6 +22,39 @@ pub(crate) const fn header_buf<'b>() -> HeaderBuf<'b> {
 }
 /// Largest head accepted, in bytes.
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Longest request-target accepted, in bytes (longer: 414).
+pub(crate) const MAX_TARGET_BYTES: usize = 8 * 1024;
+
+/// Where the head at the start of `buf` ends (just past its blank line), or
+/// `None` while it is incomplete. `from` is how much of `buf` an earlier call
+/// already scanned. A bare LF (one not preceded by CR) is refused: parsers
+/// disagree on it, which is what request smuggling feeds on.
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, ProxyError> {
+    let from = from.saturating_sub(3);
+    for lf in memchr::memchr_iter(b'\n', &buf[from..]).map(|i| from + i) {
+        if lf == 0 || buf[lf - 1] != b'\r' {
+            return Err(bad(ErrorKind::BadRequest));
+        }
+        if lf >= 3 && &buf[lf - 3..=lf] == b"\r\n\r\n" {
+            return Ok(Some(lf + 1));
+        }
+    }
+    Ok(None)
+}
+
+/// Refuses an incomplete head that can no longer become acceptable: a
+/// request line past the target limit (414) or a head past the size limit (431).
+pub(crate) fn check_incomplete(buf: &[u8]) -> Result<(), ProxyError> {
+    // Room for the method, two spaces and the version around the target.
+    const MAX_REQUEST_LINE: usize = MAX_TARGET_BYTES + 64;
+    if buf.len() > MAX_REQUEST_LINE && memchr::memchr(b'\n', &buf[..MAX_REQUEST_LINE]).is_none() {
+        return Err(bad(ErrorKind::UriTooLong));
+    }
+    if buf.len() >= MAX_HEAD_BYTES {
+        return Err(bad(ErrorKind::HeadTooLarge));
+    }
+    Ok(())
+}
 
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,10 +183,7 @@ pub(crate) fn parse_request<'b>(
                     return Err(bad(ErrorKind::BadRequest));
                 }
                 te_seen = true;
-                chunked = last_coding_is_chunked(h.value);
-                if !chunked {
-                    return Err(bad(ErrorKind::BadRequest));
-                }
+                chunked = request_coding(h.value)?;
             }
             10 if h.name.eq_ignore_ascii_case("connection") => read_connection(h.value, &mut conn),
             7 if h.name.eq_ignore_ascii_case("upgrade") => upgrade_value = Some(h.value),
@@ -174,6 +205,15 @@ pub(crate) fn parse_request<'b>(
         }
     };
 
+    if target.len() > MAX_TARGET_BYTES {
+        return Err(bad(ErrorKind::UriTooLong));
+    }
+    // A fragment never belongs in a request-target, and `*` only with OPTIONS:
+    // an upstream that cuts `/admin#x` to `/admin` would see another path
+    // than the one routed and authorized.
+    if target.contains('#') || (target == "*" && method != "OPTIONS") {
+        return Err(bad(ErrorKind::BadRequest));
+    }
     let (absolute_form, authority, path_and_query) = split_request_target(target)?;
     let authority = match authority {
         Some(a) => Some(a),
@@ -184,7 +224,9 @@ pub(crate) fn parse_request<'b>(
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
     };
-    let upgrade = if conn.upgrade { upgrade_value } else { None };
+    // An h2c upgrade would hand the connection to the upstream's HTTP/2,
+    // past the proxy's per-request routing and authorization: never forwarded.
+    let upgrade = upgrade_value.filter(|v| conn.upgrade && !is_h2c(v));
     Ok(Some(RequestHead {
         method,
         target,
@@ -310,6 +352,36 @@ fn parse_length(value: &[u8]) -> Result<u64, ProxyError> {
     Ok(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
+/// A request's `Transfer-Encoding`: only `chunked` alone is accepted. A
+/// final coding other than `chunked`, or `chunked` twice, leaves the length
+/// unknowable (400); other codings before `chunked` (`gzip, chunked`) are
+/// not implemented (501).
+fn request_coding(value: &[u8]) -> Result<bool, ProxyError> {
+    let is_chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
+    let mut codings = value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    match codings.next_back() {
+        Some(last) if is_chunked(last) => {}
+        _ => return Err(bad(ErrorKind::BadRequest)),
+    }
+    let mut earlier = codings.peekable();
+    if earlier.peek().is_none() {
+        Ok(true)
+    } else if earlier.any(is_chunked) {
+        Err(bad(ErrorKind::BadRequest))
+    } else {
+        Err(bad(ErrorKind::NotImplemented))
+    }
+}
+
+fn is_h2c(upgrade: &[u8]) -> bool {
+    upgrade
+        .split(|b| *b == b',')
+        .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"h2c"))
+}
+
 fn last_coding_is_chunked(value: &[u8]) -> bool {
     let last = value.rsplit(|b| *b == b',').next().unwrap_or(value);
     last.trim_ascii().eq_ignore_ascii_case(b"chunked")
@@ -344,8 +416,13 @@ pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     }
 }
 
-/// Whether `name` is listed in any `Connection` header of `headers`.
+/// Whether `name` is listed in any `Connection` header of `headers`, and so
+/// dropped as hop-by-hop. `Content-Length` and `Host` never are: dropping
+/// them while the body is framed by them would desynchronize the next hop.
 pub(crate) fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("host") {
+        return false;
+    }
     headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
@@ -415,8 +492,80 @@ mod tests {
     fn framing() {
         let r = req("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n");
         assert_eq!(r.unwrap().unwrap().0, Framing::Length(3));
-        let r = req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
+        let r = req("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \t3 \r\n\r\n");
+        assert_eq!(
+            r.unwrap().unwrap().0,
+            Framing::Length(3),
+            "OWS around the value"
+        );
+        let r = req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  Chunked \r\n\r\n");
         assert_eq!(r.unwrap().unwrap().0, Framing::Chunked);
+        let r = req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(r, Err(ErrorKind::NotImplemented));
+    }
+
+    #[test]
+    fn request_targets() {
+        let long = format!(
+            "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "a".repeat(MAX_TARGET_BYTES)
+        );
+        assert_eq!(req(&long), Err(ErrorKind::UriTooLong));
+        for raw in [
+            "GET /admin#x HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+        ] {
+            assert_eq!(req(raw), Err(ErrorKind::BadRequest), "{raw:?}");
+        }
+        assert!(req("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn head_end_and_incomplete_heads() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
+        assert_eq!(find_head_end(raw, 0).unwrap(), Some(raw.len() - 4));
+        // Resumed scans find an end split across reads.
+        assert_eq!(find_head_end(raw, 26).unwrap(), Some(raw.len() - 4));
+        assert_eq!(find_head_end(&raw[..20], 0).unwrap(), None);
+        for bare in [
+            &b"GET / HTTP/1.1\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\n\n",
+        ] {
+            assert_eq!(
+                find_head_end(bare, 0).unwrap_err().kind(),
+                ErrorKind::BadRequest
+            );
+        }
+        let line = format!("GET /{}", "a".repeat(MAX_TARGET_BYTES + 64));
+        assert_eq!(
+            check_incomplete(line.as_bytes()).unwrap_err().kind(),
+            ErrorKind::UriTooLong
+        );
+        let headers = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(MAX_HEAD_BYTES));
+        assert_eq!(
+            check_incomplete(headers.as_bytes()).unwrap_err().kind(),
+            ErrorKind::HeadTooLarge
+        );
+        assert!(check_incomplete(b"GET / HTTP/1.1\r\nHost").is_ok());
+    }
+
+    #[test]
+    fn h2c_upgrades_are_not_forwarded() {
+        let mut headers = header_buf();
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n";
+        assert!(parse_request(raw, &mut headers)
+            .unwrap()
+            .unwrap()
+            .upgrade
+            .is_none());
+        let mut headers = header_buf();
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let head = parse_request(raw, &mut headers).unwrap().unwrap();
+        assert_eq!(head.upgrade, Some(&b"websocket"[..]));
     }
 
     #[test]

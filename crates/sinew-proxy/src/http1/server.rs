@@ -3,7 +3,7 @@
 
 use super::exchange::{self, Buffers, Exchanged, Request};
 use super::head::{self, Framing};
-use super::write::{self, Edits, RequestRewrite};
+use super::write::{self, Edits, Forwarded, RequestRewrite};
 use crate::access::Record;
 use crate::dispatch::{self, Decision};
 use crate::error::{ErrorKind, ProxyError};
@@ -35,11 +35,20 @@ pub(crate) async fn serve(
     down: TcpStream,
     peer: SocketAddr,
 ) {
+    let header_timeout = shared
+        .runtime()
+        .config
+        .proxy
+        .spec
+        .request_header_timeout
+        .into();
     let mut conn = Conn {
         shared,
         direction,
         peer,
         down,
+        header_timeout,
+        head_deadline: None,
         rbuf: BytesMut::with_capacity(8 * 1024),
         ubuf: BytesMut::with_capacity(8 * 1024),
         out: Vec::with_capacity(8 * 1024),
@@ -52,6 +61,10 @@ struct Conn {
     direction: Direction,
     peer: SocketAddr,
     down: TcpStream,
+    /// How long a head may take from its first byte (`request_header_timeout`).
+    header_timeout: std::time::Duration,
+    /// When the head being read must be complete; armed by its first byte.
+    head_deadline: Option<tokio::time::Instant>,
     rbuf: BytesMut,
     ubuf: BytesMut,
     out: Vec<u8>,
@@ -95,6 +108,7 @@ impl Conn {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => {
+                    self.shared.metrics.proxy_error(e.metric_kind()).inc();
                     let _ = self.reply_error(&e, true).await;
                     return;
                 }
@@ -111,17 +125,31 @@ impl Conn {
     }
 
     /// Reads until `rbuf` holds a complete head. `Ok(false)`: the client
-    /// closed between requests.
+    /// closed between requests. The head must be whole within the header
+    /// timeout of its first byte, however slowly it trickles in (slowloris).
     async fn read_head(&mut self) -> Result<bool, ProxyError> {
+        let mut scanned = 0;
         loop {
-            if !self.rbuf.is_empty() && memchr::memmem::find(&self.rbuf, b"\r\n\r\n").is_some() {
-                return Ok(true);
-            }
-            if self.rbuf.len() >= head::MAX_HEAD_BYTES {
-                return Err(ProxyError::new(ErrorKind::HeadTooLarge));
+            if !self.rbuf.is_empty() {
+                if head::find_head_end(&self.rbuf, scanned)?.is_some() {
+                    self.head_deadline = None;
+                    return Ok(true);
+                }
+                scanned = self.rbuf.len();
+                head::check_incomplete(&self.rbuf)?;
+                let timeout = self.header_timeout;
+                self.head_deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + timeout);
             }
             self.rbuf.reserve(4 * 1024);
-            match self.down.read_buf(&mut self.rbuf).await {
+            let read = self.down.read_buf(&mut self.rbuf);
+            let read = match self.head_deadline {
+                Some(at) => tokio::time::timeout_at(at, read)
+                    .await
+                    .map_err(|_| ProxyError::new(ErrorKind::HeadTimeout))?,
+                None => read.await,
+            };
+            match read {
                 Ok(0) if self.rbuf.is_empty() => return Ok(false),
                 Ok(0) => return Err(ProxyError::new(ErrorKind::BadRequest)),
                 Ok(_) => {}
@@ -263,6 +291,11 @@ impl Conn {
                     remove: &f.request_headers.remove,
                 }),
                 traceparent: traceparent.as_bytes(),
+                // The inbound listener accepts plaintext today: `http`.
+                forwarded: (self.direction == Direction::Inbound).then(|| Forwarded {
+                    peer: self.peer.ip(),
+                    proto: "http",
+                }),
             },
         );
         let request = Request {

@@ -1,10 +1,12 @@
 //! Writes the rewritten head the proxy sends on: one pass over the received
-//! fields, dropping hop-by-hop ones, applying the route's header edits and
-//! adding the trace context and framing headers. One buffer, no allocation
-//! beyond its growth.
+//! fields, dropping hop-by-hop ones (and repeated `Content-Length`s),
+//! applying the route's header edits and adding the trace context, the
+//! inbound `x-forwarded-*` fields and framing headers. One buffer, no
+//! allocation beyond its growth.
 
 use super::head::{is_hop_by_hop, named_by_connection, Framing, RequestHead, ResponseHead};
 use http::{HeaderName, HeaderValue};
+use std::net::IpAddr;
 
 /// Header edits of a route rule (or none).
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,7 +52,23 @@ pub(crate) struct RequestRewrite<'a> {
     pub(crate) edits: Edits<'a>,
     /// The `traceparent` value to send.
     pub(crate) traceparent: &'a [u8],
+    /// On the inbound listener: the `x-forwarded-*` facts to add.
+    pub(crate) forwarded: Option<Forwarded>,
 }
+
+/// What the inbound listener tells the application about the hop it accepted
+/// (docs/security.md): the peer address is appended to `x-forwarded-for`
+/// and `x-forwarded-proto` is replaced.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Forwarded {
+    /// The address of the connection's peer.
+    pub(crate) peer: IpAddr,
+    /// The scheme of the connection the proxy accepted.
+    pub(crate) proto: &'static str,
+}
+
+const XFF: &str = "x-forwarded-for";
+const XFP: &str = "x-forwarded-proto";
 
 /// Writes the upstream request head for `head` into `out`.
 pub(crate) fn request(out: &mut Vec<u8>, head: &RequestHead<'_>, rw: &RequestRewrite<'_>) {
@@ -71,20 +89,58 @@ pub(crate) fn request(out: &mut Vec<u8>, head: &RequestHead<'_>, rw: &RequestRew
             field(out, b"host", authority.as_bytes());
         }
     }
+    let hop = |name: &str| head.conn.extra_tokens && named_by_connection(head.headers, name);
+    let mut length_written = false;
+    let mut te_trailers = false;
     for h in head.headers {
         let name = h.name;
+        if name.eq_ignore_ascii_case("te") {
+            te_trailers |= h.value.split(|b| *b == b',').any(|t| {
+                let t = t.split(|b| *b == b';').next().unwrap_or(t);
+                t.trim_ascii().eq_ignore_ascii_case(b"trailers")
+            });
+        }
+        let is_length = name.eq_ignore_ascii_case("content-length");
         if is_hop_by_hop(name)
             || (head.absolute_form && name.eq_ignore_ascii_case("host"))
             || name.eq_ignore_ascii_case("traceparent")
+            || (is_length && length_written)
+            || (rw.forwarded.is_some()
+                && (name.eq_ignore_ascii_case(XFF) || name.eq_ignore_ascii_case(XFP)))
             || rw.edits.drops(name)
-            || (head.conn.extra_tokens && named_by_connection(head.headers, name))
+            || hop(name)
         {
             continue;
         }
+        length_written |= is_length;
         field(out, name.as_bytes(), h.value);
     }
     rw.edits.write_set(out);
     field(out, b"traceparent", rw.traceparent);
+    if te_trailers && !rw.edits.drops("te") {
+        // The one `TE` value that crosses a hop: the client takes trailers.
+        out.extend_from_slice(b"te: trailers\r\n");
+    }
+    if let Some(fwd) = rw.forwarded {
+        if !rw.edits.drops(XFF) {
+            out.extend_from_slice(b"x-forwarded-for: ");
+            let received = head
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(XFF) && !hop(h.name));
+            for h in received {
+                if !h.value.trim_ascii().is_empty() {
+                    out.extend_from_slice(h.value.trim_ascii());
+                    out.extend_from_slice(b", ");
+                }
+            }
+            out.extend_from_slice(fwd.peer.to_canonical().to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if !rw.edits.drops(XFP) {
+            field(out, XFP.as_bytes(), fwd.proto.as_bytes());
+        }
+    }
     if head.framing == Framing::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -121,12 +177,21 @@ pub(crate) fn response(
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let decode_chunked = mode == Downstream::Http10 && head.framing == Framing::Chunked;
+    // A body framed by `Transfer-Encoding` (chunked or until close) loses
+    // any `Content-Length` (RFC 9112 §6.3); a repeated one is sent once.
+    let mut length_dropped = matches!(head.framing, Framing::Chunked | Framing::UntilClose);
     let mut upgrade = None;
     for h in head.headers {
         let name = h.name;
         if head.status == 101 && name.eq_ignore_ascii_case("upgrade") {
             upgrade = Some(h.value);
             continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            if length_dropped {
+                continue;
+            }
+            length_dropped = true;
         }
         if is_hop_by_hop(name)
             || edits.drops(name)
@@ -209,11 +274,89 @@ mod tests {
                 remove: &remove,
             },
             traceparent: b"00-tid-sid-01",
+            forwarded: None,
         };
         request(&mut out, &head, &rw);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /aa HTTP/1.1\r\nhost: be\r\nX-Keep: 2\r\nx-set: v\r\ntraceparent: 00-tid-sid-01\r\n\r\n"
+        );
+    }
+
+    fn rewrite(raw: &[u8], forwarded: Option<Forwarded>) -> String {
+        let mut headers = head::header_buf();
+        let head = parse_request(raw, &mut headers).unwrap().unwrap();
+        let mut out = Vec::new();
+        let rw = RequestRewrite {
+            path: head.path,
+            edits: Edits::default(),
+            traceparent: b"tp",
+            forwarded,
+        };
+        request(&mut out, &head, &rw);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn request_framing_fields_survive_connection_and_repeat_once() {
+        let raw = b"POST /a HTTP/1.1\r\nHost: be\r\nConnection: content-length, host, te\r\nContent-Length: 2\r\nContent-Length: 2\r\nTE: trailers\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, None),
+            "POST /a HTTP/1.1\r\nHost: be\r\nContent-Length: 2\r\ntraceparent: tp\r\nte: trailers\r\n\r\n"
+        );
+        let raw = b"GET /a HTTP/1.1\r\nHost: be\r\nTE: gzip\r\n\r\n";
+        assert!(!rewrite(raw, None).contains("te:"));
+    }
+
+    #[test]
+    fn inbound_requests_get_x_forwarded_fields() {
+        let fwd = Some(Forwarded {
+            peer: "::ffff:10.0.0.7".parse().unwrap(),
+            proto: "http",
+        });
+        let raw = b"GET /a HTTP/1.1\r\nHost: be\r\nX-Forwarded-For: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2\r\nX-Forwarded-Proto: https\r\nForwarded: for=3.3.3.3\r\n\r\n";
+        assert_eq!(
+            rewrite(raw, fwd),
+            "GET /a HTTP/1.1\r\nHost: be\r\nForwarded: for=3.3.3.3\r\ntraceparent: tp\r\nx-forwarded-for: 1.1.1.1, 2.2.2.2, 10.0.0.7\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+        // Outbound: the application's fields pass through untouched.
+        assert!(rewrite(raw, None).contains("X-Forwarded-Proto: https\r\n"));
+        // A caller cannot hide its hop by naming the field in `Connection`.
+        let raw = b"GET /a HTTP/1.1\r\nHost: be\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n";
+        assert!(rewrite(raw, fwd).contains("x-forwarded-for: 10.0.0.7\r\n"));
+    }
+
+    #[test]
+    fn response_drops_content_length_beside_transfer_encoding() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut headers = head::header_buf();
+        let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
+        let mut out = Vec::new();
+        response(
+            &mut out,
+            &head,
+            Edits::default(),
+            Downstream::PassThrough,
+            false,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 5\r\nConnection: content-length, x-a\r\nX-A: 1\r\n\r\n";
+        let mut headers = head::header_buf();
+        let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
+        let mut out = Vec::new();
+        response(
+            &mut out,
+            &head,
+            Edits::default(),
+            Downstream::PassThrough,
+            false,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
         );
     }
 

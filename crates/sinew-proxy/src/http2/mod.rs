@@ -2,6 +2,7 @@
 //! traffic keeps its protocol upstream, with one multiplexed connection per
 //! endpoint and worker; bodies and trailers stream through untouched.
 
+mod activity;
 mod client;
 mod replay;
 mod server;

@@ -2,6 +2,7 @@
 //! is normalized, routed, balanced and sent on the endpoint's multiplexed
 //! upstream connection, keeping HTTP/2 end to end (gRPC trailers included).
 
+use super::activity::Activity;
 use super::client;
 use super::replay::Tape;
 use crate::access::Record;
@@ -18,10 +19,29 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, Status
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::net::IpAddr;
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Instant};
 use tokio::net::TcpStream;
 
-/// Serves one downstream HTTP/2 connection until it closes or the proxy drains.
+/// The HTTP/2 limits a client gets (docs/security.md, "HTTP hardening").
+mod limits {
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`: more open streams are refused
+    /// (`REFUSED_STREAM`).
+    pub(super) const CONCURRENT_STREAMS: u32 = 200;
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE`, the HTTP/1 head limit: a larger
+    /// header list is answered `431`.
+    pub(super) const HEADER_LIST_BYTES: u32 = 64 * 1024;
+    /// Streams the client may reset before the proxy accepted them (the
+    /// "rapid reset" attack, CVE-2023-44487): past this, `GOAWAY`
+    /// `ENHANCE_YOUR_CALM`.
+    pub(super) const PENDING_ACCEPT_RESETS: usize = 20;
+    /// Streams the proxy may reset for the client's protocol errors before
+    /// it gives up on the connection (`GOAWAY`).
+    pub(super) const LOCAL_ERROR_RESETS: usize = 1024;
+}
+
+/// Serves one downstream HTTP/2 connection until it closes, sits idle (no
+/// stream in flight) for the proxy's `idle_timeout`, or the proxy drains.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     direction: Direction,
@@ -29,13 +49,35 @@ pub(crate) async fn serve(
     peer: SocketAddr,
 ) {
     let mut drain = shared.drain_signal();
+    let (idle_timeout, header_timeout) = {
+        let runtime = shared.runtime();
+        let spec = &runtime.config.proxy.spec;
+        (spec.idle_timeout.into(), spec.request_header_timeout.into())
+    };
+    let activity = Arc::new(Activity::new());
     let svc_shared = shared.clone();
+    let svc_activity = activity.clone();
     let service = hyper::service::service_fn(move |req| {
         let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, direction, peer, req).await) }
+        let in_flight = svc_activity.start();
+        async move {
+            let resp = handle(&shared, direction, peer, req).await;
+            // The stream is in flight until its response body is done.
+            Ok::<_, Infallible>(resp.map(|body| {
+                body.map_frame(move |frame| {
+                    let _ = &in_flight;
+                    frame
+                })
+                .boxed_unsync()
+            }))
+        }
     });
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
+        .max_concurrent_streams(limits::CONCURRENT_STREAMS)
+        .max_header_list_size(limits::HEADER_LIST_BYTES)
+        .max_pending_accept_reset_streams(limits::PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(limits::LOCAL_ERROR_RESETS)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -47,6 +89,12 @@ pub(crate) async fn serve(
         _ = drain.changed() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
+        }
+        () = activity.idle_for(idle_timeout) => {
+            // Nothing in flight: a client that never completes a request
+            // (a header block trickled in, say) is cut off here.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(header_timeout, conn).await;
         }
     }
 }
@@ -221,6 +269,10 @@ async fn forward(
         Err(_) => return refuse(shared, &ProxyError::new(ErrorKind::BadRequest), record),
     };
     strip_connection_headers(&mut parts.headers);
+    if direction == Direction::Inbound {
+        // The inbound listener accepts plaintext today: `http`.
+        add_forwarded(&mut parts.headers, peer.ip(), "http");
+    }
     if let Some(forward) = target.forward {
         apply(
             &mut parts.headers,
@@ -437,6 +489,29 @@ fn apply(headers: &mut HeaderMap, set: &[(HeaderName, HeaderValue)], remove: &[H
     for (name, value) in set {
         headers.insert(name.clone(), value.clone());
     }
+}
+
+/// On the inbound listener: `peer` appended to `x-forwarded-for` (the
+/// received fields merged into one) and `x-forwarded-proto` replaced by the
+/// scheme of the accepted connection, as for HTTP/1 (docs/security.md).
+fn add_forwarded(headers: &mut HeaderMap, peer: IpAddr, proto: &'static str) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let mut list = Vec::new();
+    for value in headers.get_all(&xff) {
+        let value = value.as_bytes().trim_ascii();
+        if !value.is_empty() {
+            list.extend_from_slice(value);
+            list.extend_from_slice(b", ");
+        }
+    }
+    list.extend_from_slice(peer.to_canonical().to_string().as_bytes());
+    if let Ok(value) = HeaderValue::from_bytes(&list) {
+        headers.insert(xff, value);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(proto),
+    );
 }
 
 /// Connection-specific fields are forbidden in HTTP/2 (RFC 9113 §8.2.2).

@@ -5,6 +5,8 @@
 mod detect;
 mod tcp;
 
+use detect::Detected;
+
 use crate::server::{Direction, Shared};
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -65,10 +67,15 @@ async fn handle(shared: Arc<Shared>, serve: Serve, stream: TcpStream, peer: Sock
     match serve {
         Serve::Http(direction) => {
             let _open = shared.metrics.connections(direction).open();
-            if detect::is_h2_prior_knowledge(&stream).await {
-                crate::http2::serve(shared, direction, stream, peer).await;
-            } else {
-                crate::http1::serve(shared, direction, stream, peer).await;
+            let (idle, head) = {
+                let runtime = shared.runtime();
+                let spec = &runtime.config.proxy.spec;
+                (spec.idle_timeout.into(), spec.request_header_timeout.into())
+            };
+            match detect::detect(&stream, idle, head).await {
+                Detected::H2 => crate::http2::serve(shared, direction, stream, peer).await,
+                Detected::Http1 => crate::http1::serve(shared, direction, stream, peer).await,
+                Detected::Gone => {}
             }
         }
         Serve::Tcp(index) => {
