@@ -257,7 +257,7 @@ mod tests {
             .expect("issued");
         assert_eq!(issued.identity, "spiffe://sinew.local/ns/shop/svc/web");
         let lifetime = issued.not_after_ms - issued.not_before_ms;
-        assert!((3600_000..=3660_000).contains(&lifetime), "{lifetime}");
+        assert!((3_600_000..=3_660_000).contains(&lifetime), "{lifetime}");
 
         let leaf_der = der(&issued.chain_pem);
         let (_, leaf) = X509Certificate::from_der(&leaf_der).expect("leaf parses");

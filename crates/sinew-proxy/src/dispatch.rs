@@ -81,6 +81,18 @@ pub(crate) fn decide<'r>(
             .inbound
             .as_ref()
             .ok_or(ProxyError::new(ErrorKind::NoRoute))?;
+        if let Some(authz) = &inbound.authz {
+            // The peer's SPIFFE ID comes with mutual TLS; until a connection
+            // carries one, identity conditions match nothing.
+            let verdict = authz.authorizer.check(req, None);
+            if !verdict.allowed() {
+                authz.count_denial(verdict.policy());
+                return Err(ProxyError::caused_by(
+                    ErrorKind::Forbidden,
+                    format!("denied by {}", verdict.policy()),
+                ));
+            }
+        }
         let cluster = &inbound.cluster;
         let index = cluster
             .pick(req, peer)

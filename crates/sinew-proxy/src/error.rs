@@ -54,6 +54,8 @@ pub enum ErrorKind {
     Overloaded,
     /// A local rate limit (the service's or the route rule's) refused the request.
     RateLimited,
+    /// An AuthorizationPolicy refused the (inbound) request.
+    Forbidden,
 }
 
 /// An error on the request path.
@@ -137,6 +139,7 @@ impl ProxyError {
             | ErrorKind::NoEndpoint
             | ErrorKind::Overloaded
             | ErrorKind::RateLimited => Side::Internal,
+            ErrorKind::Forbidden => Side::Downstream,
         }
     }
 
@@ -158,6 +161,7 @@ impl ProxyError {
             ErrorKind::UriTooLong => 414,
             ErrorKind::NotImplemented => 501,
             ErrorKind::RateLimited => 429,
+            ErrorKind::Forbidden => 403,
             ErrorKind::NoRoute => 404,
             ErrorKind::NotSupported => 405,
             ErrorKind::NoEndpoint
@@ -189,6 +193,7 @@ impl ProxyError {
             ErrorKind::DownstreamIo => K::DownstreamClosed,
             ErrorKind::Overloaded => K::CircuitOpen,
             ErrorKind::RateLimited => K::RateLimited,
+            ErrorKind::Forbidden => K::Forbidden,
         }
     }
 
@@ -212,6 +217,7 @@ impl ProxyError {
             ErrorKind::NotSupported => "not-supported",
             ErrorKind::Overloaded => "circuit-open",
             ErrorKind::RateLimited => "rate-limited",
+            ErrorKind::Forbidden => "forbidden",
         }
     }
 }

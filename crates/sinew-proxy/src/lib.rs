@@ -18,6 +18,7 @@
 
 mod access;
 pub mod api;
+pub mod authz;
 pub mod balance;
 pub mod config;
 pub mod control;

@@ -100,18 +100,24 @@ fn authz_rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<AuthzRule> {
     })
 }
 
+/// `*` (any authenticated caller), or a SPIFFE ID, or one ending in `*` (a prefix).
 fn identity(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<String> {
     let s = string(cx, node, path)?;
-    if !s.starts_with("spiffe://") || star_inside(&s) {
-        return cx.invalid(node, path, format!("`{s}` is not a SPIFFE ID pattern like spiffe://sinew.local/ns/default/svc/web (a `*` may only end it)"));
+    if s != "*" && (!s.starts_with("spiffe://") || star_inside(&s)) {
+        return cx.invalid(node, path, format!("`{s}` is not `*` or a SPIFFE ID pattern like spiffe://sinew.local/ns/default/svc/web (a `*` may only end it)"));
     }
     Some(s)
 }
 
+/// An exact path, a prefix (`/a/*`), or a glob (`*` within a segment, `**` across).
 fn glob_path(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<String> {
     let s = url_path(cx, node, path)?;
-    if star_inside(&s) {
-        return cx.invalid(node, path, format!("`{s}`: a `*` may only end the path"));
+    if s.contains("***") {
+        return cx.invalid(
+            node,
+            path,
+            format!("`{s}`: use `*` (within a segment) or `**` (across segments)"),
+        );
     }
     Some(s)
 }

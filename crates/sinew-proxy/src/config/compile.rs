@@ -38,9 +38,27 @@ impl std::error::Error for CompileError {}
 /// The inbound side: the local application.
 #[derive(Debug)]
 pub(crate) struct Inbound {
+    /// The AuthorizationPolicies targeting this proxy's service; `None`: none.
+    pub(crate) authz: Option<InboundAuthz>,
     pub(crate) cluster: Cluster,
     pub(crate) metrics: Arc<RequestMetrics>,
     pub(crate) tcp: Arc<TcpMetrics>,
+}
+
+/// Inbound authorization: the policies and a refusal counter per deciding policy.
+#[derive(Debug)]
+pub(crate) struct InboundAuthz {
+    pub(crate) authorizer: crate::authz::Authorizer,
+    /// `sinew_authz_denied_total` by deciding policy (`default-deny` included).
+    pub(crate) denied: Vec<(Box<str>, Arc<crate::telemetry::Counter>)>,
+}
+
+impl InboundAuthz {
+    pub(crate) fn count_denial(&self, policy: &str) {
+        if let Some((_, c)) = self.denied.iter().find(|(p, _)| &**p == policy) {
+            c.inc();
+        }
+    }
 }
 
 /// An outbound opaque-TCP listener's destination.
@@ -239,7 +257,22 @@ pub fn compile(
         cluster.connect_timeout =
             own.map_or(DEFAULT_CONNECT_TIMEOUT, |s| s.spec.connect_timeout.into());
         cluster.timeout = own.and_then(|s| s.spec.timeout.map(Into::into));
+        let namespace = &config.proxy.metadata.namespace;
+        let authz = crate::authz::Authorizer::for_service(
+            config.snapshot.policies().values(),
+            namespace,
+            &spec.service,
+        )
+        .map(|authorizer| {
+            let denied = authorizer
+                .deny_policies()
+                .chain(["default-deny"])
+                .map(|p| (p.into(), metrics.authz_denied(&spec.service, p)))
+                .collect();
+            InboundAuthz { authorizer, denied }
+        });
         Inbound {
+            authz,
             metrics: metrics.requests(&RequestLabels {
                 direction: Direction::Inbound,
                 service: &spec.service,

@@ -169,6 +169,7 @@ pub struct Metrics {
     pub(super) tcp: Family<TcpMetrics>,
     pub(super) services: Family<ServiceMetrics>,
     pub(super) rate_limited: Family<Counter>,
+    pub(super) authz_denied: Family<Counter>,
     pub(super) config_version: Gauge,
     pub(super) config_reloads: [Counter; ReloadResult::ALL.len()],
     pub(super) access_log_dropped: Arc<Counter>,
@@ -199,6 +200,7 @@ impl Metrics {
             tcp: Family::default(),
             services: Family::default(),
             rate_limited: Family::default(),
+            authz_denied: Family::default(),
             config_version: Gauge::default(),
             config_reloads: Default::default(),
             access_log_dropped: Arc::default(),
@@ -252,6 +254,12 @@ impl Metrics {
     /// or `route`) named `name`.
     pub fn rate_limited(&self, scope: &str, name: &str) -> Arc<Counter> {
         self.rate_limited.get_or_create(&[scope, name])
+    }
+
+    /// The counter of inbound requests to `service` refused by `policy`
+    /// (`NAMESPACE/NAME`, or `default-deny`).
+    pub fn authz_denied(&self, service: &str, policy: &str) -> Arc<Counter> {
+        self.authz_denied.get_or_create(&[service, policy])
     }
 
     /// Records that a config update was applied (`version` is now served) or rejected.

@@ -148,6 +148,13 @@ pub const RATE_LIMITED_TOTAL: MetricDef = def(
     &["scope", "name"],
     "Requests refused with 429 by a local rate limit; scope is service or route, name the service or ROUTE.rules[INDEX].",
 );
+/// Inbound requests refused by an AuthorizationPolicy.
+pub const AUTHZ_DENIED_TOTAL: MetricDef = def(
+    "sinew_authz_denied_total",
+    Counter,
+    &["service", "policy"],
+    "Inbound requests refused with 403 by authorization; policy is the deciding deny policy (NAMESPACE/NAME) or default-deny.",
+);
 /// Endpoints ejected by outlier detection.
 pub const OUTLIER_EJECTIONS_TOTAL: MetricDef = def(
     "sinew_outlier_ejections_total",
@@ -213,6 +220,7 @@ pub const ALL: &[&MetricDef] = &[
     &RETRY_BUDGET_EXHAUSTED_TOTAL,
     &CIRCUIT_BREAKER_REJECTIONS_TOTAL,
     &RATE_LIMITED_TOTAL,
+    &AUTHZ_DENIED_TOTAL,
     &OUTLIER_EJECTIONS_TOTAL,
     &HEALTHY_ENDPOINTS,
     &CONFIG_VERSION,

@@ -138,6 +138,13 @@ impl Metrics {
                 w.line(def, "", l, NO_EXTRA, m.get());
             },
         );
+        w.family(
+            &names::AUTHZ_DENIED_TOTAL,
+            &self.authz_denied,
+            |w, def, l, m| {
+                w.line(def, "", l, NO_EXTRA, m.get());
+            },
+        );
         w.family(&names::OUTLIER_EJECTIONS_TOTAL, services, |w, def, l, m| {
             w.line(def, "", l, NO_EXTRA, m.outlier_ejections.get());
         });
