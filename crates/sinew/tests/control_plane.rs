@@ -905,7 +905,7 @@ async fn proxies_get_and_renew_spiffe_certificates() {
     let first = identity().await.unwrap();
     assert_eq!(first["identity"], "spiffe://shop.test/ns/default/svc/web");
     let life = first["not_after_ms"].as_u64().unwrap() - first["not_before_ms"].as_u64().unwrap();
-    assert!((6_000..=66_000).contains(&life), "lifetime {life} ms");
+    assert!((6_000..=6_700).contains(&life), "lifetime {life} ms");
     assert!(first.to_string().contains("BEGIN CERTIFICATE"));
     assert!(
         !first.to_string().contains("PRIVATE KEY"),
@@ -922,7 +922,7 @@ async fn proxies_get_and_renew_spiffe_certificates() {
     let first_end = first["not_after_ms"].as_u64().unwrap();
     assert_eventually!(
         identity().await.and_then(|i| i["not_after_ms"].as_u64()) > Some(first_end),
-        Duration::from_secs(8),
+        Duration::from_secs(15),
         "not renewed:\n{}",
         proxy.stderr_tail()
     );

@@ -148,10 +148,14 @@ impl Session {
         let mut reported = Reported::default();
         // The certificate: asked for at once when there is none (or it is
         // due), then at two thirds of each lifetime.
-        let mut renew_in = self
+        // One deadline for the whole session (a sleep made afresh in each
+        // select would restart whenever another branch fires).
+        let renew_in = self
             .control
             .identity()
             .map_or(Duration::ZERO, |i| i.renew_in());
+        let renew = tokio::time::sleep(renew_in);
+        tokio::pin!(renew);
         let mut sample = tokio::time::interval(health::SAMPLE);
         sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -172,8 +176,8 @@ impl Session {
                     Ok(None) => return End::Closed,
                     Err(status) => return End::Failed(describe(&status)),
                 },
-                () = tokio::time::sleep(renew_in) => {
-                    renew_in = match identity::request(channel.clone(), &self.control, &self.proxy).await {
+                () = &mut renew => {
+                    let next = match identity::request(channel.clone(), &self.control, &self.proxy).await {
                         Ok(issued) => {
                             info!(identity = %issued.id, not_after_ms = issued.not_after_ms, "workload certificate issued");
                             let next = issued.renew_in();
@@ -185,6 +189,7 @@ impl Session {
                             identity::RETRY
                         }
                     };
+                    renew.as_mut().reset(tokio::time::Instant::now() + next);
                 }
                 _ = sample.tick() => {
                     let changes = reported.changes(health::sample(&self.shared.runtime()));

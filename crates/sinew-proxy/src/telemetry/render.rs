@@ -321,7 +321,10 @@ sinew_build_info{version="VERSION"} 1
         m.tcp("s").to_downstream.add(9);
         m.service("s").retries.inc();
         m.rate_limited("route", "r.rules[0]").inc();
+        m.authz_denied("s", "default/no-admin").inc();
         let text = rendered(&m);
+        assert!(text
+            .contains("sinew_authz_denied_total{service=\"s\",policy=\"default/no-admin\"} 1\n"));
         let types: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
