@@ -130,6 +130,72 @@ impl Ca {
         }
     }
 
+    /// The CA as stored now, and the revision it was read at (`None`: not made yet).
+    pub(crate) async fn current(store: &dyn Store) -> Result<Option<(u64, Ca)>, StoreError> {
+        match store.get(keys::CA).await? {
+            Some(kv) => {
+                let stored: Stored = serde_json::from_slice(&kv.value).map_err(err)?;
+                Ok(Some((kv.mod_revision, Ca::from_stored(stored)?)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Starts a root rotation: `next` (or a fresh root) signs from now on,
+    /// and the bundle holds the new root and every root trusted before, so
+    /// certificates of either chain verify during the overlap. Returns the
+    /// number of roots trusted.
+    pub(crate) async fn rotate(store: &dyn Store, next: Option<&UserCa>) -> Result<usize, String> {
+        let kv = store
+            .get(keys::CA)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no CA yet")?;
+        let old: Stored = serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+        let mut new = match next {
+            Some(u) => {
+                let blocks = pem_blocks(&u.cert_pem);
+                let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+                    return Err("the new CA certificate holds no certificate".into());
+                };
+                Stored {
+                    cert_pem: first.clone(),
+                    key_pem: u.key_pem.clone(),
+                    bundle_pem: u.bundle_pem.clone().unwrap_or_else(|| last.clone()),
+                    chain_pem: blocks[1..].concat(),
+                }
+            }
+            None => generate_root().map_err(|e| e.to_string())?,
+        };
+        Ca::from_stored(stored_clone(&new)).map_err(|e| e.to_string())?;
+        let mut roots = pem_blocks(&new.bundle_pem);
+        for root in pem_blocks(&old.bundle_pem) {
+            if !roots.contains(&root) {
+                roots.push(root);
+            }
+        }
+        new.bundle_pem = roots.concat();
+        write(store, kv.mod_revision, &new).await?;
+        Ok(roots.len())
+    }
+
+    /// Ends a rotation: only the signer's own roots stay trusted.
+    pub(crate) async fn finish_rotation(store: &dyn Store) -> Result<usize, String> {
+        let kv = store
+            .get(keys::CA)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no CA yet")?;
+        let mut s: Stored = serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
+        let roots = pem_blocks(&s.bundle_pem);
+        let Some(first) = roots.first() else {
+            return Err("the trust bundle is empty".into());
+        };
+        s.bundle_pem = first.clone();
+        write(store, kv.mod_revision, &s).await?;
+        Ok(1)
+    }
+
     fn from_stored(stored: Stored) -> Result<Ca, StoreError> {
         let key = KeyPair::from_pem(&stored.key_pem).map_err(err)?;
         let issuer = Issuer::from_ca_cert_pem(&stored.cert_pem, key).map_err(err)?;
@@ -200,6 +266,20 @@ fn stored_clone(s: &Stored) -> Stored {
         key_pem: s.key_pem.clone(),
         bundle_pem: s.bundle_pem.clone(),
         chain_pem: s.chain_pem.clone(),
+    }
+}
+
+async fn write(store: &dyn Store, revision: u64, s: &Stored) -> Result<(), String> {
+    let value = serde_json::to_vec(s).map_err(|e| e.to_string())?;
+    let guard = vec![Compare::ModRevision(keys::CA.to_owned(), revision)];
+    let outcome = store
+        .txn(guard, vec![Op::put(keys::CA, value)])
+        .await
+        .map_err(|e| e.to_string())?;
+    if outcome.succeeded {
+        Ok(())
+    } else {
+        Err("the CA changed meanwhile; try again".into())
     }
 }
 

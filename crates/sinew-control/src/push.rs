@@ -139,9 +139,12 @@ impl control_server::Control for ControlService {
         }
         let (domain, ttl) = self.replica.mesh_identity();
         let identity = crate::ca::spiffe_id(&domain, &namespace, &r.service);
-        let issued = self
+        let ca = self
             .replica
-            .ca
+            .ca()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let issued = ca
             .issue(&r.csr_der, &identity, ttl)
             .map_err(Status::invalid_argument)?;
         tracing::info!(proxy = %r.proxy, %identity, not_after_ms = issued.not_after_ms, "certificate issued");

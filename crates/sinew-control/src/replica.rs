@@ -70,7 +70,8 @@ pub(crate) struct Replica {
     pub(crate) lease: watch::Receiver<LeaseId>,
     pub(crate) status: StatusWriter,
     pub(crate) grace: Duration,
-    pub(crate) ca: crate::ca::Ca,
+    /// The CA as last read, with the store revision it was read at.
+    ca: std::sync::Mutex<(u64, Arc<crate::ca::Ca>)>,
     pub(crate) leader: AtomicBool,
     sessions: AtomicU64,
 }
@@ -83,7 +84,7 @@ impl Replica {
         view: watch::Receiver<Arc<View>>,
         lease: watch::Receiver<LeaseId>,
         grace: Duration,
-        ca: crate::ca::Ca,
+        ca: (u64, crate::ca::Ca),
     ) -> Replica {
         Replica {
             id,
@@ -93,7 +94,7 @@ impl Replica {
             view,
             lease,
             grace,
-            ca,
+            ca: std::sync::Mutex::new((ca.0, Arc::new(ca.1))),
             leader: AtomicBool::new(false),
             sessions: AtomicU64::new(0),
         }
@@ -127,6 +128,27 @@ impl Replica {
             })
             .map_or(defaults.cert_ttl.into(), Duration::from);
         (domain, ttl)
+    }
+
+    /// The CA, re-read when another replica (or a rotation) changed it.
+    pub(crate) async fn ca(&self) -> Result<Arc<crate::ca::Ca>, StoreError> {
+        let revision = self
+            .store
+            .get(keys::CA)
+            .await?
+            .map_or(0, |kv| kv.mod_revision);
+        {
+            let cached = self.ca.lock().unwrap_or_else(|p| p.into_inner());
+            if cached.0 == revision {
+                return Ok(cached.1.clone());
+            }
+        }
+        let Some((revision, ca)) = crate::ca::Ca::current(&*self.store).await? else {
+            return Err(StoreError::Internal("the CA is gone from the store".into()));
+        };
+        let ca = Arc::new(ca);
+        *self.ca.lock().unwrap_or_else(|p| p.into_inner()) = (revision, ca.clone());
+        Ok(ca)
     }
 
     pub(crate) fn is_leader(&self) -> bool {

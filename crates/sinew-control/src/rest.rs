@@ -124,13 +124,23 @@ async fn handle(
         (&Method::GET, ["v1", "resources", kind, ns, name]) => get_one(r, kind, ns, name).await,
         (&Method::DELETE, ["v1", "resources", kind, ns, name]) => delete(r, kind, ns, name).await,
         (&Method::GET, ["v1", "proxies"]) => proxies(r).await,
-        (&Method::GET, ["v1", "trust-bundle"]) => {
-            let mut resp = Response::new(Body::new(Bytes::from(r.ca.bundle_pem().to_owned())));
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/x-pem-file"),
-            );
-            resp
+        (&Method::GET, ["v1", "trust-bundle"]) => match r.ca().await {
+            Ok(ca) => {
+                let mut resp = Response::new(Body::new(Bytes::from(ca.bundle_pem().to_owned())));
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/x-pem-file"),
+                );
+                resp
+            }
+            Err(e) => store_error(&e),
+        },
+        (&Method::POST, ["v1", "ca", "rotate"]) => ca_rotate(r, &body).await,
+        (&Method::POST, ["v1", "ca", "rotate", "finish"]) => {
+            match crate::ca::Ca::finish_rotation(&*r.store).await {
+                Ok(roots) => json(StatusCode::OK, &json!({"roots": roots})),
+                Err(e) => error(StatusCode::CONFLICT, e),
+            }
         }
         (&Method::GET, ["v1", "catalog", "services"]) => catalog(r).await,
         (&Method::GET, ["v1", "catalog", "services", ns, name]) => {
@@ -607,6 +617,40 @@ async fn deregister(r: &Replica, ns: &str, svc: &str, id: &str) -> Response<Body
     }
 }
 
+/// `POST /v1/ca/rotate` body: the new CA, or nothing for a fresh root.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    cert_pem: String,
+    key_pem: String,
+    #[serde(default)]
+    bundle_pem: Option<String>,
+}
+
+async fn ca_rotate(r: &Replica, body: &[u8]) -> Response<Body> {
+    let next = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<RotateBody>(body) {
+            Ok(b) => Some(crate::ca::UserCa {
+                cert_pem: b.cert_pem,
+                key_pem: b.key_pem,
+                bundle_pem: b.bundle_pem,
+            }),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad rotation request: {e}"),
+                )
+            }
+        }
+    };
+    match crate::ca::Ca::rotate(&*r.store, next.as_ref()).await {
+        Ok(roots) => json(StatusCode::OK, &json!({"roots": roots})),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LockBody {
@@ -693,6 +737,8 @@ mod tests {
             ),
             ("/v1/proxies", &["get"]),
             ("/v1/trust-bundle", &["get"]),
+            ("/v1/ca/rotate", &["post"]),
+            ("/v1/ca/rotate/finish", &["post"]),
             ("/v1/catalog/services", &["get"]),
             ("/v1/catalog/services/{namespace}/{name}", &["get"]),
             (

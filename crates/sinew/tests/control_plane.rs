@@ -927,6 +927,51 @@ async fn proxies_get_and_renew_spiffe_certificates() {
         proxy.stderr_tail()
     );
 
+    // Root rotation with an overlap: the bundle holds both roots, proxies
+    // move to certificates of the new root at their next renewal, then the
+    // old root leaves the bundle.
+    let roots = |pem: &str| pem.matches("BEGIN CERTIFICATE").count();
+    let old_root = bundle.clone();
+    let r = control.call(Method::POST, "/v1/ca/rotate", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["roots"], 2);
+    let during = control
+        .call(Method::GET, "/v1/trust-bundle", None)
+        .await
+        .text();
+    assert_eq!(roots(&during), 2);
+    assert!(
+        during.ends_with(&old_root),
+        "the old root stays trusted during the overlap"
+    );
+    assert_eventually!(
+        identity()
+            .await
+            .is_some_and(|i| i["trust_bundle_pem"].as_str() == Some(during.as_str())),
+        Duration::from_secs(15),
+        "the proxy never got the rotated bundle"
+    );
+    let r = control
+        .call(Method::POST, "/v1/ca/rotate/finish", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let after = control
+        .call(Method::GET, "/v1/trust-bundle", None)
+        .await
+        .text();
+    assert_eq!(roots(&after), 1);
+    assert!(
+        during.starts_with(&after) && after != old_root,
+        "the new root alone"
+    );
+    assert_eventually!(
+        identity()
+            .await
+            .is_some_and(|i| i["trust_bundle_pem"].as_str() == Some(after.as_str())),
+        Duration::from_secs(15),
+        "the proxy never dropped the old root"
+    );
+
     // A proxy with a wrong join token gets nothing.
     let outsider = Proxy::builder(SINEW)
         .name("outsider")
