@@ -148,6 +148,15 @@ pub(crate) fn parse_request<'b>(
     if len > MAX_HEAD_BYTES {
         return Err(bad(ErrorKind::HeadTooLarge));
     }
+    // httparse skips empty lines before the request line (RFC 9112 §2.2),
+    // where `find_head_end` saw the blank line ending the head: the lines
+    // after them were never checked for bare LFs.
+    if matches!(buf.first(), Some(b'\r' | b'\n')) {
+        let skip = leading_empty_lines(buf);
+        if find_head_end(&buf[skip..len], 0)? != Some(len - skip) {
+            return Err(bad(ErrorKind::BadRequest));
+        }
+    }
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(bad(ErrorKind::BadRequest));
     };
@@ -244,12 +253,22 @@ pub(crate) fn parse_request<'b>(
     }))
 }
 
+/// Length of the CRLF-terminated empty lines at the start of `buf`.
+fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut at = 0;
+    while buf[at..].starts_with(b"\r\n") {
+        at += 2;
+    }
+    at
+}
+
 /// Splits a request-target into (absolute-form?, authority, path-and-query).
 fn split_request_target(target: &str) -> Result<(bool, Option<&str>, &str), ProxyError> {
     if target.starts_with('/') || target == "*" {
         return Ok((false, None, target));
     }
-    let rest = if target.len() > 7 && target[..7].eq_ignore_ascii_case("http://") {
+    // By bytes: the target may hold UTF-8, and byte 7 need not be a char boundary.
+    let rest = if target.len() > 7 && target.as_bytes()[..7].eq_ignore_ascii_case(b"http://") {
         &target[7..]
     } else {
         // authority-form (CONNECT) and other schemes: the proxy is not a forward proxy.
@@ -285,7 +304,9 @@ pub(crate) fn parse_response<'b>(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(bad(ErrorKind::UpstreamProtocol)),
     };
-    let (Some(status), Some(minor)) = (resp.code, resp.version) else {
+    // Codes below 100 (`020`) are invalid (RFC 9110 §15) and would be
+    // written on as fewer than three digits.
+    let (Some(status @ 100..), Some(minor)) = (resp.code, resp.version) else {
         return Err(bad(ErrorKind::UpstreamProtocol));
     };
     let reason = resp.reason.unwrap_or("");
@@ -525,6 +546,39 @@ mod tests {
     }
 
     #[test]
+    fn empty_lines_before_the_request_line() {
+        let r = req("\r\n\r\nGET /a HTTP/1.1\r\nHost: be\r\n\r\n");
+        assert_eq!(r.unwrap().unwrap().2, "/a");
+        // Found by fuzz/http1_head: `find_head_end` stops at the empty
+        // lines, so the bare LFs after them must be caught here.
+        for raw in [
+            "\r\n\r\nGET /a HTTP/1.1\r\nHost: be\r\n\n",
+            "\r\n\r\nGET /a HTTP/1.1\nHost: be\r\n\r\n",
+            "\r\n\nGET /a HTTP/1.1\r\nHost: be\r\n\r\n",
+            "\nGET /a HTTP/1.1\r\nHost: be\r\n\r\n",
+        ] {
+            assert_eq!(req(raw), Err(ErrorKind::BadRequest), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_targets_are_refused_not_a_panic() {
+        // Found by fuzz/http1_head: byte 7 inside a two-byte character.
+        assert_eq!(
+            req("GET http:/\u{443}x/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Err(ErrorKind::NotSupported)
+        );
+        assert_eq!(
+            req("GET http://\u{443}x/a HTTP/1.1\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .1
+                .as_deref(),
+            Some("\u{443}x")
+        );
+    }
+
+    #[test]
     fn head_end_and_incomplete_heads() {
         let raw = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
         assert_eq!(find_head_end(raw, 0).unwrap(), Some(raw.len() - 4));
@@ -594,5 +648,18 @@ mod tests {
         let raw = b"HTTP/1.0 200 OK\r\n\r\n";
         let r = parse_response(raw, &mut headers, false).unwrap().unwrap();
         assert_eq!((r.framing, r.conn.close), (Framing::UntilClose, true));
+    }
+
+    #[test]
+    fn status_codes_below_100_are_refused() {
+        // Found by fuzz/http1_response: `020` was written on as `20`.
+        for raw in [&b"HTTP/1.1 020 OK\r\n\r\n"[..], b"HTTP/1.1 000 X\r\n\r\n"] {
+            let mut headers = header_buf();
+            let err = parse_response(raw, &mut headers, false).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::UpstreamProtocol);
+        }
+        let mut headers = header_buf();
+        let raw = b"HTTP/1.1 100 Continue\r\n\r\n";
+        assert!(parse_response(raw, &mut headers, false).unwrap().is_some());
     }
 }
