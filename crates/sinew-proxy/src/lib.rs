@@ -26,6 +26,9 @@ mod dispatch;
 pub mod endpoint;
 pub mod error;
 mod fault;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 mod http1;
 mod http2;

@@ -6,6 +6,8 @@ mod attempt;
 mod body;
 mod chunked;
 mod exchange;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
 mod head;
 mod server;
 mod write;
