@@ -296,6 +296,7 @@ impl Conn {
                     peer: self.peer.ip(),
                     proto: "http",
                 }),
+                default_host: &target.cluster.service,
             },
         );
         let request = Request {

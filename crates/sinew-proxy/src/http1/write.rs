@@ -54,6 +54,9 @@ pub(crate) struct RequestRewrite<'a> {
     pub(crate) traceparent: &'a [u8],
     /// On the inbound listener: the `x-forwarded-*` facts to add.
     pub(crate) forwarded: Option<Forwarded>,
+    /// The `Host` to send when the request has none (an HTTP/1.0 client):
+    /// the upstream is spoken to in HTTP/1.1, where `Host` is required.
+    pub(crate) default_host: &'a str,
 }
 
 /// What the inbound listener tells the application about the hop it accepted
@@ -88,6 +91,8 @@ pub(crate) fn request(out: &mut Vec<u8>, head: &RequestHead<'_>, rw: &RequestRew
         if let Some(authority) = head.authority {
             field(out, b"host", authority.as_bytes());
         }
+    } else if head.authority.is_none() && !rw.default_host.is_empty() {
+        field(out, b"host", rw.default_host.as_bytes());
     }
     let hop = |name: &str| head.conn.extra_tokens && named_by_connection(head.headers, name);
     let mut length_written = false;
@@ -275,6 +280,7 @@ mod tests {
             },
             traceparent: b"00-tid-sid-01",
             forwarded: None,
+            default_host: "svc",
         };
         request(&mut out, &head, &rw);
         assert_eq!(
@@ -292,6 +298,7 @@ mod tests {
             edits: Edits::default(),
             traceparent: b"tp",
             forwarded,
+            default_host: "svc",
         };
         request(&mut out, &head, &rw);
         String::from_utf8(out).unwrap()
@@ -371,6 +378,21 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nServer: s\r\nconnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn an_http10_request_without_host_gets_one_upstream() {
+        let out = rewrite(b"GET /a HTTP/1.0\r\n\r\n", None);
+        assert_eq!(
+            out,
+            "GET /a HTTP/1.1\r\nhost: svc\r\ntraceparent: tp\r\n\r\n"
+        );
+        // A request with a Host keeps its own.
+        let out = rewrite(b"GET /a HTTP/1.0\r\nHost: mine\r\n\r\n", None);
+        assert!(
+            out.contains("Host: mine\r\n") && !out.contains("svc"),
+            "{out}"
         );
     }
 }
