@@ -26,7 +26,7 @@ const MIN_TTL: Duration = Duration::from_secs(5);
 const MAX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// What the store keeps at `ca/signer`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stored {
     /// The signing certificate (the root, or the operator's intermediate), PEM.
     cert_pem: String,
@@ -97,34 +97,18 @@ fn pem_blocks(pem: &str) -> Vec<String> {
 }
 
 impl Ca {
-    /// The CA in the store, created (or taken from `user`) on first start.
-    /// Replicas racing to create it agree: the first write wins.
+    /// The CA in the store and the revision it was read at, created (or
+    /// taken from `user`) on first start. Replicas racing to create it
+    /// agree: the first write wins.
     pub(crate) async fn load_or_create(
         store: &dyn Store,
         user: Option<&UserCa>,
-    ) -> Result<Ca, StoreError> {
+    ) -> Result<(u64, Ca), StoreError> {
         loop {
-            if let Some(kv) = store.get(keys::CA).await? {
-                let stored: Stored = serde_json::from_slice(&kv.value).map_err(err)?;
-                return Ca::from_stored(stored);
+            if let Some(current) = Ca::current(store).await? {
+                return Ok(current);
             }
-            let stored = match user {
-                Some(u) => {
-                    let blocks = pem_blocks(&u.cert_pem);
-                    let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
-                        return Err(err("--ca-cert holds no certificate"));
-                    };
-                    Stored {
-                        cert_pem: first.clone(),
-                        key_pem: u.key_pem.clone(),
-                        bundle_pem: u.bundle_pem.clone().unwrap_or_else(|| last.clone()),
-                        chain_pem: blocks[1..].concat(),
-                    }
-                }
-                None => generate_root()?,
-            };
-            Ca::from_stored(stored_clone(&stored))?; // refuse a bad pair before storing it
-            let value = serde_json::to_vec(&stored).map_err(err)?;
+            let value = serde_json::to_vec(&signer(user).map_err(err)?).map_err(err)?;
             let guard = vec![Compare::ModRevision(keys::CA.to_owned(), 0)];
             store.txn(guard, vec![Op::put(keys::CA, value)]).await?;
         }
@@ -152,22 +136,7 @@ impl Ca {
             .map_err(|e| e.to_string())?
             .ok_or("no CA yet")?;
         let old: Stored = serde_json::from_slice(&kv.value).map_err(|e| e.to_string())?;
-        let mut new = match next {
-            Some(u) => {
-                let blocks = pem_blocks(&u.cert_pem);
-                let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
-                    return Err("the new CA certificate holds no certificate".into());
-                };
-                Stored {
-                    cert_pem: first.clone(),
-                    key_pem: u.key_pem.clone(),
-                    bundle_pem: u.bundle_pem.clone().unwrap_or_else(|| last.clone()),
-                    chain_pem: blocks[1..].concat(),
-                }
-            }
-            None => generate_root().map_err(|e| e.to_string())?,
-        };
-        Ca::from_stored(stored_clone(&new)).map_err(|e| e.to_string())?;
+        let mut new = signer(next)?;
         let mut roots = pem_blocks(&new.bundle_pem);
         for root in pem_blocks(&old.bundle_pem) {
             if !roots.contains(&root) {
@@ -260,13 +229,26 @@ impl Ca {
     }
 }
 
-fn stored_clone(s: &Stored) -> Stored {
-    Stored {
-        cert_pem: s.cert_pem.clone(),
-        key_pem: s.key_pem.clone(),
-        bundle_pem: s.bundle_pem.clone(),
-        chain_pem: s.chain_pem.clone(),
-    }
+/// A signer to store: the operator's CA, or a fresh root; refused when its
+/// certificate and key do not make a working issuer.
+fn signer(user: Option<&UserCa>) -> Result<Stored, String> {
+    let stored = match user {
+        Some(u) => {
+            let blocks = pem_blocks(&u.cert_pem);
+            let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+                return Err("the CA certificate file holds no certificate".into());
+            };
+            Stored {
+                cert_pem: first.clone(),
+                key_pem: u.key_pem.clone(),
+                bundle_pem: u.bundle_pem.clone().unwrap_or_else(|| last.clone()),
+                chain_pem: blocks[1..].concat(),
+            }
+        }
+        None => generate_root().map_err(|e| e.to_string())?,
+    };
+    Ca::from_stored(stored.clone()).map_err(|e| e.to_string())?;
+    Ok(stored)
 }
 
 async fn write(store: &dyn Store, revision: u64, s: &Stored) -> Result<(), String> {

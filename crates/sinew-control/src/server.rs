@@ -191,10 +191,7 @@ impl ControlPlane {
         let grpc_addr = grpc.local_addr().map_err(|e| StartError(e.to_string()))?;
         let http_addr = http.local_addr().map_err(|e| StartError(e.to_string()))?;
 
-        crate::ca::Ca::load_or_create(&*store, options.ca.as_ref()).await?;
-        let ca = crate::ca::Ca::current(&*store)
-            .await?
-            .ok_or_else(|| StartError("the CA was not stored".into()))?;
+        let ca = crate::ca::Ca::load_or_create(&*store, options.ca.as_ref()).await?;
         let id = options
             .replica_id
             .clone()

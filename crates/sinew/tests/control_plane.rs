@@ -97,6 +97,24 @@ async fn sidecar(controls: &str, token: &str, name: &str, service: &str, extra: 
         .await
 }
 
+/// The usual client: sidecar `p1` of service `client`, steered by `control`.
+async fn client_sidecar(control: &Control) -> Proxy {
+    sidecar(
+        &control.grpc().to_string(),
+        control.token(),
+        "p1",
+        "client",
+        "",
+    )
+    .await
+}
+
+/// Registers an external workload over REST; it must succeed.
+async fn register(control: &Control, path: &str, body: &str) {
+    let r = control.call(Method::PUT, path, Some(body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
 async fn backend_of(proxy: &Proxy, host: &str) -> Option<String> {
     let r = proxy
         .try_send(sinew_testkit::Request::get("/").host(host))
@@ -114,14 +132,7 @@ async fn applied_route_serves_within_a_second(store: Backing) {
     control
         .apply(&(services(&a, &b) + &route_to("svc-a")))
         .await;
-    let proxy = sidecar(
-        &control.grpc().to_string(),
-        control.token(),
-        "p1",
-        "client",
-        "",
-    )
-    .await;
+    let proxy = client_sidecar(&control).await;
     assert_eq!(backend_of(&proxy, "shop").await.as_deref(), Some("a"));
 
     for (round, (target, want)) in [("svc-b", "b"), ("svc-a", "a"), ("svc-b", "b")]
@@ -301,14 +312,7 @@ async fn proxies_keep_serving_when_the_control_plane_is_killed(store: Backing) {
     control
         .apply(&(services(&a, &b) + &route_to("svc-a")))
         .await;
-    let proxy = sidecar(
-        &control.grpc().to_string(),
-        control.token(),
-        "p1",
-        "client",
-        "",
-    )
-    .await;
+    let proxy = client_sidecar(&control).await;
     assert_eq!(backend_of(&proxy, "shop").await.as_deref(), Some("a"));
 
     let load = Load::new(proxy.outbound(), "shop", "/")
@@ -339,14 +343,7 @@ async fn proxy_restarted_while_control_plane_down_serves_from_cache(store: Backi
     control
         .apply(&(services(&a, &b) + &route_to("svc-b")))
         .await;
-    let mut proxy = sidecar(
-        &control.grpc().to_string(),
-        control.token(),
-        "p1",
-        "client",
-        "",
-    )
-    .await;
+    let mut proxy = client_sidecar(&control).await;
     assert_eq!(backend_of(&proxy, "shop").await.as_deref(), Some("b"));
     let version = proxy.config_version().await;
 
@@ -369,22 +366,12 @@ async fn proxy_restarted_while_control_plane_down_serves_from_cache(store: Backi
 async fn ttl_registration_leaves_the_catalog_and_the_proxies(store: Backing) {
     let ext = Backend::http().name("ext").spawn().await;
     let control = store.control().spawn().await;
-    let proxy = sidecar(
-        &control.grpc().to_string(),
-        control.token(),
-        "p1",
-        "client",
-        "",
-    )
-    .await;
+    let proxy = client_sidecar(&control).await;
     let body = format!(
         "{{\"address\": \"{}\", \"check\": {{\"ttl\": \"2s\"}}}}",
         ext.addr()
     );
-    let r = control
-        .call(Method::PUT, "/v1/registry/default/legacy/vm-1", Some(&body))
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    register(&control, "/v1/registry/default/legacy/vm-1", &body).await;
 
     let catalog = || async {
         control
@@ -490,14 +477,7 @@ async fn proxy_endpoint_is_deregistered_after_the_grace_period(store: Backing) {
 
 async fn fencing_tokens_only_grow(store: Backing) {
     let mut control = store.control().spawn().await;
-    let proxy = sidecar(
-        &control.grpc().to_string(),
-        control.token(),
-        "p1",
-        "client",
-        "",
-    )
-    .await;
+    let proxy = client_sidecar(&control).await;
     let lock = |owner: &'static str, ttl: &'static str| {
         let api = proxy.api();
         async move {
@@ -576,22 +556,12 @@ async fn fencing_tokens_only_grow(store: Backing) {
 async fn http_checked_registration_follows_its_check(store: Backing) {
     let ext = Backend::http().name("vm").spawn().await;
     let control = store.control().spawn().await;
-    let proxy = sidecar(
-        &control.grpc().to_string(),
-        control.token(),
-        "p1",
-        "client",
-        "",
-    )
-    .await;
+    let proxy = client_sidecar(&control).await;
     let body = format!(
         "{{\"address\": \"{0}\", \"labels\": {{\"zone\": \"a\"}}, \"check\": {{\"http\": \"http://{0}/healthz\", \"interval\": \"200ms\", \"timeout\": \"500ms\"}}}}",
         ext.addr()
     );
-    let r = control
-        .call(Method::PUT, "/v1/registry/default/vm/vm-1", Some(&body))
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    register(&control, "/v1/registry/default/vm/vm-1", &body).await;
     let endpoint = || async {
         control
             .call(
@@ -656,14 +626,7 @@ async fn sidecar_health_reports_reach_the_catalog(store: Backing) {
             ),
         ))
         .await;
-    let _proxy = sidecar(
-        &control.grpc().to_string(),
-        control.token(),
-        "p1",
-        "client",
-        "",
-    )
-    .await;
+    let _proxy = client_sidecar(&control).await;
     let reports = || async {
         let r = control
             .call(Method::GET, "/v1/catalog/services/default/checked", None)
@@ -801,14 +764,7 @@ async fn a_large_mesh_arrives_in_parts_and_applies_whole() {
         ));
     }
     let revision = control.apply(&mesh).await;
-    let proxy = sidecar(
-        &control.grpc().to_string(),
-        control.token(),
-        "p1",
-        "client",
-        "",
-    )
-    .await;
+    let proxy = client_sidecar(&control).await;
     assert_eq!(proxy.config_version().await, revision);
     let config = proxy.api_get("/config").await.json();
     assert_eq!(
@@ -833,14 +789,7 @@ async fn a_large_mesh_arrives_in_parts_and_applies_whole() {
 async fn tcp_checked_registration_follows_its_check() {
     let app = Backend::http().name("tcp-vm").spawn().await;
     let control = Backing::Embedded.control().spawn().await;
-    let proxy = sidecar(
-        &control.grpc().to_string(),
-        control.token(),
-        "p1",
-        "client",
-        "",
-    )
-    .await;
+    let proxy = client_sidecar(&control).await;
     // The check probes a separate port (a management port, say) that we can close.
     let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let probe_addr = probe.local_addr().unwrap();
@@ -848,10 +797,7 @@ async fn tcp_checked_registration_follows_its_check() {
         "{{\"address\": \"{}\", \"check\": {{\"tcp\": \"{probe_addr}\", \"interval\": \"200ms\", \"timeout\": \"300ms\"}}}}",
         app.addr()
     );
-    let r = control
-        .call(Method::PUT, "/v1/registry/default/tcpvm/vm-1", Some(&body))
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    register(&control, "/v1/registry/default/tcpvm/vm-1", &body).await;
     assert_eventually!(
         backend_of(&proxy, "tcpvm").await.as_deref() == Some("tcp-vm"),
         Duration::from_secs(3),
