@@ -370,8 +370,11 @@ async fn session(
     };
     replica.status.write(status.clone());
 
+    let (trust_domain, _) = replica.mesh_identity();
+    let identity = crate::ca::spiffe_id(&trust_domain, &peer.namespace, &peer.service);
     let mut registration = peer.address.map(|address| {
         let r = Registration {
+            identity: Some(identity),
             address,
             labels: peer.labels.clone(),
             weight: peer.weight,

@@ -47,6 +47,11 @@ pub struct Registration {
     /// Proxy registrations: the proxy (`namespace/name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+    /// Proxy registrations: the SPIFFE ID its certificate names, which
+    /// other sidecars require of it over mTLS. External workloads have none
+    /// and are reached in plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 fn one() -> u32 {

@@ -252,6 +252,9 @@ fn merge_endpoints(service: &mut Value, registered: &BTreeMap<String, Registrati
         if !r.labels.is_empty() {
             e["labels"] = serde_json::to_value(&r.labels).unwrap_or_default();
         }
+        if let Some(identity) = &r.identity {
+            e["identity"] = Value::String(identity.clone());
+        }
         list.push(e);
     }
 }

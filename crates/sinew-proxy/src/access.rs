@@ -1,10 +1,11 @@
 //! The owned facts of a request an access log line needs, captured from the
 //! request head only when an access log is configured.
 
+use crate::listen::Peer;
 use crate::telemetry::{
     AccessEntry, AccessFlags, AccessLog, Direction, ProxyErrorKind, TraceContext,
 };
-use std::{net::SocketAddr, time::Duration, time::SystemTime};
+use std::{net::SocketAddr, sync::Arc, time::Duration, time::SystemTime};
 
 /// A request being served, as the access log will describe it.
 #[derive(Debug)]
@@ -12,6 +13,7 @@ pub(crate) struct Record {
     timestamp: SystemTime,
     direction: Direction,
     remote: SocketAddr,
+    peer_identity: Option<Arc<str>>,
     method: String,
     authority: String,
     path: String,
@@ -22,13 +24,15 @@ pub(crate) struct Record {
     pub(crate) route: String,
     /// Why the proxy failed the request, if it did.
     pub(crate) error: Option<ProxyErrorKind>,
+    /// The AuthorizationPolicy that refused it (403), if one did.
+    pub(crate) policy: Option<Box<str>>,
     pub(crate) flags: AccessFlags,
 }
 
 impl Record {
     pub(crate) fn new(
         direction: Direction,
-        remote: SocketAddr,
+        peer: &Peer,
         method: &str,
         authority: Option<&str>,
         path: &str,
@@ -37,7 +41,8 @@ impl Record {
         Self {
             timestamp: SystemTime::now(),
             direction,
-            remote,
+            remote: peer.addr,
+            peer_identity: peer.identity.clone(),
             method: method.to_owned(),
             authority: authority.unwrap_or_default().to_owned(),
             path: path.to_owned(),
@@ -47,8 +52,15 @@ impl Record {
             service: String::new(),
             route: String::new(),
             error: None,
+            policy: None,
             flags: AccessFlags::NONE,
         }
+    }
+
+    /// Notes that the proxy failed the request with `error`.
+    pub(crate) fn failed(&mut self, error: &crate::error::ProxyError) {
+        self.error = Some(error.metric_kind());
+        self.policy = error.denied_by().map(Into::into);
     }
 
     /// Writes the line.
@@ -74,8 +86,10 @@ impl Record {
             route: &self.route,
             trace: self.trace,
             remote: Some(self.remote),
+            peer_identity: self.peer_identity.as_deref(),
             user_agent: self.user_agent.as_deref(),
             error: self.error,
+            policy: self.policy.as_deref(),
             flags: self.flags,
         });
     }

@@ -7,16 +7,14 @@
 use crate::balance::EndpointLoad;
 use crate::config::{Cluster, Endpoint, Runtime};
 use crate::error::{ErrorKind, ProxyError};
+use crate::listen::Peer;
 use crate::resilience::{Permit, RetryBudget, RetryPolicy};
 use crate::route::{Action, Backend, Forward, RequestView};
 use crate::server::Direction;
 use crate::telemetry::{DirectResponseMetrics, RequestMetrics};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 /// Where a request goes.
 #[derive(Debug)]
@@ -74,7 +72,7 @@ pub(crate) fn decide<'r>(
     direction: Direction,
     authority: Option<&str>,
     req: &RequestView<'_>,
-    peer: SocketAddr,
+    peer: &Peer,
 ) -> Result<Decision<'r>, ProxyError> {
     if direction == Direction::Inbound {
         let inbound = runtime
@@ -82,20 +80,21 @@ pub(crate) fn decide<'r>(
             .as_ref()
             .ok_or(ProxyError::new(ErrorKind::NoRoute))?;
         if let Some(authz) = &inbound.authz {
-            // The peer's SPIFFE ID comes with mutual TLS; until a connection
-            // carries one, identity conditions match nothing.
-            let verdict = authz.authorizer.check(req, None);
+            // The peer's SPIFFE ID comes with mutual TLS; a plaintext
+            // connection (permissive or disabled mode) has none, and
+            // identity conditions match nothing.
+            let verdict = authz.authorizer.check(req, peer.identity.as_deref());
             if !verdict.allowed() {
                 authz.count_denial(verdict.policy());
                 return Err(ProxyError::caused_by(
                     ErrorKind::Forbidden,
-                    format!("denied by {}", verdict.policy()),
+                    crate::error::Denied(verdict.policy().into()),
                 ));
             }
         }
         let cluster = &inbound.cluster;
         let index = cluster
-            .pick(req, peer)
+            .pick(req, peer.addr)
             .ok_or(ProxyError::new(ErrorKind::NoEndpoint))?;
         return Ok(Decision::Forward(Target {
             _permit: admit(cluster)?,
@@ -152,7 +151,7 @@ pub(crate) fn decide<'r>(
                     None => Err(ProxyError::new(ErrorKind::NoEndpoint)),
                 };
             };
-            let hash = cluster.hash_key(req, peer);
+            let hash = cluster.hash_key(req, peer.addr);
             let index = cluster
                 .pick_hashed(hash)
                 .ok_or(ProxyError::new(ErrorKind::NoEndpoint))?;

@@ -232,6 +232,27 @@ impl fmt::Display for ProxyError {
     }
 }
 
+/// Why authorization refused a request: the deciding policy
+/// (`NAMESPACE/NAME`, or `default-deny`), for the 403's access log line.
+#[derive(Debug)]
+pub struct Denied(pub Box<str>);
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "denied by {}", self.0)
+    }
+}
+
+impl std::error::Error for Denied {}
+
+impl ProxyError {
+    /// The deciding policy of an authorization refusal.
+    pub fn denied_by(&self) -> Option<&str> {
+        let source = self.source.as_deref()?;
+        source.downcast_ref::<Denied>().map(|d| &*d.0)
+    }
+}
+
 impl std::error::Error for ProxyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source

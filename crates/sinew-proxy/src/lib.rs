@@ -3,7 +3,8 @@
 //! A request's path through this crate, one module per phase:
 //!
 //! ```text
-//! listen    accept; HTTP/2 preface → http2, else http1; tcp listeners splice bytes
+//! listen    accept; mTLS by mode (tls); HTTP/2 by ALPN or preface → http2, else http1;
+//!           tcp listeners splice bytes
 //!   http1 | http2   codec: parse the head, frame the body
 //!     route         normalize the path; virtual host; first matching rule
 //!     dispatch      rate limits → weighted backend → cluster → balance (endpoint); metric handles
@@ -39,5 +40,6 @@ pub mod resilience;
 pub mod route;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 pub use server::{Server, Shared};

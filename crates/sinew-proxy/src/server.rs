@@ -9,6 +9,7 @@ use crate::health::{HealthChecker, HealthStates};
 use crate::listen::{self, Serve};
 use crate::ratelimit::RateLimits;
 use crate::telemetry::{AccessLog, AccessLogTarget, Metrics, ReloadResult};
+use crate::tls::TlsState;
 use arc_swap::ArcSwap;
 use sinew_model::{Protocol, ProxyConfig};
 use std::{
@@ -32,6 +33,8 @@ pub struct Shared {
     rate_limits: RateLimits,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) access_log: Option<AccessLog>,
+    /// The workload certificate for mTLS, swapped on renewal.
+    pub(crate) tls: Arc<TlsState>,
     drain: watch::Sender<bool>,
     /// The applied config version, for tasks that follow reloads.
     applied: watch::Sender<u64>,
@@ -49,7 +52,13 @@ impl Shared {
             health: &self.health,
             metrics: &self.metrics,
             rate_limits: &self.rate_limits,
+            tls: &self.tls,
         }
+    }
+
+    /// The proxy's TLS material (its workload certificate), if it has one.
+    pub fn tls(&self) -> &Arc<TlsState> {
+        &self.tls
     }
 
     /// The metrics registry.
@@ -101,6 +110,17 @@ impl Shared {
         // The version is the snapshot's: the file reloader numbers them
         // one past the running one, the control plane by store revision.
         let version = config.snapshot.version();
+        // Static certificate files are read again: a renewed certificate
+        // takes effect on reload.
+        match static_tls(&config) {
+            Ok(Some(material)) => self.tls.set(material),
+            Ok(None) => {}
+            Err(e) => {
+                self.metrics
+                    .config_reloaded(ReloadResult::Rejected, current.version);
+                return Err(e.to_string());
+            }
+        }
         match compile(Arc::new(config), version, self.registries()) {
             Ok(runtime) => {
                 self.runtime.store(Arc::new(runtime));
@@ -148,6 +168,10 @@ impl Server {
         };
         let health = HealthStates::default();
         let rate_limits = RateLimits::default();
+        let tls = Arc::new(TlsState::default());
+        if let Some(material) = static_tls(&config)? {
+            tls.set(material);
+        }
         let version = config.snapshot.version();
         let runtime = compile(
             Arc::new(config),
@@ -157,9 +181,25 @@ impl Server {
                 health: &health,
                 metrics: &metrics,
                 rate_limits: &rate_limits,
+                tls: &tls,
             },
         )
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        if spec.control.is_none() && tls.current().is_none() && runtime.needs_certificate() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the Mesh's mtls is {} but this proxy has no certificate: give it \
+                     `tls` files (cert, key, trust_bundle), run it under a control plane \
+                     (`control`), or set `mtls: disabled` in the Mesh",
+                    if runtime.mtls() == sinew_model::MtlsMode::Strict {
+                        "strict (the default)"
+                    } else {
+                        "permissive"
+                    }
+                ),
+            ));
+        }
         metrics.config_reloaded(ReloadResult::Ok, version);
         let own_protocol = runtime.own_protocol();
         let (drain, _) = watch::channel(false);
@@ -171,6 +211,7 @@ impl Server {
             rate_limits,
             metrics,
             access_log,
+            tls,
             drain,
             applied,
         });
@@ -240,6 +281,27 @@ impl Server {
             }
         }
     }
+}
+
+/// Reads the certificate files of a static-mode proxy (`spec.tls`).
+fn static_tls(config: &ProxyConfig) -> io::Result<Option<crate::tls::Material>> {
+    let Some(files) = &config.proxy.spec.tls else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read_to_string(path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot read tls.{what} {}: {e}", path.display()),
+            )
+        })
+    };
+    let cert = read(&files.cert, "cert")?;
+    let key = read(&files.key, "key")?;
+    let bundle = read(&files.trust_bundle, "trust_bundle")?;
+    crate::tls::Material::from_pem(&cert, &key, &bundle)
+        .map(Some)
+        .map_err(|e| io::Error::new(e.kind(), format!("tls: {e}")))
 }
 
 /// Runs the active health checks of the config in force, following reloads,

@@ -146,13 +146,15 @@ async fn raw_server(answer: &'static [u8], hang: bool) -> (SocketAddr, Arc<Atomi
 async fn tcp_probe_passes_on_a_listening_port_and_fails_on_a_closed_one() {
     let (addr, accepted) = raw_server(b"", false).await;
     let tcp = check(HealthProbe::Tcp {}, 1000, 1, 1);
-    probe("db", addr, &tcp).await.unwrap();
+    probe("db", addr, None, &tcp).await.unwrap();
     eventually("connection accepted", || {
         accepted.load(Ordering::SeqCst) == 1
     })
     .await;
 
-    let err = probe("db", closed_port().await, &tcp).await.unwrap_err();
+    let err = probe("db", closed_port().await, None, &tcp)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProbeError::Connect(_)), "{err:?}");
 }
 
@@ -160,7 +162,7 @@ async fn tcp_probe_passes_on_a_listening_port_and_fails_on_a_closed_one() {
 async fn http_probe_sends_host_and_user_agent_and_checks_the_status() {
     let backend = HttpBackend::spawn(200).await;
     let ok = check(http_probe("/healthz"), 1000, 1, 1);
-    probe("orders", backend.addr, &ok).await.unwrap();
+    probe("orders", backend.addr, None, &ok).await.unwrap();
     let head = backend.last_head.lock().unwrap().clone();
     assert!(head.starts_with("GET /healthz HTTP/1.1\r\n"), "{head}");
     assert!(head.contains("\r\nhost: orders\r\n"), "{head}");
@@ -171,9 +173,9 @@ async fn http_probe_sends_host_and_user_agent_and_checks_the_status() {
 
     // The default expected statuses are 200..=399.
     backend.status.store(302, Ordering::SeqCst);
-    probe("orders", backend.addr, &ok).await.unwrap();
+    probe("orders", backend.addr, None, &ok).await.unwrap();
     backend.status.store(503, Ordering::SeqCst);
-    let err = probe("orders", backend.addr, &ok).await.unwrap_err();
+    let err = probe("orders", backend.addr, None, &ok).await.unwrap_err();
     assert!(matches!(err, ProbeError::Status(503)), "{err:?}");
 
     // Listed statuses replace the default.
@@ -189,9 +191,11 @@ async fn http_probe_sends_host_and_user_agent_and_checks_the_status() {
         1,
         1,
     );
-    probe("orders", backend.addr, &expect_503).await.unwrap();
+    probe("orders", backend.addr, None, &expect_503)
+        .await
+        .unwrap();
     backend.status.store(200, Ordering::SeqCst);
-    let err = probe("orders", backend.addr, &expect_503)
+    let err = probe("orders", backend.addr, None, &expect_503)
         .await
         .unwrap_err();
     assert!(matches!(err, ProbeError::Status(200)), "{err:?}");
@@ -202,11 +206,11 @@ async fn http_probe_reads_past_interim_responses_and_fails_on_garbage_early_clos
 {
     let ok = check(http_probe("/healthz"), 1000, 1, 1);
     let (garbage, _) = raw_server(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", false).await;
-    let err = probe("svc", garbage, &ok).await.unwrap_err();
+    let err = probe("svc", garbage, None, &ok).await.unwrap_err();
     assert!(matches!(err, ProbeError::Malformed(_)), "{err:?}");
 
     let (closes, _) = raw_server(b"HTTP/1.1 200 OK\r\n", false).await;
-    let err = probe("svc", closes, &ok).await.unwrap_err();
+    let err = probe("svc", closes, None, &ok).await.unwrap_err();
     assert!(matches!(err, ProbeError::Closed), "{err:?}");
 
     // An interim response is skipped; the final status counts.
@@ -215,11 +219,13 @@ async fn http_probe_reads_past_interim_responses_and_fails_on_garbage_early_clos
         false,
     )
     .await;
-    probe("svc", early_hints, &ok).await.unwrap();
+    probe("svc", early_hints, None, &ok).await.unwrap();
 
     let backend = HttpBackend::spawn(200).await;
     let smuggle = check(http_probe("/a\r\nx-injected:1"), 1000, 1, 1);
-    let err = probe("svc", backend.addr, &smuggle).await.unwrap_err();
+    let err = probe("svc", backend.addr, None, &smuggle)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProbeError::InvalidRequest), "{err:?}");
     assert_eq!(backend.requests.load(Ordering::SeqCst), 0);
 }
@@ -231,7 +237,7 @@ async fn a_server_that_never_answers_fails_the_probe_at_the_timeout() {
         let mut hanging = check(probe_kind, 1000, 1, 1);
         hanging.timeout = ModelDuration(Duration::from_millis(100));
         let started = Instant::now();
-        let err = probe("svc", addr, &hanging).await.unwrap_err();
+        let err = probe("svc", addr, None, &hanging).await.unwrap_err();
         assert!(matches!(err, ProbeError::Timeout), "{err:?}");
         assert!(started.elapsed() >= Duration::from_millis(100));
     }
@@ -245,6 +251,7 @@ async fn checker_applies_thresholds_both_ways() {
     let _checker = HealthChecker::spawn(vec![Target {
         service: "orders".into(),
         addr: backend.addr,
+        tls: None,
         check: check(http_probe("/healthz"), 20, 3, 2),
         state: state.clone(),
     }]);
@@ -275,6 +282,7 @@ async fn replace_restarts_changed_checks_on_the_same_state_and_stop_ends_them() 
     let target = |path: &str| Target {
         service: "orders".into(),
         addr: backend.addr,
+        tls: None,
         check: check(http_probe(path), 20, 1, 1),
         state: state.clone(),
     };
@@ -379,7 +387,7 @@ async fn serve_grpc(
 async fn grpc_probe_reads_the_serving_status() {
     let backend = GrpcBackend::spawn(1).await;
     let whole_server = check(grpc_probe(None), 1000, 1, 1);
-    probe("payments", backend.addr, &whole_server)
+    probe("payments", backend.addr, None, &whole_server)
         .await
         .unwrap();
     let (path, body) = backend.last_request.lock().unwrap().clone();
@@ -387,17 +395,21 @@ async fn grpc_probe_reads_the_serving_status() {
     assert_eq!(&body[..], &[0, 0, 0, 0, 0]);
 
     let named = check(grpc_probe(Some("pay.v1")), 1000, 1, 1);
-    probe("payments", backend.addr, &named).await.unwrap();
+    probe("payments", backend.addr, None, &named).await.unwrap();
     let (_, body) = backend.last_request.lock().unwrap().clone();
     assert_eq!(&body[..], b"\0\0\0\0\x08\x0a\x06pay.v1");
 
     backend.status.store(2, Ordering::SeqCst);
-    let err = probe("payments", backend.addr, &named).await.unwrap_err();
+    let err = probe("payments", backend.addr, None, &named)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProbeError::NotServing(2)), "{err:?}");
 
     // UNIMPLEMENTED: the server has no health service.
     backend.grpc_status.store(12, Ordering::SeqCst);
-    let err = probe("payments", backend.addr, &named).await.unwrap_err();
+    let err = probe("payments", backend.addr, None, &named)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProbeError::GrpcStatus(12)), "{err:?}");
 }
 
@@ -408,6 +420,7 @@ async fn checker_marks_a_not_serving_grpc_endpoint_unhealthy_and_back() {
     let _checker = HealthChecker::spawn(vec![Target {
         service: "payments".into(),
         addr: backend.addr,
+        tls: None,
         check: check(grpc_probe(None), 20, 2, 2),
         state: state.clone(),
     }]);

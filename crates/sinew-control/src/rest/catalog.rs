@@ -264,6 +264,8 @@ pub(super) async fn register(
         disconnected_ms: None,
         session: None,
         proxy: None,
+        // Outside the mesh: reached in plaintext.
+        identity: None,
     };
     let value = serde_json::to_vec(&reg).unwrap_or_default();
     match r

@@ -67,6 +67,33 @@ pub(crate) fn dns_name(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<String> {
     Some(s)
 }
 
+/// A SPIFFE ID (`spiffe://<trust-domain>/<path>`): a lowercase DNS trust
+/// domain and a non-empty path of non-empty segments.
+pub(crate) fn spiffe_id(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<String> {
+    let s = string(cx, node, path)?;
+    let valid = s.strip_prefix("spiffe://").is_some_and(|rest| {
+        rest.split_once('/').is_some_and(|(domain, p)| {
+            is_dns_name(domain)
+                && p.split('/').all(|seg| {
+                    !seg.is_empty()
+                        && seg != "."
+                        && seg != ".."
+                        && seg
+                            .bytes()
+                            .all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c))
+                })
+        })
+    });
+    if !valid {
+        return cx.invalid(
+            node,
+            path,
+            format!("`{s}` is not a SPIFFE ID like spiffe://sinew.local/ns/default/svc/web"),
+        );
+    }
+    Some(s)
+}
+
 /// A header name, returned lowercased.
 pub(crate) fn header_name(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<String> {
     let s = string(cx, node, path)?;

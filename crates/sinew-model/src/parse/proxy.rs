@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use super::check::{name, positive};
 use super::node::Node;
 use super::reader::{boolean, nonempty, one_of, socket_addr, Cx, D};
-use crate::{AccessLog, AccessLogFormat, AccessLogPath, Duration, Listen, ProxySpec, TcpListen};
+use crate::{
+    AccessLog, AccessLogFormat, AccessLogPath, Duration, Listen, ProxySpec, ProxyTls, TcpListen,
+};
 
 /// `Proxy.spec`.
 pub(crate) fn proxy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxySpec> {
@@ -45,6 +47,7 @@ pub(crate) fn proxy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxySpe
         Duration::from_secs(10),
         super::check::positive_duration,
     );
+    let tls = m.opt(cx, "tls", tls);
     m.finish(cx);
     Some(ProxySpec {
         service: service?,
@@ -56,6 +59,21 @@ pub(crate) fn proxy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxySpe
         drain_timeout: drain_timeout?,
         idle_timeout: idle_timeout?,
         request_header_timeout: request_header_timeout?,
+        tls: tls?,
+    })
+}
+
+/// `tls`: three PEM file paths.
+fn tls(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxyTls> {
+    let mut m = cx.map(node, path)?;
+    let cert = m.req(cx, "cert", nonempty);
+    let key = m.req(cx, "key", nonempty);
+    let trust_bundle = m.req(cx, "trust_bundle", nonempty);
+    m.finish(cx);
+    Some(ProxyTls {
+        cert: PathBuf::from(cert?),
+        key: PathBuf::from(key?),
+        trust_bundle: PathBuf::from(trust_bundle?),
     })
 }
 

@@ -118,11 +118,13 @@ fn endpoint(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Endpoint> {
         cx.string_map(n, p)
     });
     let weight = m.or(cx, "weight", 1, positive);
+    let identity = m.opt(cx, "identity", super::check::spiffe_id);
     m.finish(cx);
     Some(Endpoint {
         address: address?,
         labels: labels?,
         weight: weight?,
+        identity: identity?,
     })
 }
 

@@ -21,7 +21,9 @@ pub use policy::{
     AuthzWhen,
 };
 pub use pool::PoolChoice;
-pub use proxy::{AccessLog, AccessLogFormat, AccessLogPath, Listen, Proxy, ProxySpec, TcpListen};
+pub use proxy::{
+    AccessLog, AccessLogFormat, AccessLogPath, Listen, Proxy, ProxySpec, ProxyTls, TcpListen,
+};
 pub use resource::{Kind, Resource};
 pub use route::{
     Backend, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderOps, HeaderPolicy, Mirror,

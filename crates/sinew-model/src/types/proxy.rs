@@ -45,6 +45,25 @@ pub struct ProxySpec {
     /// first byte (and an HTTP/2 preface within this long), else 408 and the
     /// connection is closed: the slowloris bound. Default 10s.
     pub request_header_timeout: Duration,
+    /// Static mode: the workload certificate and trust bundle for mTLS
+    /// between sidecars. Absent in control mode (the control plane issues
+    /// the certificate) and for plaintext meshes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ProxyTls>,
+}
+
+/// `tls`: certificate files for mTLS without a control plane. Re-read on
+/// every config reload, so a renewed certificate takes effect without a
+/// restart (established connections keep theirs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProxyTls {
+    /// PEM: this proxy's certificate (whose URI SAN is its SPIFFE ID), then
+    /// any intermediates.
+    pub cert: PathBuf,
+    /// PEM: the certificate's private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+    /// PEM: the root certificates peers' certificates must chain to.
+    pub trust_bundle: PathBuf,
 }
 
 /// `listen`: the proxy's sockets.

@@ -75,6 +75,13 @@ pub struct Endpoint {
     pub labels: BTreeMap<String, String>,
     /// Relative weight, at least 1. Default 1.
     pub weight: u32,
+    /// The SPIFFE ID a meshed endpoint (another sidecar's inbound listener)
+    /// must prove with its certificate; present, connections to it use mTLS
+    /// (unless the Mesh's `mtls` is `disabled`). Absent for workloads outside
+    /// the mesh, which are reached in plaintext. The control plane fills it
+    /// in for the sidecars that register.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 /// A named group of endpoints: those whose labels include all of `labels`.

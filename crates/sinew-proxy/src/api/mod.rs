@@ -85,6 +85,12 @@ async fn route(
                     TEXT,
                     "waiting for the control plane\n",
                 )
+            } else if shared.tls().current().is_none() && shared.runtime().needs_certificate() {
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    "waiting for a workload certificate (mTLS)\n",
+                )
             } else if app_answers(shared).await {
                 respond(StatusCode::OK, TEXT, "ready\n")
             } else {

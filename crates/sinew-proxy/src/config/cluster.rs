@@ -64,6 +64,19 @@ pub struct Endpoint {
     /// Its active health, when the service has a health check (shared by
     /// every config that keeps the endpoint).
     pub health: Option<Arc<EndpointHealth>>,
+    /// mTLS to this endpoint: present when it is a meshed sidecar (it has an
+    /// identity) and the Mesh's `mtls` is not `disabled`.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How to reach a meshed endpoint: the SPIFFE ID it must prove, and the
+/// proxy's own (renewed) certificate to prove ours.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// The endpoint's SPIFFE ID.
+    pub identity: Arc<str>,
+    /// This proxy's TLS material, current at connect time.
+    pub state: Arc<crate::tls::TlsState>,
 }
 
 impl Endpoint {

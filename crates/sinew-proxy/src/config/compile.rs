@@ -2,7 +2,7 @@
 //! reads: clusters per (service, subset) with their balancers and pools, the
 //! route table, and every metric handle resolved up front.
 
-use super::cluster::{Cluster, Endpoint, HashPolicy};
+use super::cluster::{Cluster, Endpoint, HashPolicy, UpstreamTls};
 use crate::balance::{Algorithm, Balancer};
 use crate::endpoint::Pools;
 use crate::health::{self, HealthStates};
@@ -11,7 +11,10 @@ use crate::resilience::{CircuitBreaker, OutlierConfig, OutlierDetector, RetryBud
 use crate::route::{Action, ClusterId, RouteTable};
 use crate::server::Direction;
 use crate::telemetry::{DirectResponseMetrics, Metrics, RequestLabels, RequestMetrics, TcpMetrics};
-use sinew_model::{BalancerAlgorithm, HashKey, HealthCheck, Protocol, ProxyConfig, Service};
+use crate::tls::TlsState;
+use sinew_model::{
+    BalancerAlgorithm, HashKey, HealthCheck, MtlsMode, Protocol, ProxyConfig, Service,
+};
 use std::{
     collections::HashMap,
     fmt,
@@ -113,6 +116,8 @@ pub struct Runtime {
     pub(crate) tcp: Vec<TcpTarget>,
     /// What the active health checker probes under this config.
     pub(crate) health_targets: Vec<health::Target>,
+    /// The Mesh's mTLS mode (strict when no Mesh is defined).
+    pub(crate) mtls: MtlsMode,
 }
 
 fn key(name: &Arc<str>) -> usize {
@@ -141,6 +146,22 @@ impl Runtime {
             .map_or(Protocol::Http, |s| s.spec.protocol)
     }
 
+    /// Whether serving this config takes a workload certificate: mTLS is on
+    /// and there is an inbound listener or a meshed endpoint.
+    pub fn needs_certificate(&self) -> bool {
+        self.mtls != MtlsMode::Disabled
+            && (self.inbound.is_some()
+                || self
+                    .clusters
+                    .iter()
+                    .any(|c| c.endpoints.iter().any(|e| e.tls.is_some())))
+    }
+
+    /// The Mesh's mTLS mode in force.
+    pub fn mtls(&self) -> MtlsMode {
+        self.mtls
+    }
+
     /// The clusters, for `/config` and debugging views.
     pub fn clusters(&self) -> &[Cluster] {
         &self.clusters
@@ -159,6 +180,8 @@ pub struct Registries<'a> {
     pub metrics: &'a Metrics,
     /// Rate-limit buckets by what they limit.
     pub rate_limits: &'a RateLimits,
+    /// The proxy's TLS material, referred to by meshed endpoints.
+    pub tls: &'a Arc<TlsState>,
 }
 
 /// Compiles `config` as version `version`.
@@ -168,6 +191,10 @@ pub fn compile(
     reg: Registries<'_>,
 ) -> Result<Runtime, CompileError> {
     let metrics = reg.metrics;
+    let mtls = config
+        .snapshot
+        .mesh()
+        .map_or(MtlsMode::default(), |m| m.spec.mtls);
     let services: HashMap<&str, &Service> = config
         .snapshot
         .services()
@@ -191,7 +218,7 @@ pub fn compile(
             let limits = model.map(|s| s.spec.circuit_breaker).unwrap_or_default();
             Arc::new(CircuitBreaker::from_model(&limits))
         });
-        let mut cluster = build_cluster(service, subset, model, breaker, reg);
+        let mut cluster = build_cluster(service, subset, model, breaker, mtls, reg);
         cluster.rate_limit = limiters
             .entry(service.to_owned())
             .or_insert_with(|| service_limiter(service, model, reg))
@@ -251,8 +278,8 @@ pub fn compile(
         let breaker = Arc::new(CircuitBreaker::from_model(
             &sinew_model::CircuitBreaker::default(),
         ));
-        let mut cluster = build_cluster(&spec.service, None, None, &breaker, reg);
-        cluster.endpoints = vec![endpoint(&spec.service, app, None, reg)];
+        let mut cluster = build_cluster(&spec.service, None, None, &breaker, mtls, reg);
+        cluster.endpoints = vec![endpoint(&spec.service, app, None, None, reg)];
         cluster.balancer = Balancer::new(Algorithm::RoundRobin, &[1]);
         cluster.connect_timeout =
             own.map_or(DEFAULT_CONNECT_TIMEOUT, |s| s.spec.connect_timeout.into());
@@ -304,6 +331,7 @@ pub fn compile(
             health_targets.push(health::Target {
                 service: cluster.service.clone(),
                 addr: e.addr,
+                tls: e.tls.clone(),
                 check: check.clone(),
                 state: state.clone(),
             });
@@ -312,6 +340,7 @@ pub fn compile(
 
     Ok(Runtime {
         health_targets,
+        mtls,
         version,
         fallback_metrics: metrics.requests(&RequestLabels {
             direction: Direction::Outbound,
@@ -365,6 +394,7 @@ fn endpoint(
     service: &str,
     addr: std::net::SocketAddr,
     check: Option<&HealthCheck>,
+    tls: Option<UpstreamTls>,
     reg: Registries<'_>,
 ) -> Endpoint {
     Endpoint {
@@ -372,6 +402,7 @@ fn endpoint(
         pool: reg.pools.get(addr),
         telemetry: reg.metrics.upstream(service, &addr.to_string()),
         health: check.map(|c| reg.health.get(service, addr, c.initial)),
+        tls,
     }
 }
 
@@ -380,6 +411,7 @@ fn build_cluster(
     subset: Option<&str>,
     service: Option<&Service>,
     breaker: &Arc<CircuitBreaker>,
+    mtls: MtlsMode,
     reg: Registries<'_>,
 ) -> Cluster {
     let label: Arc<str> = match subset {
@@ -427,7 +459,15 @@ fn build_cluster(
         endpoints: chosen
             .iter()
             .map(|e| {
-                let endpoint = endpoint(name, e.address, spec.health_check.as_ref(), reg);
+                let tls = match (&e.identity, mtls) {
+                    (Some(id), MtlsMode::Strict | MtlsMode::Permissive) => Some(UpstreamTls {
+                        identity: Arc::from(id.as_str()),
+                        state: reg.tls.clone(),
+                    }),
+                    _ => None,
+                };
+                let check = spec.health_check.as_ref();
+                let endpoint = endpoint(name, e.address, check, tls, reg);
                 endpoint
                     .pool
                     .set_idle_timeout(spec.upstream_idle_timeout.into());

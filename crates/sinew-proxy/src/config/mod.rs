@@ -6,5 +6,5 @@
 mod cluster;
 mod compile;
 
-pub use cluster::{Cluster, Endpoint, HashPolicy};
+pub use cluster::{Cluster, Endpoint, HashPolicy, UpstreamTls};
 pub use compile::{compile, CompileError, Registries, Runtime, TcpTarget};

@@ -7,6 +7,7 @@ use super::health::{self, Reported};
 use super::{cache, identity, Bootstrap, Control, ControlOptions};
 use crate::resilience::delay;
 use crate::server::Shared;
+use crate::tls::Material;
 use sinew_model::Proxy;
 use sinew_proto::{
     control_client::ControlClient, control_message, proxy_message, Ack, EndpointHealth, Hello,
@@ -178,12 +179,20 @@ impl Session {
                 },
                 () = &mut renew => {
                     let next = match identity::request(channel.clone(), &self.control, &self.proxy).await {
-                        Ok(issued) => {
-                            info!(identity = %issued.id, not_after_ms = issued.not_after_ms, "workload certificate issued");
-                            let next = issued.renew_in();
-                            self.control.set_identity(issued);
-                            next.max(identity::RETRY)
-                        }
+                        Ok(issued) => match Material::from_pem(&issued.chain_pem, &issued.key_pem, &issued.bundle_pem) {
+                            Ok(material) => {
+                                info!(identity = %issued.id, not_after_ms = issued.not_after_ms, "workload certificate issued");
+                                // New connections use it from now on; open ones keep theirs.
+                                self.shared.tls().set(material);
+                                let next = issued.renew_in();
+                                self.control.set_identity(issued);
+                                next.max(identity::RETRY)
+                            }
+                            Err(error) => {
+                                warn!(%error, "the control plane issued an unusable certificate; asking again shortly");
+                                identity::RETRY
+                            }
+                        },
                         Err(error) => {
                             warn!(%error, "cannot get a workload certificate; asking again shortly");
                             identity::RETRY

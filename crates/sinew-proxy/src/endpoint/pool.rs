@@ -3,6 +3,7 @@
 //! connections) outlive config reloads that keep the endpoint.
 
 use crate::resilience::Permit;
+use crate::tls::Conn;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::client::conn::http2::SendRequest;
@@ -13,10 +14,8 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, Weak,
     },
-    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
-use tokio::net::TcpStream;
 
 /// The body type sent on pooled HTTP/2 connections.
 pub(crate) type H2Body = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -30,7 +29,7 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_IDLE_PER_WORKER: usize = 512;
 
 struct Idle {
-    stream: TcpStream,
+    stream: Conn,
     since: Instant,
     /// The service's connection slot this connection holds (`max_connections`).
     permit: Option<Permit>,
@@ -90,17 +89,22 @@ impl EndpointPool {
     }
 
     /// Takes the most recently used idle HTTP/1 connection that is still
-    /// usable. Checking costs no syscall in the common case: a connection the
-    /// upstream closed has been marked readable by the reactor.
+    /// usable and secured as `tls` asks (plaintext, or mTLS to that
+    /// identity: a config change of the Mesh's mode or of the endpoint's
+    /// identity leaves no connection of the other kind in use).
     pub(crate) fn checkout(
         &self,
         worker: usize,
+        tls: Option<&Arc<str>>,
         now: Instant,
-    ) -> Option<(TcpStream, Option<Permit>)> {
+    ) -> Option<(Conn, Option<Permit>)> {
         let timeout = self.idle_timeout();
         loop {
-            let idle = self.slot(worker).idle.pop()?;
-            if now.duration_since(idle.since) < timeout && is_quiet(&idle.stream) {
+            let mut idle = self.slot(worker).idle.pop()?;
+            if now.duration_since(idle.since) < timeout
+                && idle.stream.upstream_identity() == tls
+                && idle.stream.is_quiet()
+            {
                 return Some((idle.stream, idle.permit));
             }
         }
@@ -111,7 +115,7 @@ impl EndpointPool {
     pub(crate) fn checkin(
         &self,
         worker: usize,
-        stream: TcpStream,
+        stream: Conn,
         permit: Option<Permit>,
         now: Instant,
     ) {
@@ -150,8 +154,9 @@ impl EndpointPool {
             let mut slot = slot
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            slot.idle
-                .retain(|idle| now.duration_since(idle.since) < timeout && is_quiet(&idle.stream));
+            slot.idle.retain_mut(|idle| {
+                now.duration_since(idle.since) < timeout && idle.stream.is_quiet()
+            });
         }
     }
 
@@ -166,21 +171,6 @@ impl EndpointPool {
                     .len()
             })
             .sum()
-    }
-}
-
-/// Whether an idle connection has nothing to read: no EOF, no stray bytes.
-fn is_quiet(stream: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    match stream.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
-        // Readiness can be stale after a read that filled the buffer exactly;
-        // ask the socket once to tell EOF from a spurious wake-up.
-        Poll::Ready(Ok(())) => {
-            let mut probe = [0u8; 1];
-            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        }
-        Poll::Ready(Err(_)) => false,
     }
 }
 

@@ -42,11 +42,13 @@ pub fn config_parser(data: &[u8]) {
     let health = HealthStates::default();
     let metrics = Metrics::new();
     let rate_limits = RateLimits::default();
+    let tls = Arc::default();
     let registries = Registries {
         pools: &pools,
         health: &health,
         metrics: &metrics,
         rate_limits: &rate_limits,
+        tls: &tls,
     };
     let _ = compile(Arc::new(config), 1, registries);
 }

@@ -19,6 +19,8 @@ pub struct Target {
     pub service: Arc<str>,
     /// The endpoint's address.
     pub addr: SocketAddr,
+    /// mTLS to the endpoint, when it is a meshed sidecar.
+    pub tls: Option<crate::config::UpstreamTls>,
     /// How to check it.
     pub check: HealthCheck,
     /// Where results go; shared with the request path, kept across reloads.
@@ -30,6 +32,7 @@ impl Target {
     fn same_as(&self, other: &Target) -> bool {
         self.service == other.service
             && self.addr == other.addr
+            && self.tls.as_ref().map(|t| &t.identity) == other.tls.as_ref().map(|t| &t.identity)
             && self.check == other.check
             && Arc::ptr_eq(&self.state, &other.state)
     }
@@ -138,7 +141,13 @@ async fn run(target: Target) {
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let result = probe(&target.service, target.addr, &target.check).await;
+        let result = probe(
+            &target.service,
+            target.addr,
+            target.tls.as_ref(),
+            &target.check,
+        )
+        .await;
         if !target.state.record(result.is_ok(), thresholds) {
             continue;
         }

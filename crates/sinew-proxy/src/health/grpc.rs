@@ -1,12 +1,12 @@
 //! The gRPC health checking protocol (`grpc.health.v1.Health/Check`) over
 //! h2c, with the two one-field protobuf messages encoded by hand.
 
-use super::probe::{connect, is_request_safe, ProbeError, USER_AGENT};
+use super::probe::{is_request_safe, ProbeError, USER_AGENT};
+use crate::tls::Conn;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::net::SocketAddr;
 
 /// The health service's method path.
 const PATH: &str = "/grpc.health.v1.Health/Check";
@@ -15,13 +15,9 @@ const MAX_BODY: usize = 64 * 1024;
 /// `HealthCheckResponse.ServingStatus.SERVING`.
 pub(super) const SERVING: i32 = 1;
 
-/// Calls `Check` for `service` ("" = the server as a whole) on a fresh h2c
-/// connection to `addr`, with `authority` as `:authority`.
-pub(super) async fn check(
-    authority: &str,
-    addr: SocketAddr,
-    service: &str,
-) -> Result<(), ProbeError> {
+/// Calls `Check` for `service` ("" = the server as a whole) on `stream`, a
+/// fresh connection (h2c, or h2 over mTLS), with `authority` as `:authority`.
+pub(super) async fn check(stream: Conn, authority: &str, service: &str) -> Result<(), ProbeError> {
     if !is_request_safe(authority) {
         return Err(ProbeError::InvalidRequest);
     }
@@ -40,7 +36,6 @@ pub(super) async fn check(
         .body(Full::new(encode_request(service)))
         .map_err(|_| ProbeError::InvalidRequest)?;
 
-    let stream = connect(addr).await?;
     let (mut tx, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await

@@ -2,6 +2,8 @@
 //! bounded by the check's timeout, each on a fresh connection closed after.
 
 use super::grpc;
+use crate::config::UpstreamTls;
+use crate::tls::{Alpn, Conn};
 use sinew_model::{HealthCheck, HealthProbe};
 use std::{error::Error, fmt, io, net::SocketAddr};
 use tokio::{
@@ -25,6 +27,8 @@ pub enum ProbeError {
     Timeout,
     /// The TCP connect failed.
     Connect(io::Error),
+    /// The mTLS handshake with a meshed endpoint failed.
+    Tls(io::Error),
     /// Reading or writing the probe's connection failed.
     Io(io::Error),
     /// The endpoint closed the connection before a complete response.
@@ -49,6 +53,7 @@ impl fmt::Display for ProbeError {
         match self {
             Self::Timeout => f.write_str("probe timed out"),
             Self::Connect(e) => write!(f, "connect failed: {e}"),
+            Self::Tls(e) => write!(f, "mTLS handshake failed: {e}"),
             Self::Io(e) => write!(f, "probe connection failed: {e}"),
             Self::Closed => f.write_str("connection closed before a complete response"),
             Self::Malformed(what) => write!(f, "malformed response: {what}"),
@@ -64,7 +69,7 @@ impl fmt::Display for ProbeError {
 impl Error for ProbeError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::Connect(e) | Self::Io(e) => Some(e),
+            Self::Connect(e) | Self::Tls(e) | Self::Io(e) => Some(e),
             Self::Http2(e) => Some(&**e),
             _ => None,
         }
@@ -73,13 +78,23 @@ impl Error for ProbeError {
 
 /// Probes the endpoint at `addr` of `service` once, as `check` says, within
 /// `check.timeout`. `service` is sent as the HTTP `Host` (and gRPC `:authority`).
-pub async fn probe(service: &str, addr: SocketAddr, check: &HealthCheck) -> Result<(), ProbeError> {
+/// A meshed endpoint (`tls`) is probed over mTLS, through its sidecar.
+pub async fn probe(
+    service: &str,
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    check: &HealthCheck,
+) -> Result<(), ProbeError> {
     let work = async {
         match &check.probe {
-            HealthProbe::Tcp {} => tcp(addr).await,
-            HealthProbe::Http { path, .. } => http(service, addr, path, &check.probe).await,
+            HealthProbe::Tcp {} => connect(addr, tls, Alpn::Opaque).await.map(drop),
+            HealthProbe::Http { path, .. } => {
+                let stream = connect(addr, tls, Alpn::Http1).await?;
+                http(stream, service, path, &check.probe).await
+            }
             HealthProbe::Grpc { service: name } => {
-                grpc::check(service, addr, name.as_deref().unwrap_or("")).await
+                let stream = connect(addr, tls, Alpn::H2).await?;
+                grpc::check(stream, service, name.as_deref().unwrap_or("")).await
             }
         }
     };
@@ -88,17 +103,27 @@ pub async fn probe(service: &str, addr: SocketAddr, check: &HealthCheck) -> Resu
         .unwrap_or(Err(ProbeError::Timeout))
 }
 
-/// Opens the probe's connection.
-pub(super) async fn connect(addr: SocketAddr) -> Result<TcpStream, ProbeError> {
+/// Opens the probe's connection: TCP, then mTLS to a meshed endpoint.
+async fn connect(
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    alpn: Alpn,
+) -> Result<Conn, ProbeError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(ProbeError::Connect)?;
     stream.set_nodelay(true).map_err(ProbeError::Io)?;
-    Ok(stream)
-}
-
-async fn tcp(addr: SocketAddr) -> Result<(), ProbeError> {
-    connect(addr).await.map(drop)
+    let Some(tls) = tls else {
+        return Ok(Conn::Plain(stream));
+    };
+    let material = tls
+        .state
+        .current()
+        .ok_or_else(|| ProbeError::Tls(io::Error::other("no workload certificate yet")))?;
+    material
+        .connect(stream, &tls.identity, alpn)
+        .await
+        .map_err(ProbeError::Tls)
 }
 
 /// Whether `s` can go into a request line or header value as is.
@@ -107,15 +132,14 @@ pub(super) fn is_request_safe(s: &str) -> bool {
 }
 
 async fn http(
+    mut stream: Conn,
     service: &str,
-    addr: SocketAddr,
     path: &str,
     expected: &HealthProbe,
 ) -> Result<(), ProbeError> {
     if !is_request_safe(path) || !is_request_safe(service) {
         return Err(ProbeError::InvalidRequest);
     }
-    let mut stream = connect(addr).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nhost: {service}\r\nuser-agent: {USER_AGENT}\r\n\
          accept: */*\r\nconnection: close\r\n\r\n"
@@ -133,7 +157,7 @@ async fn http(
 }
 
 /// Reads response heads until a final (non-1xx) one and returns its status.
-async fn read_status(stream: &mut TcpStream) -> Result<u16, ProbeError> {
+async fn read_status(stream: &mut Conn) -> Result<u16, ProbeError> {
     let mut buf = Vec::with_capacity(1024);
     loop {
         if let Some((status, len)) = parse_head(&buf)? {

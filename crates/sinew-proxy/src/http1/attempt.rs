@@ -11,10 +11,10 @@ use crate::config::Endpoint;
 use crate::endpoint::connect;
 use crate::error::{ErrorKind, ProxyError};
 use crate::resilience::{Failure, Outcome, Permit};
+use crate::tls::Conn;
 use bytes::BytesMut;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// A failed attempt: the error to answer with and the outcome the retry
 /// policy judges (`None` when the client, not the upstream, failed: never
@@ -33,12 +33,12 @@ pub(super) async fn attempt(
     req: &Request<'_>,
     worker: usize,
     started: Instant,
-    down: &mut TcpStream,
+    down: &mut Conn,
     rbuf: &mut BytesMut,
     ubuf: &mut BytesMut,
     out: &[u8],
     request_body: &mut Progress,
-) -> Result<(TcpStream, Option<Permit>), Attempt> {
+) -> Result<(Conn, Option<Permit>), Attempt> {
     let mut fresh_only = false;
     loop {
         let (mut up, permit, reused) = acquire(endpoint, req, worker, fresh_only, started)
@@ -83,7 +83,7 @@ pub(super) async fn attempt(
 /// What one try tells passive outlier detection; `status` is the final
 /// response's, when the try got one.
 pub(super) fn failure_of(
-    result: &Result<(TcpStream, Option<Permit>), Attempt>,
+    result: &Result<(Conn, Option<Permit>), Attempt>,
     status: Option<u16>,
 ) -> Option<Failure> {
     match result {
@@ -129,9 +129,13 @@ async fn acquire(
     worker: usize,
     fresh_only: bool,
     now: Instant,
-) -> Result<(TcpStream, Option<Permit>, bool), ProxyError> {
+) -> Result<(Conn, Option<Permit>, bool), ProxyError> {
     if !fresh_only && !req.upgrade {
-        if let Some((stream, permit)) = endpoint.pool.checkout(worker, now) {
+        if let Some((stream, permit)) =
+            endpoint
+                .pool
+                .checkout(worker, endpoint.tls.as_ref().map(|t| &t.identity), now)
+        {
             return Ok((stream, permit, true));
         }
     }
@@ -144,7 +148,7 @@ async fn acquire(
     // for its whole life; waiting for it counts against `max_pending`.
     let connection_slot = cluster.breaker.try_connection().ok_or_else(overloaded)?;
     let _pending = cluster.breaker.try_pending().ok_or_else(overloaded)?;
-    match connect(endpoint.addr, cluster.connect_timeout).await {
+    match connect(endpoint, crate::tls::Alpn::Http1, cluster.connect_timeout).await {
         Ok(stream) => {
             endpoint.telemetry.connects.inc();
             Ok((stream, Some(connection_slot), false))
@@ -168,8 +172,8 @@ enum Send {
 }
 
 async fn send(
-    up: &mut TcpStream,
-    down: &mut TcpStream,
+    up: &mut Conn,
+    down: &mut Conn,
     rbuf: &mut BytesMut,
     ubuf: &mut BytesMut,
     out: &[u8],
@@ -204,7 +208,7 @@ async fn send(
 }
 
 /// Reads from the upstream until `ubuf` holds a complete response head.
-pub(super) async fn read_head(up: &mut TcpStream, ubuf: &mut BytesMut) -> Result<(), ProxyError> {
+pub(super) async fn read_head(up: &mut Conn, ubuf: &mut BytesMut) -> Result<(), ProxyError> {
     loop {
         if memchr::memmem::find(ubuf, b"\r\n\r\n").is_some() {
             return Ok(());

@@ -11,10 +11,10 @@ use super::write::{self, Downstream, Edits};
 use crate::dispatch::Target;
 use crate::error::{ErrorKind, ProxyError};
 use crate::resilience::{Outcome, Permit};
+use crate::tls::Conn;
 use bytes::{Buf, BytesMut};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The request facts the exchange needs once the request head is gone.
 #[derive(Debug)]
@@ -65,7 +65,7 @@ fn failed(error: ProxyError, request: &Progress) -> Failed {
 /// The buffers of the downstream connection, lent to the exchange.
 #[derive(Debug)]
 pub(crate) struct Buffers<'c> {
-    pub(crate) down: &'c mut TcpStream,
+    pub(crate) down: &'c mut Conn,
     pub(crate) rbuf: &'c mut BytesMut,
     pub(crate) ubuf: &'c mut BytesMut,
     /// Holds the upstream request head on entry.
@@ -334,7 +334,7 @@ pub(crate) async fn run(
 /// not replayable).
 async fn buffer_body(
     progress: &mut Progress,
-    down: &mut TcpStream,
+    down: &mut Conn,
     rbuf: &mut BytesMut,
     out: &mut Vec<u8>,
     cap: u64,
@@ -381,8 +381,8 @@ pub(super) fn body_error(e: BodyError, request: bool) -> ProxyError {
 /// After `101 Switching Protocols`: flush what each side already sent, then
 /// splice the two connections until either closes.
 async fn upgrade(
-    down: &mut TcpStream,
-    up: &mut TcpStream,
+    down: &mut Conn,
+    up: &mut Conn,
     rbuf: &mut BytesMut,
     ubuf: &mut BytesMut,
     out: &mut Vec<u8>,

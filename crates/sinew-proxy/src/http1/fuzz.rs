@@ -90,6 +90,7 @@ pub fn request_head(data: &[u8]) {
     let forwarded = (options & 2 == 2).then_some(Forwarded {
         peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
         proto: "http",
+        client_id: (options & 4 == 4).then_some("spiffe://sinew.local/ns/default/svc/a"),
     });
     let rewrite = RequestRewrite {
         path: &path,

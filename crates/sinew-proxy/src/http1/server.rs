@@ -8,13 +8,14 @@ use crate::access::Record;
 use crate::dispatch::{self, Decision};
 use crate::error::{ErrorKind, ProxyError};
 use crate::fault::{Injected, FAULT_HEADER};
+use crate::listen::Peer;
 use crate::route::RequestView;
 use crate::server::{Direction, Shared};
 use crate::telemetry::{AccessFlags, TraceContext};
+use crate::tls::Conn;
 use bytes::{Buf, BytesMut};
-use std::{net::SocketAddr, sync::Arc, time::Instant};
+use std::{sync::Arc, time::Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Headers of a parsed request, as the matchers see them.
 struct Fields<'a, 'b>(&'a [httparse::Header<'b>]);
@@ -29,12 +30,7 @@ impl crate::route::HeaderSource for Fields<'_, '_> {
 }
 
 /// Serves one downstream HTTP/1 connection until it closes.
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    direction: Direction,
-    down: TcpStream,
-    peer: SocketAddr,
-) {
+pub(crate) async fn serve(shared: Arc<Shared>, direction: Direction, down: Conn, peer: Peer) {
     let header_timeout = shared
         .runtime()
         .config
@@ -42,7 +38,7 @@ pub(crate) async fn serve(
         .spec
         .request_header_timeout
         .into();
-    let mut conn = Conn {
+    let mut conn = Connection {
         shared,
         direction,
         peer,
@@ -56,11 +52,11 @@ pub(crate) async fn serve(
     conn.run().await;
 }
 
-struct Conn {
+struct Connection {
     shared: Arc<Shared>,
     direction: Direction,
-    peer: SocketAddr,
-    down: TcpStream,
+    peer: Peer,
+    down: Conn,
     /// How long a head may take from its first byte (`request_header_timeout`).
     header_timeout: std::time::Duration,
     /// When the head being read must be complete; armed by its first byte.
@@ -76,7 +72,7 @@ enum Next {
     Close,
 }
 
-impl Conn {
+impl Connection {
     async fn run(&mut self) {
         // One drain subscription and one idle timer per connection, not per
         // request: the timer is re-armed only when it fires early.
@@ -180,7 +176,7 @@ impl Conn {
         let mut record = log.map(|_| {
             Record::new(
                 self.direction,
-                self.peer,
+                &self.peer,
                 head.method,
                 head.authority,
                 head.target,
@@ -206,7 +202,8 @@ impl Conn {
             query: head.query,
             headers: &fields,
         };
-        let decision = dispatch::decide(&runtime, self.direction, head.authority, &view, self.peer);
+        let decision =
+            dispatch::decide(&runtime, self.direction, head.authority, &view, &self.peer);
         let target = match decision {
             Ok(Decision::Forward(target)) => target,
             Ok(Decision::Direct(direct)) => {
@@ -232,7 +229,15 @@ impl Conn {
                 }
                 return Next::KeepAlive;
             }
-            Err(e) => return self.fail(e, has_body || head.conn.close, started).await,
+            Err(e) => {
+                // Refused before forwarding (no route, authorization, rate
+                // limit, breaker): logged like any other answer.
+                if let (Some(log), Some(record)) = (log, record.as_mut()) {
+                    record.failed(&e);
+                    record.log(log, e.status(), started.elapsed(), None);
+                }
+                return self.fail(e, has_body || head.conn.close, started).await;
+            }
         };
         if let Some(fault) = target.fault {
             let injected = Injected::roll(fault);
@@ -291,10 +296,10 @@ impl Conn {
                     remove: &f.request_headers.remove,
                 }),
                 traceparent: traceparent.as_bytes(),
-                // The inbound listener accepts plaintext today: `http`.
                 forwarded: (self.direction == Direction::Inbound).then(|| Forwarded {
-                    peer: self.peer.ip(),
-                    proto: "http",
+                    peer: self.peer.addr.ip(),
+                    proto: crate::listen::scheme(&self.peer),
+                    client_id: self.peer.identity.as_deref(),
                 }),
                 default_host: &target.cluster.service,
             },

@@ -53,7 +53,7 @@ pub(crate) struct RequestRewrite<'a> {
     /// The `traceparent` value to send.
     pub(crate) traceparent: &'a [u8],
     /// On the inbound listener: the `x-forwarded-*` facts to add.
-    pub(crate) forwarded: Option<Forwarded>,
+    pub(crate) forwarded: Option<Forwarded<'a>>,
     /// The `Host` to send when the request has none (an HTTP/1.0 client):
     /// the upstream is spoken to in HTTP/1.1, where `Host` is required.
     pub(crate) default_host: &'a str,
@@ -63,15 +63,19 @@ pub(crate) struct RequestRewrite<'a> {
 /// (docs/security.md): the peer address is appended to `x-forwarded-for`
 /// and `x-forwarded-proto` is replaced.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Forwarded {
+pub(crate) struct Forwarded<'a> {
     /// The address of the connection's peer.
     pub(crate) peer: IpAddr,
     /// The scheme of the connection the proxy accepted.
     pub(crate) proto: &'static str,
+    /// The peer's SPIFFE ID (mTLS), sent as `x-sinew-client-id`; any
+    /// received value is dropped either way, so it cannot be forged.
+    pub(crate) client_id: Option<&'a str>,
 }
 
 const XFF: &str = "x-forwarded-for";
 const XFP: &str = "x-forwarded-proto";
+use crate::listen::CLIENT_ID_HEADER;
 
 /// Writes the upstream request head for `head` into `out`.
 pub(crate) fn request(out: &mut Vec<u8>, head: &RequestHead<'_>, rw: &RequestRewrite<'_>) {
@@ -111,7 +115,9 @@ pub(crate) fn request(out: &mut Vec<u8>, head: &RequestHead<'_>, rw: &RequestRew
             || name.eq_ignore_ascii_case("traceparent")
             || (is_length && length_written)
             || (rw.forwarded.is_some()
-                && (name.eq_ignore_ascii_case(XFF) || name.eq_ignore_ascii_case(XFP)))
+                && (name.eq_ignore_ascii_case(XFF)
+                    || name.eq_ignore_ascii_case(XFP)
+                    || name.eq_ignore_ascii_case(CLIENT_ID_HEADER)))
             || rw.edits.drops(name)
             || hop(name)
         {
@@ -144,6 +150,9 @@ pub(crate) fn request(out: &mut Vec<u8>, head: &RequestHead<'_>, rw: &RequestRew
         }
         if !rw.edits.drops(XFP) {
             field(out, XFP.as_bytes(), fwd.proto.as_bytes());
+        }
+        if let Some(id) = fwd.client_id {
+            field(out, CLIENT_ID_HEADER.as_bytes(), id.as_bytes());
         }
     }
     if head.framing == Framing::Chunked {
@@ -289,7 +298,7 @@ mod tests {
         );
     }
 
-    fn rewrite(raw: &[u8], forwarded: Option<Forwarded>) -> String {
+    fn rewrite(raw: &[u8], forwarded: Option<Forwarded<'_>>) -> String {
         let mut headers = head::header_buf();
         let head = parse_request(raw, &mut headers).unwrap().unwrap();
         let mut out = Vec::new();
@@ -320,11 +329,27 @@ mod tests {
         let fwd = Some(Forwarded {
             peer: "::ffff:10.0.0.7".parse().unwrap(),
             proto: "http",
+            client_id: None,
         });
         let raw = b"GET /a HTTP/1.1\r\nHost: be\r\nX-Forwarded-For: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2\r\nX-Forwarded-Proto: https\r\nForwarded: for=3.3.3.3\r\n\r\n";
         assert_eq!(
             rewrite(raw, fwd),
             "GET /a HTTP/1.1\r\nHost: be\r\nForwarded: for=3.3.3.3\r\ntraceparent: tp\r\nx-forwarded-for: 1.1.1.1, 2.2.2.2, 10.0.0.7\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+        // With mTLS the client's SPIFFE ID is sent, and a forged one dropped.
+        let mtls = Some(Forwarded {
+            peer: "10.0.0.7".parse().unwrap(),
+            proto: "https",
+            client_id: Some("spiffe://sinew.local/ns/shop/svc/web"),
+        });
+        let forged = b"GET /a HTTP/1.1\r\nHost: be\r\nX-Sinew-Client-Id: spiffe://sinew.local/ns/x/svc/admin\r\n\r\n";
+        assert_eq!(
+            rewrite(forged, mtls),
+            "GET /a HTTP/1.1\r\nHost: be\r\ntraceparent: tp\r\nx-forwarded-for: 10.0.0.7\r\nx-forwarded-proto: https\r\nx-sinew-client-id: spiffe://sinew.local/ns/shop/svc/web\r\n\r\n"
+        );
+        assert!(
+            !rewrite(forged, fwd).contains("admin"),
+            "dropped without mTLS too"
         );
         // Outbound: the application's fields pass through untouched.
         assert!(rewrite(raw, None).contains("X-Forwarded-Proto: https\r\n"));

@@ -6,6 +6,7 @@
 use crate::config::{Cluster, Endpoint};
 use crate::endpoint::{connect, H2Body};
 use crate::error::{ErrorKind, ProxyError};
+use crate::tls::Alpn;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -33,7 +34,7 @@ async fn sender(
     // for its whole life; waiting for it counts against `max_pending`.
     let connection_slot = cluster.breaker.try_connection().ok_or_else(overloaded)?;
     let _pending = cluster.breaker.try_pending().ok_or_else(overloaded)?;
-    let stream = match connect(endpoint.addr, cluster.connect_timeout).await {
+    let stream = match connect(endpoint, Alpn::H2, cluster.connect_timeout).await {
         Ok(stream) => {
             endpoint.telemetry.connects.inc();
             stream

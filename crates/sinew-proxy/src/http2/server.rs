@@ -10,18 +10,18 @@ use crate::dispatch::{self, Decision};
 use crate::endpoint::H2Body;
 use crate::error::{ErrorKind, ProxyError};
 use crate::fault::{Injected, FAULT_HEADER};
+use crate::listen::Peer;
 use crate::resilience::{Failure, Outcome};
 use crate::route::RequestView;
 use crate::server::{Direction, Shared};
 use crate::telemetry::{AccessFlags, TraceContext};
+use crate::tls::Conn;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::net::IpAddr;
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Instant};
-use tokio::net::TcpStream;
+use std::{convert::Infallible, sync::Arc, time::Instant};
 
 /// The HTTP/2 limits a client gets (docs/security.md, "HTTP hardening").
 mod limits {
@@ -42,12 +42,8 @@ mod limits {
 
 /// Serves one downstream HTTP/2 connection until it closes, sits idle (no
 /// stream in flight) for the proxy's `idle_timeout`, or the proxy drains.
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    direction: Direction,
-    stream: TcpStream,
-    peer: SocketAddr,
-) {
+pub(crate) async fn serve(shared: Arc<Shared>, direction: Direction, stream: Conn, peer: Peer) {
+    let peer = Arc::new(peer);
     let mut drain = shared.drain_signal();
     let (idle_timeout, header_timeout) = {
         let runtime = shared.runtime();
@@ -57,11 +53,13 @@ pub(crate) async fn serve(
     let activity = Arc::new(Activity::new());
     let svc_shared = shared.clone();
     let svc_activity = activity.clone();
+    let svc_peer = peer.clone();
     let service = hyper::service::service_fn(move |req| {
         let shared = svc_shared.clone();
         let in_flight = svc_activity.start();
+        let peer = svc_peer.clone();
         async move {
-            let resp = handle(&shared, direction, peer, req).await;
+            let resp = handle(&shared, direction, &peer, req).await;
             // The stream is in flight until its response body is done.
             Ok::<_, Infallible>(resp.map(|body| {
                 body.map_frame(move |frame| {
@@ -83,7 +81,7 @@ pub(crate) async fn serve(
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(error) = result {
-                tracing::debug!(%error, %peer, "HTTP/2 connection ended");
+                tracing::debug!(%error, peer = %peer.addr, "HTTP/2 connection ended");
             }
         }
         _ = drain.changed() => {
@@ -135,7 +133,7 @@ fn error_response(error: &ProxyError) -> Response<H2Body> {
 async fn handle(
     shared: &Shared,
     direction: Direction,
-    peer: SocketAddr,
+    peer: &Peer,
     req: Request<Incoming>,
 ) -> Response<H2Body> {
     let Some(log) = shared.access_log.as_ref() else {
@@ -169,7 +167,7 @@ async fn handle(
 async fn forward(
     shared: &Shared,
     direction: Direction,
-    peer: SocketAddr,
+    peer: &Peer,
     req: Request<Incoming>,
     mut record: Option<&mut Record>,
 ) -> Response<H2Body> {
@@ -270,8 +268,7 @@ async fn forward(
     };
     strip_connection_headers(&mut parts.headers);
     if direction == Direction::Inbound {
-        // The inbound listener accepts plaintext today: `http`.
-        add_forwarded(&mut parts.headers, peer.ip(), "http");
+        add_forwarded(&mut parts.headers, peer);
     }
     if let Some(forward) = target.forward {
         apply(
@@ -477,7 +474,7 @@ fn outcome_of(result: &Result<Response<Incoming>, client::Unsent>) -> Option<Out
 fn refuse(shared: &Shared, error: &ProxyError, record: Option<&mut Record>) -> Response<H2Body> {
     shared.metrics.proxy_error(error.metric_kind()).inc();
     if let Some(record) = record {
-        record.error = Some(error.metric_kind());
+        record.failed(error);
     }
     error_response(error)
 }
@@ -492,9 +489,21 @@ fn apply(headers: &mut HeaderMap, set: &[(HeaderName, HeaderValue)], remove: &[H
 }
 
 /// On the inbound listener: `peer` appended to `x-forwarded-for` (the
-/// received fields merged into one) and `x-forwarded-proto` replaced by the
-/// scheme of the accepted connection, as for HTTP/1 (docs/security.md).
-fn add_forwarded(headers: &mut HeaderMap, peer: IpAddr, proto: &'static str) {
+/// received fields merged into one), `x-forwarded-proto` replaced by the
+/// scheme of the accepted connection (`https` for mTLS) and
+/// `x-sinew-client-id` replaced by the peer's SPIFFE ID (removed when it has
+/// none, so it cannot be forged), as for HTTP/1 (docs/security.md).
+fn add_forwarded(headers: &mut HeaderMap, peer: &Peer) {
+    let (ip, proto) = (peer.addr.ip(), crate::listen::scheme(peer));
+    let client_id = HeaderName::from_static(crate::listen::CLIENT_ID_HEADER);
+    headers.remove(&client_id);
+    if let Some(id) = peer
+        .identity
+        .as_deref()
+        .and_then(|id| HeaderValue::from_str(id).ok())
+    {
+        headers.insert(client_id, id);
+    }
     let xff = HeaderName::from_static("x-forwarded-for");
     let mut list = Vec::new();
     for value in headers.get_all(&xff) {
@@ -504,7 +513,7 @@ fn add_forwarded(headers: &mut HeaderMap, peer: IpAddr, proto: &'static str) {
             list.extend_from_slice(b", ");
         }
     }
-    list.extend_from_slice(peer.to_canonical().to_string().as_bytes());
+    list.extend_from_slice(ip.to_canonical().to_string().as_bytes());
     if let Ok(value) = HeaderValue::from_bytes(&list) {
         headers.insert(xff, value);
     }

@@ -1,10 +1,11 @@
 //! Opaque TCP proxying: pick an endpoint, connect, splice bytes both ways.
 
+use super::Peer;
 use crate::server::Shared;
 use crate::telemetry::TcpMetrics;
-use std::{net::SocketAddr, sync::Arc};
+use crate::tls::{Alpn, Conn};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// Where a TCP connection goes.
 #[derive(Debug, Clone, Copy)]
@@ -25,12 +26,7 @@ impl crate::route::HeaderSource for NoHeaders {
 }
 
 /// Proxies one TCP connection until either side closes.
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    target: Target,
-    mut down: TcpStream,
-    peer: SocketAddr,
-) {
+pub(crate) async fn serve(shared: Arc<Shared>, target: Target, mut down: Conn, peer: Peer) {
     let runtime = shared.runtime();
     let (cluster, metrics): (_, &Arc<TcpMetrics>) = match target {
         Target::Listener(index) => match runtime.tcp.get(index) {
@@ -49,25 +45,26 @@ pub(crate) async fn serve(
             query: None,
             headers: &NoHeaders,
         },
-        peer,
+        peer.addr,
     );
     let Some(index) = picked else {
         tracing::debug!(service = %cluster.service, "no endpoint for TCP connection");
         return;
     };
     let endpoint = &cluster.endpoints[index];
-    let mut up = match crate::endpoint::connect(endpoint.addr, cluster.connect_timeout).await {
-        Ok(up) => {
-            endpoint.telemetry.connects.inc();
-            up
-        }
-        Err(error) => {
-            endpoint.telemetry.connect_errors.inc();
-            tracing::debug!(%error, upstream = %endpoint.addr, "TCP connect failed");
-            let _ = down.shutdown().await;
-            return;
-        }
-    };
+    let mut up =
+        match crate::endpoint::connect(endpoint, Alpn::Opaque, cluster.connect_timeout).await {
+            Ok(up) => {
+                endpoint.telemetry.connects.inc();
+                up
+            }
+            Err(error) => {
+                endpoint.telemetry.connect_errors.inc();
+                tracing::debug!(%error, upstream = %endpoint.addr, "TCP connect failed");
+                let _ = down.shutdown().await;
+                return;
+            }
+        };
     let load = cluster.balancer.load(index).start();
     let started = std::time::Instant::now();
     if let Ok((to_up, to_down)) = tokio::io::copy_bidirectional(&mut down, &mut up).await {

@@ -86,10 +86,15 @@ pub struct AccessEntry<'a> {
     pub trace: Option<TraceContext>,
     /// Downstream peer address.
     pub remote: Option<SocketAddr>,
+    /// The downstream peer's SPIFFE ID, when it connected with mTLS.
+    pub peer_identity: Option<&'a str>,
     /// `User-Agent` request header.
     pub user_agent: Option<&'a str>,
     /// Why the proxy failed the request, if it did.
     pub error: Option<ProxyErrorKind>,
+    /// The AuthorizationPolicy that refused the request (403): its
+    /// `NAMESPACE/NAME`, or `default-deny`.
+    pub policy: Option<&'a str>,
     /// Notable events.
     pub flags: AccessFlags,
 }
@@ -137,6 +142,11 @@ impl AccessEntry<'_> {
         }
         key(out, "remote");
         opt_addr(out, self.remote);
+        key(out, "peer_identity");
+        match self.peer_identity {
+            Some(id) => json::push_str(out, id),
+            None => out.extend_from_slice(b"null"),
+        }
         key(out, "user_agent");
         match self.user_agent {
             Some(ua) => json::push_str(out, ua),
@@ -145,6 +155,11 @@ impl AccessEntry<'_> {
         key(out, "error");
         match self.error {
             Some(kind) => json::push_str(out, kind.as_str()),
+            None => out.extend_from_slice(b"null"),
+        }
+        key(out, "policy");
+        match self.policy {
+            Some(p) => json::push_str(out, p),
             None => out.extend_from_slice(b"null"),
         }
         key(out, "flags");
@@ -213,8 +228,10 @@ mod tests {
                 b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             ),
             remote: "[::1]:51000".parse().ok(),
+            peer_identity: Some("spiffe://sinew.local/ns/shop/svc/web"),
             user_agent: Some("curl/8.5 \u{1}"),
             error: Some(ProxyErrorKind::UpstreamTimeout),
+            policy: None,
             flags: AccessFlags::RETRIED | AccessFlags::MIRRORED,
         }
     }
@@ -241,10 +258,11 @@ mod tests {
         assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(v["span_id"], "00f067aa0ba902b7");
         assert_eq!(v["remote"], "[::1]:51000");
+        assert_eq!(v["peer_identity"], "spiffe://sinew.local/ns/shop/svc/web");
         assert_eq!(v["user_agent"], "curl/8.5 \u{1}");
         assert_eq!(v["error"], "upstream_timeout");
         assert_eq!(v["flags"], serde_json::json!(["retried", "mirrored"]));
-        assert_eq!(v.as_object().map(|o| o.len()), Some(18));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(20));
     }
 
     #[test]
@@ -253,8 +271,10 @@ mod tests {
             upstream: None,
             trace: None,
             remote: None,
+            peer_identity: None,
             user_agent: None,
             error: None,
+            policy: None,
             flags: AccessFlags::NONE,
             ..sample()
         };

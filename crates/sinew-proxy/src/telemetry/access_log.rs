@@ -163,8 +163,10 @@ mod tests {
             route: "",
             trace: Some(TraceContext::new_root()),
             remote: "10.1.2.3:40000".parse::<SocketAddr>().ok(),
+            peer_identity: None,
             user_agent: Some("test-agent/1.0"),
             error: None,
+            policy: None,
             flags: AccessFlags::DIRECT_RESPONSE,
         }
     }

@@ -93,6 +93,8 @@ pub struct UpstreamMetrics {
     pub connects: Counter,
     /// `sinew_upstream_connect_errors_total`.
     pub connect_errors: Counter,
+    /// `sinew_upstream_tls_errors_total`.
+    pub tls_errors: Counter,
 }
 
 /// Direct responses of one route, by status class (`sinew_direct_responses_total`).
@@ -170,6 +172,8 @@ pub struct Metrics {
     pub(super) services: Family<ServiceMetrics>,
     pub(super) rate_limited: Family<Counter>,
     pub(super) authz_denied: Family<Counter>,
+    pub(super) inbound_tls: Family<Counter>,
+    pub(super) inbound_tls_refused: Family<Counter>,
     pub(super) config_version: Gauge,
     pub(super) config_reloads: [Counter; ReloadResult::ALL.len()],
     pub(super) access_log_dropped: Arc<Counter>,
@@ -201,6 +205,8 @@ impl Metrics {
             services: Family::default(),
             rate_limited: Family::default(),
             authz_denied: Family::default(),
+            inbound_tls: Family::default(),
+            inbound_tls_refused: Family::default(),
             config_version: Gauge::default(),
             config_reloads: Default::default(),
             access_log_dropped: Arc::default(),
@@ -260,6 +266,17 @@ impl Metrics {
     /// (`NAMESPACE/NAME`, or `default-deny`).
     pub fn authz_denied(&self, service: &str, policy: &str) -> Arc<Counter> {
         self.authz_denied.get_or_create(&[service, policy])
+    }
+
+    /// The counter of inbound mTLS connections from `client_id`.
+    pub fn inbound_tls(&self, client_id: &str) -> Arc<Counter> {
+        self.inbound_tls.get_or_create(&[client_id])
+    }
+
+    /// The counter of inbound connections refused for `reason`
+    /// (`plaintext`, `handshake`, `no_certificate`).
+    pub fn inbound_tls_refused(&self, reason: &str) -> Arc<Counter> {
+        self.inbound_tls_refused.get_or_create(&[reason])
     }
 
     /// Records that a config update was applied (`version` is now served) or rejected.

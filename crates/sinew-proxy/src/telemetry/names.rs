@@ -99,6 +99,27 @@ pub const UPSTREAM_CONNECTIONS_TOTAL: MetricDef = def(
     &["service", "endpoint"],
     "Connections successfully opened to an upstream endpoint.",
 );
+/// Failed mTLS handshakes with an upstream sidecar.
+pub const UPSTREAM_TLS_ERRORS_TOTAL: MetricDef = def(
+    "sinew_upstream_tls_errors_total",
+    Counter,
+    &["service", "endpoint"],
+    "mTLS handshakes with an upstream sidecar that failed (untrusted certificate, wrong SPIFFE ID, no shared protocol).",
+);
+/// Inbound mTLS connections, by the client's SPIFFE ID.
+pub const INBOUND_TLS_CONNECTIONS_TOTAL: MetricDef = def(
+    "sinew_inbound_tls_connections_total",
+    Counter,
+    &["client_id"],
+    "Inbound connections that completed mTLS, by the client's SPIFFE ID (bounded by the identities the CA issued).",
+);
+/// Inbound connections refused by the mTLS mode.
+pub const INBOUND_TLS_REFUSED_TOTAL: MetricDef = def(
+    "sinew_inbound_tls_refused_total",
+    Counter,
+    &["reason"],
+    "Inbound connections refused: reason is plaintext (strict mTLS), handshake (failed or untrusted) or no_certificate (this proxy has none yet).",
+);
 /// Requests answered by the proxy itself from a route's direct_response.
 pub const DIRECT_RESPONSES_TOTAL: MetricDef = def(
     "sinew_direct_responses_total",
@@ -215,6 +236,9 @@ pub const ALL: &[&MetricDef] = &[
     &CONNECTIONS_TOTAL,
     &UPSTREAM_CONNECT_ERRORS_TOTAL,
     &UPSTREAM_CONNECTIONS_TOTAL,
+    &UPSTREAM_TLS_ERRORS_TOTAL,
+    &INBOUND_TLS_CONNECTIONS_TOTAL,
+    &INBOUND_TLS_REFUSED_TOTAL,
     &TCP_BYTES_TOTAL,
     &RETRIES_TOTAL,
     &RETRY_BUDGET_EXHAUSTED_TOTAL,

@@ -94,6 +94,21 @@ impl Metrics {
                 w.line(def, "", l, NO_EXTRA, m.connects.get());
             },
         );
+        w.family(
+            &names::UPSTREAM_TLS_ERRORS_TOTAL,
+            &self.upstreams,
+            |w, def, l, m| {
+                w.line(def, "", l, NO_EXTRA, m.tls_errors.get());
+            },
+        );
+        for (def, family) in [
+            (&names::INBOUND_TLS_CONNECTIONS_TOTAL, &self.inbound_tls),
+            (&names::INBOUND_TLS_REFUSED_TOTAL, &self.inbound_tls_refused),
+        ] {
+            w.family(def, family, |w, def, l, m| {
+                w.line(def, "", l, NO_EXTRA, m.get());
+            });
+        }
         w.family(&names::TCP_BYTES_TOTAL, &self.tcp, |w, def, l, m| {
             w.line(
                 def,
@@ -264,6 +279,9 @@ sinew_upstream_connect_errors_total{service="web",endpoint="127.0.0.1:8080"} 1
 # HELP sinew_upstream_connections_total Connections successfully opened to an upstream endpoint.
 # TYPE sinew_upstream_connections_total counter
 sinew_upstream_connections_total{service="web",endpoint="127.0.0.1:8080"} 4
+# HELP sinew_upstream_tls_errors_total mTLS handshakes with an upstream sidecar that failed (untrusted certificate, wrong SPIFFE ID, no shared protocol).
+# TYPE sinew_upstream_tls_errors_total counter
+sinew_upstream_tls_errors_total{service="web",endpoint="127.0.0.1:8080"} 0
 # HELP sinew_config_version Version of the config snapshot the proxy is serving.
 # TYPE sinew_config_version gauge
 sinew_config_version 3
@@ -322,7 +340,13 @@ sinew_build_info{version="VERSION"} 1
         m.service("s").retries.inc();
         m.rate_limited("route", "r.rules[0]").inc();
         m.authz_denied("s", "default/no-admin").inc();
+        m.inbound_tls("spiffe://sinew.local/ns/default/svc/a").inc();
+        m.inbound_tls_refused("plaintext").inc();
         let text = rendered(&m);
+        assert!(text.contains(
+            "sinew_inbound_tls_connections_total{client_id=\"spiffe://sinew.local/ns/default/svc/a\"} 1\n"
+        ));
+        assert!(text.contains("sinew_inbound_tls_refused_total{reason=\"plaintext\"} 1\n"));
         assert!(text
             .contains("sinew_authz_denied_total{service=\"s\",policy=\"default/no-admin\"} 1\n"));
         let types: Vec<&str> = text

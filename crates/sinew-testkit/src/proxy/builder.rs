@@ -68,6 +68,9 @@ pub struct ProxyBuilder {
     access_log: Option<String>,
     api_listen: Option<String>,
     spec_extra: String,
+    /// The Mesh's `mtls`, written as a Mesh resource; `None` writes no Mesh
+    /// (the default, strict, applies).
+    mtls: Option<String>,
 }
 
 fn endpoints_of<U: Upstream>(upstreams: &[&U]) -> Vec<EndpointDef> {
@@ -97,6 +100,9 @@ impl ProxyBuilder {
             access_log: None,
             api_listen: None,
             spec_extra: String::new(),
+            // Static-mode tests of everything but mTLS run plaintext; the
+            // mTLS tests choose a mode and give certificate files.
+            mtls: Some("disabled".to_owned()),
         }
     }
 
@@ -185,6 +191,24 @@ impl ProxyBuilder {
         self
     }
 
+    /// The Mesh's `mtls` mode (`strict`, `permissive`, `disabled`; default
+    /// `disabled` for these static-mode tests).
+    pub fn mtls(mut self, mode: &str) -> Self {
+        self.mtls = Some(mode.to_owned());
+        self
+    }
+
+    /// Writes no Mesh resource: the mesh default (strict mTLS) applies.
+    pub fn no_mesh(mut self) -> Self {
+        self.mtls = None;
+        self
+    }
+
+    /// `spec.tls`: the certificate files for mTLS.
+    pub fn tls(self, files: &crate::TlsFiles) -> Self {
+        self.proxy_spec(&files.spec_yaml())
+    }
+
     /// Extra YAML lines placed under the Proxy's `spec`.
     pub fn proxy_spec(mut self, yaml: &str) -> Self {
         self.spec_extra.push_str(yaml);
@@ -259,6 +283,14 @@ impl ProxyBuilder {
                 }
             }
             out.push_str(&indent(&svc.extra, 2));
+        }
+        // A control-mode proxy gets the Mesh by push, with the other resources.
+        let control_mode = self.spec_extra.contains("control:");
+        if let Some(mode) = self.mtls.as_ref().filter(|_| !control_mode) {
+            let _ = write!(
+                out,
+                "---\napiVersion: sinew.dev/v1alpha1\nkind: Mesh\nmetadata:\n  name: mesh\nspec:\n  mtls: {mode}\n"
+            );
         }
         for res in &self.resources {
             let trimmed = res.trim_start_matches('\n');
