@@ -78,6 +78,7 @@ fn table() -> RouteTable {
                         rule(vec![path("/api/v2"), path("/v2")], "v2"),
                         rule(vec![], "v1"),
                     ],
+                    jwt: None,
                 },
                 location: m::Location::default(),
             }

@@ -126,6 +126,13 @@ pub(crate) fn decide<'r>(
             metrics: runtime.direct_metrics(&rule.route_name),
         })),
         Action::Forward(forward) => {
+            if direction == Direction::Ingress {
+                // A gateway checks the end-user token the Route asks for
+                // before spending any rate-limit token on the request.
+                if let Some(jwt) = runtime.jwt_policy(&rule.route_name) {
+                    jwt.check(req.headers)?;
+                }
+            }
             if let Some(limit) = &rule.rate_limit {
                 limit.check(Instant::now())?;
             }
@@ -171,7 +178,7 @@ pub(crate) fn decide<'r>(
                 retry,
                 forward: Some(forward),
                 route: &rule.route_name,
-                metrics: runtime.request_metrics(&rule.route_name, backend.cluster),
+                metrics: runtime.request_metrics(direction, &rule.route_name, backend.cluster),
                 timeout: rule.timeout.or(cluster.timeout),
                 fault: rule.fault.as_ref(),
             }))

@@ -56,6 +56,8 @@ pub enum ErrorKind {
     RateLimited,
     /// An AuthorizationPolicy refused the (inbound) request.
     Forbidden,
+    /// A gateway route needs a valid JWT and the request has none (401).
+    Unauthorized,
 }
 
 /// An error on the request path.
@@ -112,9 +114,16 @@ impl ProxyError {
         self.retry_after
     }
 
-    /// The `Retry-After` field of the error response (whole seconds, rounded
-    /// up, at least 1), when the error has one.
+    /// The field the error response carries besides `x-sinew-error`: the
+    /// `Retry-After` of a rate limit (whole seconds, rounded up, at least 1),
+    /// or the `WWW-Authenticate` challenge of a missing or invalid JWT.
     pub(crate) fn retry_after_header(&self) -> Option<(http::HeaderName, http::HeaderValue)> {
+        if self.kind == ErrorKind::Unauthorized {
+            return Some((
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"sinew\", error=\"invalid_token\""),
+            ));
+        }
         let secs = crate::ratelimit::retry_after_secs(self.retry_after?);
         Some((http::header::RETRY_AFTER, http::HeaderValue::from(secs)))
     }
@@ -139,7 +148,7 @@ impl ProxyError {
             | ErrorKind::NoEndpoint
             | ErrorKind::Overloaded
             | ErrorKind::RateLimited => Side::Internal,
-            ErrorKind::Forbidden => Side::Downstream,
+            ErrorKind::Forbidden | ErrorKind::Unauthorized => Side::Downstream,
         }
     }
 
@@ -162,6 +171,7 @@ impl ProxyError {
             ErrorKind::NotImplemented => 501,
             ErrorKind::RateLimited => 429,
             ErrorKind::Forbidden => 403,
+            ErrorKind::Unauthorized => 401,
             ErrorKind::NoRoute => 404,
             ErrorKind::NotSupported => 405,
             ErrorKind::NoEndpoint
@@ -194,6 +204,7 @@ impl ProxyError {
             ErrorKind::Overloaded => K::CircuitOpen,
             ErrorKind::RateLimited => K::RateLimited,
             ErrorKind::Forbidden => K::Forbidden,
+            ErrorKind::Unauthorized => K::Unauthorized,
         }
     }
 
@@ -218,6 +229,7 @@ impl ProxyError {
             ErrorKind::Overloaded => "circuit-open",
             ErrorKind::RateLimited => "rate-limited",
             ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Unauthorized => "unauthorized",
         }
     }
 }

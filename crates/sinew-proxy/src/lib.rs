@@ -30,6 +30,7 @@ mod fault;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gateway;
 pub mod health;
 mod http1;
 mod http2;

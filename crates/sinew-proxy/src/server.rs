@@ -35,6 +35,11 @@ pub struct Shared {
     pub(crate) access_log: Option<AccessLog>,
     /// The workload certificate for mTLS, swapped on renewal.
     pub(crate) tls: Arc<TlsState>,
+    /// Gateway mode: the ingress listener's TLS (its certificate files are
+    /// read again on every reload).
+    ingress_tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
+    /// JWKS URLs the Routes' `jwt` checks fetch keys from.
+    jwks: crate::gateway::jwks::JwksRegistry,
     drain: watch::Sender<bool>,
     /// The applied config version, for tasks that follow reloads.
     applied: watch::Sender<u64>,
@@ -53,7 +58,13 @@ impl Shared {
             metrics: &self.metrics,
             rate_limits: &self.rate_limits,
             tls: &self.tls,
+            jwks: &self.jwks,
         }
+    }
+
+    /// The ingress listener's TLS config, when it terminates TLS.
+    pub(crate) fn ingress_tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.ingress_tls.load_full()
     }
 
     /// The proxy's TLS material (its workload certificate), if it has one.
@@ -112,13 +123,20 @@ impl Shared {
         let version = config.snapshot.version();
         // Static certificate files are read again: a renewed certificate
         // takes effect on reload.
-        match static_tls(&config) {
-            Ok(Some(material)) => self.tls.set(material),
-            Ok(None) => {}
+        let files = static_tls(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|tls| Ok((tls, ingress_tls(&config)?)));
+        match files {
+            Ok((material, ingress)) => {
+                if let Some(material) = material {
+                    self.tls.set(material);
+                }
+                self.ingress_tls.store(ingress);
+            }
             Err(e) => {
                 self.metrics
                     .config_reloaded(ReloadResult::Rejected, current.version);
-                return Err(e.to_string());
+                return Err(e);
             }
         }
         match compile(Arc::new(config), version, self.registries()) {
@@ -172,6 +190,9 @@ impl Server {
         if let Some(material) = static_tls(&config)? {
             tls.set(material);
         }
+        let ingress_tls =
+            ingress_tls(&config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let jwks = crate::gateway::jwks::JwksRegistry::default();
         let version = config.snapshot.version();
         let runtime = compile(
             Arc::new(config),
@@ -182,6 +203,7 @@ impl Server {
                 metrics: &metrics,
                 rate_limits: &rate_limits,
                 tls: &tls,
+                jwks: &jwks,
             },
         )
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -212,6 +234,8 @@ impl Server {
             metrics,
             access_log,
             tls,
+            ingress_tls: arc_swap::ArcSwapOption::new(ingress_tls),
+            jwks,
             drain,
             applied,
         });
@@ -230,6 +254,9 @@ impl Server {
                 Protocol::Http => Serve::Http(Direction::Inbound),
             };
             listeners.push((spec.listen.inbound, inbound));
+        }
+        if let Some(ingress) = &spec.listen.ingress {
+            listeners.push((ingress.address, Serve::Ingress));
         }
         for (index, tcp) in spec.listen.tcp.iter().enumerate() {
             listeners.push((tcp.address, Serve::Tcp(index)));
@@ -283,6 +310,15 @@ impl Server {
     }
 }
 
+/// Reads the certificate files of a gateway's ingress listener.
+fn ingress_tls(config: &ProxyConfig) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    let ingress = config.proxy.spec.listen.ingress.as_ref();
+    ingress
+        .and_then(|i| i.tls.as_ref())
+        .map(crate::gateway::sni::server_config)
+        .transpose()
+}
+
 /// Reads the certificate files of a static-mode proxy (`spec.tls`).
 fn static_tls(config: &ProxyConfig) -> io::Result<Option<crate::tls::Material>> {
     let Some(files) = &config.proxy.spec.tls else {
@@ -318,6 +354,7 @@ fn run_health_checks(shared: &Shared) {
         let mut applied = shared.applied.subscribe();
         let mut drain = shared.drain_signal();
         let mut checks = HealthChecker::spawn(shared.runtime().health_targets.clone());
+        shared.jwks.start_fetching();
         let mut gauges = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -332,6 +369,7 @@ fn run_health_checks(shared: &Shared) {
                         return;
                     }
                     checks.replace(shared.runtime().health_targets.clone());
+                    shared.jwks.start_fetching();
                 }
                 _ = drain.changed() => return,
             }

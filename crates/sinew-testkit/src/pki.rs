@@ -89,6 +89,37 @@ impl TestCa {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A day-long server certificate for DNS names `hosts` (wildcards
+    /// allowed), written into `dir` as `<name>.crt` and `<name>.key`:
+    /// (certificate path, key path).
+    pub fn write_server(&self, dir: &Path, name: &str, hosts: &[&str]) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("generate a server key");
+        let mut params =
+            CertificateParams::new(hosts.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>())
+                .expect("DNS names");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = SystemTime::now();
+        params.not_before = (now - Duration::from_secs(60)).into();
+        params.not_after = (now + Duration::from_secs(24 * 3600)).into();
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign a server certificate");
+        let (cert_path, key_path) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).expect("write the certificate");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write the key");
+        (cert_path, key_path)
+    }
+
+    /// Writes this CA's certificate into `dir` as `<name>` (for clients' trust).
+    pub fn write_bundle(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, &self.cert_pem).expect("write the bundle");
+        path
+    }
+
     /// Issues a day-long certificate for `uri` and writes it, its key and
     /// this CA's bundle into `dir` as `<name>.crt`, `<name>.key`, `<name>-bundle.pem`.
     pub fn write(&self, dir: &Path, name: &str, uri: &str) -> TlsFiles {

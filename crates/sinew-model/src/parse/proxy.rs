@@ -7,7 +7,8 @@ use super::check::{name, positive};
 use super::node::Node;
 use super::reader::{boolean, nonempty, one_of, socket_addr, Cx, D};
 use crate::{
-    AccessLog, AccessLogFormat, AccessLogPath, Duration, Listen, ProxySpec, ProxyTls, TcpListen,
+    AccessLog, AccessLogFormat, AccessLogPath, Duration, IngressCertificate, IngressListen,
+    IngressTls, Listen, ProxySpec, ProxyTls, TcpListen,
 };
 
 /// `Proxy.spec`.
@@ -63,6 +64,48 @@ pub(crate) fn proxy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxySpe
     })
 }
 
+/// `ingress: {address, tls: {certificates: [{hosts, cert, key}]}}`.
+fn ingress(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<IngressListen> {
+    let mut m = cx.map(node, path)?;
+    let address = m.req(cx, "address", socket_addr);
+    let tls = m.opt(cx, "tls", |cx, n, p| {
+        let mut m = cx.map(n, p)?;
+        let certificates = m.req(cx, "certificates", |cx, n, p| {
+            let list = cx.list(n, p, |cx, n, p| {
+                let mut m = cx.map(n, p)?;
+                let hosts = m.req(cx, "hosts", |cx, n, p| {
+                    let hosts = cx.list(n, p, super::check::host)?;
+                    if hosts.is_empty() {
+                        return cx.invalid(n, p, "needs at least one host");
+                    }
+                    Some(hosts)
+                });
+                let cert = m.req(cx, "cert", nonempty);
+                let key = m.req(cx, "key", nonempty);
+                m.finish(cx);
+                Some(IngressCertificate {
+                    hosts: hosts?,
+                    cert: PathBuf::from(cert?),
+                    key: PathBuf::from(key?),
+                })
+            })?;
+            if list.is_empty() {
+                return cx.invalid(n, p, "needs at least one certificate");
+            }
+            Some(list)
+        });
+        m.finish(cx);
+        Some(IngressTls {
+            certificates: certificates?,
+        })
+    });
+    m.finish(cx);
+    Some(IngressListen {
+        address: address?,
+        tls: tls?,
+    })
+}
+
 /// `tls`: three PEM file paths.
 fn tls(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxyTls> {
     let mut m = cx.map(node, path)?;
@@ -95,6 +138,7 @@ fn listen(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Listen> {
             })
         })
     });
+    let ingress = m.opt(cx, "ingress", ingress);
     let tcp_node = m.node_of("tcp");
     let fields = ["outbound", "inbound", "api"].map(|k| (m.path_of(k), m.node_of(k)));
     m.finish(cx);
@@ -104,6 +148,7 @@ fn listen(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Listen> {
         api: api?,
         api_allow_non_loopback: allow_non_loopback?,
         tcp: tcp?,
+        ingress: ingress?,
     };
     let mut ok = true;
     if !l.api_allow_non_loopback && !l.api.ip().to_canonical().is_loopback() {
@@ -124,7 +169,12 @@ fn listen(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Listen> {
         .iter()
         .copied()
         .zip(fields.iter().map(|(p, _)| p.clone()))
-        .chain(l.tcp.iter().map(|t| t.address).zip(tcp_paths));
+        .chain(l.tcp.iter().map(|t| t.address).zip(tcp_paths))
+        .chain(
+            l.ingress
+                .iter()
+                .map(|i| (i.address, format!("{path}.ingress.address"))),
+        );
     for (i, (addr, field)) in all.enumerate() {
         if let Some((_, other)) = taken.iter().find(|(a, _)| *a == addr) {
             let at = fields.get(i).map_or(tcp_node, |(_, n)| n);

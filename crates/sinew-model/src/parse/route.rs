@@ -7,9 +7,10 @@ use super::check::{
 use super::common::{rate_limit, retries, value_match};
 use super::node::Node;
 use super::reader::{string, uint, Cx, D};
+use crate::Duration;
 use crate::{
     Backend, DirectResponse, ErrorKind, Fault, FaultAbort, FaultDelay, HeaderOps, HeaderPolicy,
-    Mirror, PathMatch, Rewrite, RouteAction, RouteMatch, RouteRule, RouteSpec,
+    JwksSource, JwtRule, Mirror, PathMatch, Rewrite, RouteAction, RouteMatch, RouteRule, RouteSpec,
 };
 
 /// `Route.spec`.
@@ -34,10 +35,56 @@ pub(crate) fn route_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<RouteSpe
         }
         Some(rules)
     });
+    let jwt = m.opt(cx, "jwt", jwt_rule);
     m.finish(cx);
     Some(RouteSpec {
         hosts: hosts?,
         rules: rules?,
+        jwt: jwt?,
+    })
+}
+
+/// `jwt: {issuers, audiences, jwks: {file} | {url, refresh}, leeway}`.
+fn jwt_rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<JwtRule> {
+    let mut m = cx.map(node, path)?;
+    let strings = |cx: &mut Cx<'_>, n: &Node, p: &str| cx.list(n, p, super::reader::nonempty);
+    let issuers = m.or(cx, "issuers", Vec::new(), strings);
+    let audiences = m.or(cx, "audiences", Vec::new(), strings);
+    let jwks = m.req(cx, "jwks", |cx, n, p| {
+        let mut m = cx.map(n, p)?;
+        let file = m.opt(cx, "file", super::reader::nonempty);
+        let url = m.opt(cx, "url", |cx, n, p| {
+            let s = super::reader::nonempty(cx, n, p)?;
+            if !(s.starts_with("http://") || s.starts_with("https://")) {
+                return cx.invalid(n, p, format!("`{s}` is not an http:// or https:// URL"));
+            }
+            Some(s)
+        });
+        let refresh = m.or(cx, "refresh", Duration::from_secs(300), positive_duration);
+        let url_node = m.node_of("url");
+        m.finish(cx);
+        match (file?, url?) {
+            (Some(file), None) => Some(JwksSource::File(file.into())),
+            (None, Some(url)) => Some(JwksSource::Url {
+                url,
+                refresh: refresh?,
+            }),
+            (Some(_), Some(_)) => cx.invalid(url_node, p, "give `file` or `url`, not both"),
+            (None, None) => cx.invalid(n, p, "needs `file` or `url`"),
+        }
+    });
+    let leeway = m.or(
+        cx,
+        "leeway",
+        Duration::from_secs(60),
+        super::reader::duration,
+    );
+    m.finish(cx);
+    Some(JwtRule {
+        issuers: issuers?,
+        audiences: audiences?,
+        jwks: jwks?,
+        leeway: leeway?,
     })
 }
 

@@ -22,12 +22,13 @@ pub use policy::{
 };
 pub use pool::PoolChoice;
 pub use proxy::{
-    AccessLog, AccessLogFormat, AccessLogPath, Listen, Proxy, ProxySpec, ProxyTls, TcpListen,
+    AccessLog, AccessLogFormat, AccessLogPath, IngressCertificate, IngressListen, IngressTls,
+    Listen, Proxy, ProxySpec, ProxyTls, TcpListen,
 };
 pub use resource::{Kind, Resource};
 pub use route::{
-    Backend, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderOps, HeaderPolicy, Mirror,
-    PathMatch, Rewrite, Route, RouteAction, RouteMatch, RouteRule, RouteSpec,
+    Backend, DirectResponse, Fault, FaultAbort, FaultDelay, HeaderOps, HeaderPolicy, JwksSource,
+    JwtRule, Mirror, PathMatch, Rewrite, Route, RouteAction, RouteMatch, RouteRule, RouteSpec,
 };
 pub use service::{
     Balancer, BalancerAlgorithm, CircuitBreaker, Endpoint, HashKey, HealthCheck, HealthProbe,

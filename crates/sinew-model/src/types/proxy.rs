@@ -83,6 +83,39 @@ pub struct Listen {
     /// Outbound opaque-TCP listeners, one per `protocol: tcp` service.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tcp: Vec<TcpListen>,
+    /// Gateway mode: the listener where traffic from outside the mesh
+    /// enters, routed by Route resources (with their `jwt` checks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressListen>,
+}
+
+/// `listen.ingress`: a gateway's public listener.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IngressListen {
+    /// Where to listen (any address: it faces clients outside the mesh).
+    pub address: SocketAddr,
+    /// TLS termination; absent = plaintext HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<IngressTls>,
+}
+
+/// `listen.ingress.tls`: certificates chosen by the client's SNI.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IngressTls {
+    /// At least one; the first also answers clients that send no (or an
+    /// unknown) server name.
+    pub certificates: Vec<IngressCertificate>,
+}
+
+/// One certificate of an ingress listener.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IngressCertificate {
+    /// Server names it is chosen for: exact lowercase names, or `*.suffix`.
+    pub hosts: Vec<String>,
+    /// PEM: the certificate, then its intermediates.
+    pub cert: PathBuf,
+    /// PEM: its private key.
+    pub key: PathBuf,
 }
 
 impl Listen {
@@ -104,6 +137,7 @@ impl Default for Listen {
             api: Self::API,
             api_allow_non_loopback: false,
             tcp: Vec::new(),
+            ingress: None,
         }
     }
 }

@@ -24,6 +24,40 @@ pub struct RouteSpec {
     pub hosts: Vec<String>,
     /// Ordered rules; the first whose match succeeds wins. At least one.
     pub rules: Vec<RouteRule>,
+    /// Requests entering through a gateway's ingress listener must carry a
+    /// valid JWT (`Authorization: Bearer …`); absent = no token needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtRule>,
+}
+
+/// `Route.spec.jwt`: how a gateway validates end-user tokens.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JwtRule {
+    /// Accepted `iss` values; empty = any issuer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values (one must be present); empty = any audience.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    /// Where the signing keys (a JWKS) come from.
+    pub jwks: JwksSource,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`. Default 60s.
+    pub leeway: Duration,
+}
+
+/// A JSON Web Key Set's location.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JwksSource {
+    /// A file, read when the config is (re)loaded.
+    File(std::path::PathBuf),
+    /// An `http://` or `https://` URL, fetched at start and every `refresh`.
+    Url {
+        /// The URL.
+        url: String,
+        /// Between fetches. Default 5m.
+        refresh: Duration,
+    },
 }
 
 /// One rule: a match, an action and per-rule policies.

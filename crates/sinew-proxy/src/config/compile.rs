@@ -5,6 +5,7 @@
 use super::cluster::{Cluster, Endpoint, HashPolicy, UpstreamTls};
 use crate::balance::{Algorithm, Balancer};
 use crate::endpoint::Pools;
+use crate::gateway::JwtPolicy;
 use crate::health::{self, HealthStates};
 use crate::ratelimit::{Limiter, RateLimits};
 use crate::resilience::{CircuitBreaker, OutlierConfig, OutlierDetector, RetryBudget, RetryPolicy};
@@ -118,6 +119,16 @@ pub struct Runtime {
     pub(crate) health_targets: Vec<health::Target>,
     /// The Mesh's mTLS mode (strict when no Mesh is defined).
     pub(crate) mtls: MtlsMode,
+    /// Gateway mode: the Routes' JWT checks by route name's address, and
+    /// the request series of the ingress listener (direction `ingress`).
+    ingress: Option<IngressRoutes>,
+}
+
+/// What a gateway's ingress listener adds to routing.
+#[derive(Debug)]
+struct IngressRoutes {
+    jwt: AddrMap<usize, Arc<JwtPolicy>>,
+    metrics: AddrMap<(usize, u32), Arc<RequestMetrics>>,
 }
 
 fn key(name: &Arc<str>) -> usize {
@@ -125,10 +136,24 @@ fn key(name: &Arc<str>) -> usize {
 }
 
 impl Runtime {
-    pub(crate) fn request_metrics(&self, route: &Arc<str>, cluster: ClusterId) -> &RequestMetrics {
-        self.request_metrics
+    pub(crate) fn request_metrics(
+        &self,
+        direction: Direction,
+        route: &Arc<str>,
+        cluster: ClusterId,
+    ) -> &RequestMetrics {
+        let series = match (&self.ingress, direction) {
+            (Some(ingress), Direction::Ingress) => &ingress.metrics,
+            _ => &self.request_metrics,
+        };
+        series
             .get(&(key(route), cluster.0))
             .unwrap_or(&self.fallback_metrics)
+    }
+
+    /// The JWT check of `route`, on a gateway's ingress listener.
+    pub(crate) fn jwt_policy(&self, route: &Arc<str>) -> Option<&JwtPolicy> {
+        self.ingress.as_ref()?.jwt.get(&key(route)).map(|p| &**p)
     }
 
     pub(crate) fn direct_metrics(&self, route: &Arc<str>) -> &DirectResponseMetrics {
@@ -182,6 +207,8 @@ pub struct Registries<'a> {
     pub rate_limits: &'a RateLimits,
     /// The proxy's TLS material, referred to by meshed endpoints.
     pub tls: &'a Arc<TlsState>,
+    /// JWKS URLs, by the Routes' `jwt` that name them.
+    pub jwks: &'a crate::gateway::jwks::JwksRegistry,
 }
 
 /// Compiles `config` as version `version`.
@@ -245,22 +272,61 @@ pub fn compile(
 
     let mut request_metrics = AddrMap::default();
     let mut direct_metrics = AddrMap::default();
+    let mut ingress = config
+        .proxy
+        .spec
+        .listen
+        .ingress
+        .as_ref()
+        .map(|_| IngressRoutes {
+            jwt: AddrMap::default(),
+            metrics: AddrMap::default(),
+        });
+    let jwt_rules: HashMap<&str, &sinew_model::JwtRule> = config
+        .snapshot
+        .routes()
+        .values()
+        .filter_map(|r| Some((r.metadata.name.as_str(), r.spec.jwt.as_ref()?)))
+        .collect();
+    let mut compiled_jwt: HashMap<&str, Arc<JwtPolicy>> = HashMap::new();
     for vhost in routes.virtual_hosts() {
         for rule in vhost.rules() {
+            if let (Some(ingress), Some(jwt)) = (&mut ingress, jwt_rules.get(&*rule.route_name)) {
+                let policy = match compiled_jwt.get(&*rule.route_name) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = JwtPolicy::compile(jwt, reg.jwks).map_err(|e| {
+                            CompileError(format!("Route {}: jwt: {e}", rule.route_name))
+                        })?;
+                        let p = Arc::new(p);
+                        compiled_jwt.insert(jwt_key(&jwt_rules, &rule.route_name), p.clone());
+                        p
+                    }
+                };
+                ingress.jwt.insert(key(&rule.route_name), policy);
+            }
             match &rule.action {
                 Action::Forward(forward) => {
                     for backend in forward.backends() {
                         let cluster = &clusters[backend.cluster.0 as usize];
+                        let series = |direction| {
+                            metrics.requests(&RequestLabels {
+                                direction,
+                                service: &cluster.service,
+                                route: &rule.route_name,
+                                backend: &cluster.label,
+                            })
+                        };
+                        let at = (key(&rule.route_name), backend.cluster.0);
                         request_metrics
-                            .entry((key(&rule.route_name), backend.cluster.0))
-                            .or_insert_with(|| {
-                                metrics.requests(&RequestLabels {
-                                    direction: Direction::Outbound,
-                                    service: &cluster.service,
-                                    route: &rule.route_name,
-                                    backend: &cluster.label,
-                                })
-                            });
+                            .entry(at)
+                            .or_insert_with(|| series(Direction::Outbound));
+                        if let Some(ingress) = &mut ingress {
+                            ingress
+                                .metrics
+                                .entry(at)
+                                .or_insert_with(|| series(Direction::Ingress));
+                        }
                     }
                 }
                 Action::Direct(_) => {
@@ -341,6 +407,7 @@ pub fn compile(
     Ok(Runtime {
         health_targets,
         mtls,
+        ingress,
         version,
         fallback_metrics: metrics.requests(&RequestLabels {
             direction: Direction::Outbound,
@@ -357,6 +424,11 @@ pub fn compile(
         inbound,
         tcp,
     })
+}
+
+/// The key under which a Route's compiled JWT policy is shared by its rules.
+fn jwt_key<'c>(rules: &HashMap<&'c str, &sinew_model::JwtRule>, route: &str) -> &'c str {
+    rules.get_key_value(route).map_or("", |(name, _)| *name)
 }
 
 /// The rate limiter of `service`'s outbound requests, if it has a limit;

@@ -43,12 +43,14 @@ pub fn config_parser(data: &[u8]) {
     let metrics = Metrics::new();
     let rate_limits = RateLimits::default();
     let tls = Arc::default();
+    let jwks = crate::gateway::jwks::JwksRegistry::default();
     let registries = Registries {
         pools: &pools,
         health: &health,
         metrics: &metrics,
         rate_limits: &rate_limits,
         tls: &tls,
+        jwks: &jwks,
     };
     let _ = compile(Arc::new(config), 1, registries);
 }

@@ -296,11 +296,13 @@ impl Connection {
                     remove: &f.request_headers.remove,
                 }),
                 traceparent: traceparent.as_bytes(),
-                forwarded: (self.direction == Direction::Inbound).then(|| Forwarded {
-                    peer: self.peer.addr.ip(),
-                    proto: crate::listen::scheme(&self.peer),
-                    client_id: self.peer.identity.as_deref(),
-                }),
+                forwarded: matches!(self.direction, Direction::Inbound | Direction::Ingress).then(
+                    || Forwarded {
+                        peer: self.peer.addr.ip(),
+                        proto: crate::listen::scheme(&self.peer),
+                        client_id: self.peer.identity.as_deref(),
+                    },
+                ),
                 default_host: &target.cluster.service,
             },
         );

@@ -267,7 +267,7 @@ async fn forward(
         Err(_) => return refuse(shared, &ProxyError::new(ErrorKind::BadRequest), record),
     };
     strip_connection_headers(&mut parts.headers);
-    if direction == Direction::Inbound {
+    if matches!(direction, Direction::Inbound | Direction::Ingress) {
         add_forwarded(&mut parts.headers, peer);
     }
     if let Some(forward) = target.forward {

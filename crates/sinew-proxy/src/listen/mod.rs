@@ -36,6 +36,9 @@ pub(crate) enum Serve {
     Tcp(usize),
     /// Opaque TCP inbound to the application.
     TcpInbound,
+    /// A gateway's ingress: HTTP (over TLS when configured) from outside
+    /// the mesh, routed like outbound.
+    Ingress,
 }
 
 /// Accepts connections until the proxy drains.
@@ -71,6 +74,8 @@ pub(crate) struct Peer {
     pub(crate) addr: SocketAddr,
     /// Its SPIFFE ID, when it proved one by mTLS (inbound only).
     pub(crate) identity: Option<Arc<str>>,
+    /// Whether the connection is TLS (mTLS inbound, or a TLS ingress).
+    pub(crate) secure: bool,
 }
 
 /// The header the inbound listener sets to the client's SPIFFE ID.
@@ -78,7 +83,7 @@ pub(crate) const CLIENT_ID_HEADER: &str = "x-sinew-client-id";
 
 /// The scheme of a downstream connection, for `x-forwarded-proto`.
 pub(crate) fn scheme(peer: &Peer) -> &'static str {
-    if peer.identity.is_some() {
+    if peer.secure {
         "https"
     } else {
         "http"
@@ -90,6 +95,7 @@ impl Peer {
         Peer {
             addr,
             identity: None,
+            secure: false,
         }
     }
 }
@@ -103,6 +109,10 @@ async fn handle(shared: Arc<Shared>, serve: Serve, stream: TcpStream, addr: Sock
         Serve::Http(direction) => {
             let _open = shared.metrics.connections(direction).open();
             http(shared, direction, stream, Peer::plain(addr)).await;
+        }
+        Serve::Ingress => {
+            let _open = shared.metrics.connections(Direction::Ingress).open();
+            ingress(shared, stream, addr).await;
         }
         Serve::Tcp(index) => {
             let _open = shared
@@ -129,6 +139,36 @@ fn timeouts(shared: &Shared) -> (Duration, Duration) {
     let runtime = shared.runtime();
     let spec = &runtime.config.proxy.spec;
     (spec.idle_timeout.into(), spec.request_header_timeout.into())
+}
+
+/// A client of a gateway: TLS with the SNI-chosen certificate when the
+/// ingress has certificates (then ALPN picks the protocol), else plaintext.
+async fn ingress(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
+    let Some(config) = shared.ingress_tls() else {
+        return http(shared, Direction::Ingress, stream, Peer::plain(addr)).await;
+    };
+    let (_, head) = timeouts(&shared);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let tls = match tokio::time::timeout(head, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, peer = %addr, "ingress TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let conn = crate::tls::Conn::Server(Box::new(tls));
+    let peer = Peer {
+        addr,
+        identity: None,
+        secure: true,
+    };
+    if h2 {
+        crate::http2::serve(shared, Direction::Ingress, conn, peer).await;
+    } else {
+        crate::http1::serve(shared, Direction::Ingress, conn, peer).await;
+    }
 }
 
 /// A connection from another sidecar (or, in plaintext modes, anyone), as
@@ -181,6 +221,7 @@ async fn inbound(shared: Arc<Shared>, serve: Serve, stream: TcpStream, addr: Soc
     let peer = Peer {
         addr,
         identity: Some(accepted.peer),
+        secure: true,
     };
     match serve {
         Serve::TcpInbound => tcp::serve(shared, tcp::Target::App, accepted.conn, peer).await,

@@ -11,11 +11,18 @@ pub enum Direction {
     Outbound,
     /// Opaque TCP proxying (a `protocol: tcp` service): no HTTP requests.
     Tcp,
+    /// From outside the mesh into it, through a gateway's ingress listener.
+    Ingress,
 }
 
 impl Direction {
     /// Every direction, in render order.
-    pub const ALL: [Direction; 3] = [Direction::Inbound, Direction::Outbound, Direction::Tcp];
+    pub const ALL: [Direction; 4] = [
+        Direction::Inbound,
+        Direction::Outbound,
+        Direction::Tcp,
+        Direction::Ingress,
+    ];
 
     /// The label value.
     pub const fn as_str(self) -> &'static str {
@@ -23,6 +30,7 @@ impl Direction {
             Direction::Inbound => "inbound",
             Direction::Outbound => "outbound",
             Direction::Tcp => "tcp",
+            Direction::Ingress => "ingress",
         }
     }
 
@@ -57,6 +65,8 @@ pub enum ProxyErrorKind {
     NoEndpoint,
     /// Authorization policy denied the request.
     Forbidden,
+    /// A gateway route's JWT check refused the request.
+    Unauthorized,
     /// A circuit breaker limit refused the request.
     CircuitOpen,
     /// A local rate limit refused the request (429).
@@ -75,11 +85,12 @@ pub enum ProxyErrorKind {
 
 impl ProxyErrorKind {
     /// Every kind, in render order.
-    pub const ALL: [ProxyErrorKind; 11] = [
+    pub const ALL: [ProxyErrorKind; 12] = [
         ProxyErrorKind::BadRequest,
         ProxyErrorKind::NoRoute,
         ProxyErrorKind::NoEndpoint,
         ProxyErrorKind::Forbidden,
+        ProxyErrorKind::Unauthorized,
         ProxyErrorKind::CircuitOpen,
         ProxyErrorKind::RateLimited,
         ProxyErrorKind::UpstreamConnect,
@@ -96,6 +107,7 @@ impl ProxyErrorKind {
             ProxyErrorKind::NoRoute => "no_route",
             ProxyErrorKind::NoEndpoint => "no_endpoint",
             ProxyErrorKind::Forbidden => "forbidden",
+            ProxyErrorKind::Unauthorized => "unauthorized",
             ProxyErrorKind::CircuitOpen => "circuit_open",
             ProxyErrorKind::RateLimited => "rate_limited",
             ProxyErrorKind::UpstreamConnect => "upstream_connect",

@@ -256,6 +256,7 @@ sinew_proxy_errors_total{kind="bad_request"} 0
 sinew_proxy_errors_total{kind="no_route"} 1
 sinew_proxy_errors_total{kind="no_endpoint"} 0
 sinew_proxy_errors_total{kind="forbidden"} 0
+sinew_proxy_errors_total{kind="unauthorized"} 0
 sinew_proxy_errors_total{kind="circuit_open"} 0
 sinew_proxy_errors_total{kind="rate_limited"} 0
 sinew_proxy_errors_total{kind="upstream_connect"} 0
@@ -268,11 +269,13 @@ sinew_proxy_errors_total{kind="internal"} 0
 sinew_open_connections{direction="inbound"} 1
 sinew_open_connections{direction="outbound"} 0
 sinew_open_connections{direction="tcp"} 0
+sinew_open_connections{direction="ingress"} 0
 # HELP sinew_connections_total Downstream connections accepted.
 # TYPE sinew_connections_total counter
 sinew_connections_total{direction="inbound"} 2
 sinew_connections_total{direction="outbound"} 0
 sinew_connections_total{direction="tcp"} 0
+sinew_connections_total{direction="ingress"} 0
 # HELP sinew_upstream_connect_errors_total Failed attempts to open a connection to an upstream endpoint.
 # TYPE sinew_upstream_connect_errors_total counter
 sinew_upstream_connect_errors_total{service="web",endpoint="127.0.0.1:8080"} 1

@@ -22,6 +22,8 @@ pub struct ProxyPorts {
     pub api: SocketAddr,
     /// `listen.tcp`: service name and address.
     pub tcp: Vec<(String, SocketAddr)>,
+    /// `listen.ingress.address` (gateway mode), when set.
+    pub ingress: Option<SocketAddr>,
 }
 
 impl ProxyPorts {
@@ -32,6 +34,7 @@ impl ProxyPorts {
             inbound: free_port(),
             api: free_port(),
             tcp: Vec::new(),
+            ingress: None,
         }
     }
 }
@@ -68,6 +71,8 @@ pub struct ProxyBuilder {
     access_log: Option<String>,
     api_listen: Option<String>,
     spec_extra: String,
+    /// `listen.ingress.tls` as YAML (gateway mode with TLS).
+    ingress_tls: Option<String>,
     /// The Mesh's `mtls`, written as a Mesh resource; `None` writes no Mesh
     /// (the default, strict, applies).
     mtls: Option<String>,
@@ -100,6 +105,7 @@ impl ProxyBuilder {
             access_log: None,
             api_listen: None,
             spec_extra: String::new(),
+            ingress_tls: None,
             // Static-mode tests of everything but mTLS run plaintext; the
             // mTLS tests choose a mode and give certificate files.
             mtls: Some("disabled".to_owned()),
@@ -191,6 +197,15 @@ impl ProxyBuilder {
         self
     }
 
+    /// Gateway mode: a `listen.ingress` listener on a free port, plaintext
+    /// or with `tls` (the YAML of `listen.ingress.tls`, e.g.
+    /// `{certificates: [{hosts: [a.test], cert: …, key: …}]}`).
+    pub fn ingress(mut self, tls: Option<&str>) -> Self {
+        self.ports.ingress = Some(free_port());
+        self.ingress_tls = tls.map(str::to_owned);
+        self
+    }
+
     /// The Mesh's `mtls` mode (`strict`, `permissive`, `disabled`; default
     /// `disabled` for these static-mode tests).
     pub fn mtls(mut self, mode: &str) -> Self {
@@ -256,6 +271,12 @@ impl ProxyBuilder {
             out.push_str("    tcp:\n");
             for (service, addr) in &p.tcp {
                 let _ = writeln!(out, "      - {{service: {service}, address: \"{addr}\"}}");
+            }
+        }
+        if let Some(addr) = p.ingress {
+            let _ = write!(out, "    ingress:\n      address: \"{addr}\"\n");
+            if let Some(tls) = &self.ingress_tls {
+                let _ = writeln!(out, "      tls: {tls}");
             }
         }
         if let Some(workers) = self.workers {

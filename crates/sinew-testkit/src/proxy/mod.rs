@@ -92,6 +92,14 @@ impl Proxy {
         self.spec.ports.api
     }
 
+    /// The gateway's `listen.ingress` address.
+    pub fn ingress(&self) -> SocketAddr {
+        self.spec
+            .ports
+            .ingress
+            .expect("no ingress listener (ProxyBuilder::ingress)")
+    }
+
     /// The `listen.tcp` address allocated for TCP service `service`.
     pub fn tcp(&self, service: &str) -> SocketAddr {
         self.spec

@@ -41,6 +41,7 @@ fn route(name: &str, hosts: &[&str], rules: Vec<m::RouteRule>) -> m::Route {
         spec: m::RouteSpec {
             hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
             rules,
+            jwt: None,
         },
         location: m::Location::default(),
     }
