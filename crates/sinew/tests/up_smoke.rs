@@ -138,7 +138,21 @@ async fn up_serves_the_demo_shop_and_stops_cleanly_on_ctrl_c() {
         "{body}"
     );
 
-    // The sidecars run on the control plane: all five connected, each having
+    // What the banner tells a user to curl: the gateway by its address.
+    let mut client = HttpClient::http1(web)
+        .await
+        .expect("connect to the gateway");
+    let req = sinew_testkit::Request::get("/").host(&web.to_string());
+    let response = client.send(req).await.expect("the gateway answers");
+    assert!(
+        response.status == 200 || response.status == 503,
+        "the shop Route matches the gateway's own address: {} {}",
+        response.status,
+        response.text()
+    );
+    assert_ne!(response.header("x-sinew-error"), Some("no-route"));
+
+    // The sidecars and the gateway run on the control plane: all six connected, each having
     // applied the version it was sent, and registered in the catalog.
     let api = control_addr(&banner);
     let token = std::fs::read_to_string(work.join("control/admin.token")).expect("admin token");
@@ -154,7 +168,7 @@ async fn up_serves_the_demo_shop_and_stops_cleanly_on_ctrl_c() {
     };
     let proxies = get("/v1/proxies").await;
     let items = proxies["items"].as_array().cloned().unwrap_or_default();
-    assert_eq!(items.len(), 5, "{proxies}");
+    assert_eq!(items.len(), 6, "{proxies}");
     for p in &items {
         assert_eq!(p["connected"], true, "{p}");
         assert!(p["applied_version"].as_u64() > Some(0), "{p}");
@@ -173,8 +187,8 @@ async fn up_serves_the_demo_shop_and_stops_cleanly_on_ctrl_c() {
     let children = children_of(up.pid());
     assert_eq!(
         children.len(),
-        10,
-        "5 demo apps and 5 sidecars: {children:?}"
+        11,
+        "5 demo apps, 5 sidecars and the gateway: {children:?}"
     );
 
     up.signal("INT").expect("send SIGINT");

@@ -56,10 +56,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
 async fn up(args: Args) -> Result<(), String> {
     let source = args.port_base.map_or(PortSource::Free, PortSource::Base);
     let shop = Shop::demo(source).map_err(|e| format!("cannot pick ports: {e}"))?;
-    let entry = shop
-        .entry()
-        .cloned()
-        .ok_or("the demo shop has no entry service")?;
+    shop.entry().ok_or("the demo shop has no entry service")?;
     let work = WorkDir::create().map_err(|e| format!("cannot create the work directory: {e}"))?;
     let control = start_control(source, &work, &shop).await?;
     config::write_all(work.path(), &shop, control.grpc_addr).map_err(|e| {
@@ -73,12 +70,16 @@ async fn up(args: Args) -> Result<(), String> {
     let mut stop = Stop::install().map_err(|e| format!("cannot handle signals: {e}"))?;
 
     let mut children = Supervisor::new(GRACE);
-    for instance in &shop.instances {
-        for spec in child_specs(&exe, &work, instance, &control.join_token_file()) {
-            if let Err(e) = children.start(spec.clone()) {
-                children.stop().await;
-                return Err(format!("cannot start {}: {e}", spec.name));
-            }
+    let token = control.join_token_file();
+    let specs = shop
+        .instances
+        .iter()
+        .flat_map(|instance| child_specs(&exe, &work, instance, &token))
+        .chain([gateway_spec(&exe, &work, &token)]);
+    for spec in specs {
+        if let Err(e) = children.start(spec.clone()) {
+            children.stop().await;
+            return Err(format!("cannot start {}: {e}", spec.name));
         }
     }
     tracing::info!(instances = shop.instances.len(), dir = %work.path().display(), "started; waiting for sidecars");
@@ -87,6 +88,7 @@ async fn up(args: Args) -> Result<(), String> {
         .instances
         .iter()
         .map(|i| (i.name.clone(), i.ports.api))
+        .chain([(shop::GATEWAY.to_owned(), shop.gateway.api)])
         .collect();
     let readiness = tokio::select! {
         result = ready::wait_all(&sidecars, READY_WITHIN) => Some(result),
@@ -114,8 +116,10 @@ async fn up(args: Args) -> Result<(), String> {
     say(&banner::ready(&shop, &work.logs(), &control_banner));
 
     let stats = Arc::new(traffic::Stats::default());
+    // Demo traffic enters like a user's: through the gateway, which
+    // reaches web's sidecar over mTLS.
     let traffic = tokio::spawn(traffic::run(
-        entry.ports.inbound,
+        shop.gateway.ingress,
         shop::ENTRY,
         Arc::clone(&stats),
     ));
@@ -216,6 +220,23 @@ fn child_specs(exe: &Path, work: &WorkDir, instance: &Instance, token: &Path) ->
             log: work.logs().join(format!("{}.sidecar.log", instance.name)),
         },
     ]
+}
+
+/// The gateway: a sidecar binary with an ingress listener and no app.
+fn gateway_spec(exe: &Path, work: &WorkDir, token: &Path) -> ChildSpec {
+    ChildSpec {
+        name: format!("{}/gateway", shop::GATEWAY),
+        program: exe.to_owned(),
+        args: vec![
+            "proxy".to_owned(),
+            "--config".to_owned(),
+            config::gateway_path(work.path()).display().to_string(),
+            "--token-file".to_owned(),
+            token.display().to_string(),
+            "--exit-on-stdin-eof".to_owned(),
+        ],
+        log: work.logs().join(format!("{}.sidecar.log", shop::GATEWAY)),
+    }
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM.

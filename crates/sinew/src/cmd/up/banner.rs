@@ -31,8 +31,8 @@ pub(crate) fn ready(shop: &Shop, logs: &Path, control: &str) -> String {
     if let Some(web) = shop.entry() {
         let _ = writeln!(
             out,
-            "  web:   http://{}/   (through {}'s sidecar)",
-            web.ports.inbound, web.name
+            "  web:   http://{}/   (through the gateway, then mTLS to {}'s sidecar)",
+            shop.gateway.ingress, web.name
         );
         let split: Vec<String> = CATALOG_SPLIT
             .iter()
@@ -62,6 +62,13 @@ pub(crate) fn ready(shop: &Shop, logs: &Path, control: &str) -> String {
             i.name, i.ports.api
         );
     }
+    let _ = writeln!(
+        out,
+        "  {:width$}  {:34}  http://{}/config",
+        super::shop::GATEWAY,
+        format!("http://{}/metrics", shop.gateway.api),
+        shop.gateway.api
+    );
     for flaky in shop.instances.iter().filter(|i| i.fail_ratio > 0.0) {
         let _ = writeln!(
             out,
@@ -131,7 +138,7 @@ mod tests {
         assert!(text.contains("control plane: http://127.0.0.1:32100/openapi.json"));
         assert!(text.contains("SINEW_TOKEN_FILE=dir/admin.token sinew status"));
         let web = shop.entry().expect("web");
-        assert!(text.contains(&format!("  web:   http://{}/", web.ports.inbound)));
+        assert!(text.contains(&format!("  web:   http://{}/", shop.gateway.ingress)));
         assert!(text.contains(&format!(
             "curl -H 'Host: catalog' http://{}/",
             web.ports.outbound

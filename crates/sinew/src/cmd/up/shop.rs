@@ -36,12 +36,30 @@ pub(crate) struct Instance {
     pub(crate) ports: Ports,
 }
 
-/// Every instance of the demo shop.
+/// The sockets of the gateway: where traffic from outside enters the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GatewayPorts {
+    /// Its ingress listener (plaintext HTTP on loopback for the demo).
+    pub(crate) ingress: SocketAddr,
+    /// Its (unused) outbound listener.
+    pub(crate) outbound: SocketAddr,
+    /// Its (unused) inbound listener.
+    pub(crate) inbound: SocketAddr,
+    /// Its API.
+    pub(crate) api: SocketAddr,
+}
+
+/// Every instance of the demo shop, and the gateway in front of it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Shop {
     /// In start order: leaves first, so callers find their downstreams up.
     pub(crate) instances: Vec<Instance>,
+    /// The gateway's sockets.
+    pub(crate) gateway: GatewayPorts,
 }
+
+/// The gateway's Proxy name (its config file and logs too).
+pub(crate) const GATEWAY: &str = "gateway";
 
 /// The service the demo traffic enters by.
 pub(crate) const ENTRY: &str = "web";
@@ -59,6 +77,14 @@ impl Shop {
     /// The demo shop with ports from `source`.
     pub(crate) fn demo(source: PortSource) -> io::Result<Shop> {
         let addrs = allocate(source, LAYOUT.len() * 4)?;
+        // After the instances' 20 ports and the control plane's two.
+        let gateway = allocate(
+            match source {
+                PortSource::Base(base) => PortSource::Base(base.saturating_add(22)),
+                PortSource::Free => PortSource::Free,
+            },
+            4,
+        )?;
         let instances = LAYOUT
             .iter()
             .zip(addrs.chunks_exact(4))
@@ -78,7 +104,15 @@ impl Shop {
                 },
             )
             .collect();
-        Ok(Shop { instances })
+        Ok(Shop {
+            instances,
+            gateway: GatewayPorts {
+                ingress: gateway[0],
+                outbound: gateway[1],
+                inbound: gateway[2],
+                api: gateway[3],
+            },
+        })
     }
 
     /// The instances of `service`.
@@ -129,8 +163,15 @@ mod tests {
             .iter()
             .flat_map(|i| [i.ports.app, i.ports.outbound, i.ports.inbound, i.ports.api])
             .collect();
+        let g = shop.gateway;
+        all.extend([g.ingress, g.outbound, g.inbound, g.api]);
         all.sort_unstable();
         all.dedup();
-        assert_eq!(all.len(), 20);
+        assert_eq!(all.len(), 24);
+        assert_eq!(
+            g.ingress.port(),
+            30022,
+            "after the control plane's two ports"
+        );
     }
 }
