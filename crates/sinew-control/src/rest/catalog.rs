@@ -23,9 +23,13 @@ fn endpoint_json(
     weight: u32,
     source: &str,
     healthy: bool,
+    identity: Option<&str>,
     reports: Option<&(u32, u32)>,
 ) -> Value {
     let mut v = json!({"id": id, "address": address, "labels": labels, "weight": weight, "source": source, "healthy": healthy});
+    if let Some(identity) = identity {
+        v["identity"] = json!(identity);
+    }
     if let Some((up, down)) = reports {
         v["reports"] = json!({"healthy": up, "unhealthy": down});
     }
@@ -96,6 +100,7 @@ async fn endpoints(r: &Replica) -> Result<BTreeMap<(String, String), Vec<Value>>
                 u32::try_from(weight).unwrap_or(1),
                 "static",
                 healthy,
+                e.get("identity").and_then(Value::as_str),
                 rep,
             ));
         }
@@ -123,6 +128,7 @@ async fn endpoints(r: &Replica) -> Result<BTreeMap<(String, String), Vec<Value>>
                 reg.weight,
                 source,
                 healthy,
+                reg.identity.as_deref(),
                 rep,
             ));
     }
