@@ -12,6 +12,7 @@ use sinew_proto::{
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::grpc_tls::PeerIdentity;
 use crate::{
     keys, lock,
     registry::{Registration, Source},
@@ -37,20 +38,55 @@ impl ControlService {
         ControlService { replica }
     }
 
-    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    /// Who calls: a workload by the certificate it connected with (checked
+    /// by TLS against the CA), else the holder of the join or admin token.
+    fn authorize<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        if let Some(PeerIdentity(Some(id))) = request.extensions().get::<PeerIdentity>() {
+            return Ok(Caller::Workload(id.clone()));
+        }
         let header = request
             .metadata()
             .get(sinew_proto::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         if self.replica.tokens.proxy_may(header) {
-            Ok(())
+            Ok(Caller::Token)
         } else {
             Err(Status::unauthenticated(
-                "missing or wrong token: send `authorization: Bearer TOKEN` (the join or admin token)",
+                "no workload certificate and a missing or wrong token: send `authorization: Bearer TOKEN` (the join or admin token)",
             ))
         }
     }
+
+    /// Refuses a certificate-authenticated caller acting as another workload.
+    fn check_acting_as(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        service: &str,
+    ) -> Result<(), Status> {
+        let Caller::Workload(id) = caller else {
+            return Ok(());
+        };
+        let (domain, _) = self.replica.mesh_identity();
+        let claimed = crate::ca::spiffe_id(&domain, namespace, service);
+        if *id == claimed {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "the certificate names {id}; it may not act as {claimed}"
+            )))
+        }
+    }
+}
+
+/// Who is calling the proxies' API.
+#[derive(Debug)]
+enum Caller {
+    /// A workload, by the SPIFFE ID of the certificate it connected with.
+    Workload(String),
+    /// The holder of the join (or admin) token.
+    Token,
 }
 
 fn lock_status(e: lock::LockError) -> Status {
@@ -81,7 +117,7 @@ impl control_server::Control for ControlService {
         &self,
         request: Request<Streaming<ProxyMessage>>,
     ) -> Result<Response<UpdateStream>, Status> {
-        self.authorize(&request)?;
+        let caller = self.authorize(&request)?;
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await;
         let hello = match first {
@@ -92,8 +128,19 @@ impl control_server::Control for ControlService {
             _ => return Err(Status::invalid_argument("the first message must be Hello")),
         };
         let peer = Peer::from_hello(hello)?;
+        self.check_acting_as(&caller, &peer.namespace, &peer.service)?;
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        tokio::spawn(session(self.replica.clone(), peer, inbound, tx));
+        let authenticated = match caller {
+            Caller::Workload(_) => "certificate",
+            Caller::Token => "token",
+        };
+        tokio::spawn(session(
+            self.replica.clone(),
+            peer,
+            authenticated,
+            inbound,
+            tx,
+        ));
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
         Ok(Response::new(Box::pin(stream)))
     }
@@ -102,7 +149,7 @@ impl control_server::Control for ControlService {
         &self,
         request: Request<AcquireLockRequest>,
     ) -> Result<Response<LockLease>, Status> {
-        self.authorize(&request)?;
+        let _caller = self.authorize(&request)?;
         let r = request.into_inner();
         let ttl = Duration::from_millis(r.ttl_ms);
         lock::acquire(&*self.replica.store, &r.name, &r.owner, ttl)
@@ -115,7 +162,7 @@ impl control_server::Control for ControlService {
         &self,
         request: Request<RenewLockRequest>,
     ) -> Result<Response<LockLease>, Status> {
-        self.authorize(&request)?;
+        let _caller = self.authorize(&request)?;
         let r = request.into_inner();
         lock::renew(&*self.replica.store, &r.name, &r.owner, r.token)
             .await
@@ -127,9 +174,10 @@ impl control_server::Control for ControlService {
         &self,
         request: Request<CertificateRequest>,
     ) -> Result<Response<CertificateReply>, Status> {
-        self.authorize(&request)?;
+        let caller = self.authorize(&request)?;
         let r = request.into_inner();
         let namespace = crate::view::namespace_or_default(Some(&r.namespace)).to_owned();
+        self.check_acting_as(&caller, &namespace, &r.service)?;
         for (field, value) in [("namespace", &namespace), ("service", &r.service)] {
             if !keys::valid_segment(value) {
                 return Err(Status::invalid_argument(format!(
@@ -161,7 +209,7 @@ impl control_server::Control for ControlService {
         &self,
         request: Request<ReleaseLockRequest>,
     ) -> Result<Response<ReleaseLockReply>, Status> {
-        self.authorize(&request)?;
+        let _caller = self.authorize(&request)?;
         let r = request.into_inner();
         lock::release(&*self.replica.store, &r.name, &r.owner, r.token)
             .await
@@ -349,6 +397,7 @@ fn diff(view: &Arc<View>, sent: &mut Sent, namespace: &str, service: &str) -> Op
 async fn session(
     replica: Arc<Replica>,
     peer: Peer,
+    authenticated: &'static str,
     mut inbound: Streaming<ProxyMessage>,
     tx: mpsc::Sender<Result<ControlMessage, Status>>,
 ) {
@@ -367,6 +416,7 @@ async fn session(
         applied_version: peer.applied_version,
         last_nack: None,
         last_seen_ms: keys::now_ms(),
+        authenticated: authenticated.to_owned(),
     };
     replica.status.write(status.clone());
 

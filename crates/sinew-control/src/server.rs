@@ -216,7 +216,10 @@ impl ControlPlane {
         tasks.push(tokio::spawn(crate::rest::serve(http, replica.clone())));
         let service =
             sinew_proto::control_server::ControlServer::new(ControlService::new(replica.clone()));
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
+        let bundle_file = data_dir.join("ca.pem");
+        let incoming = crate::grpc_tls::incoming(grpc, replica.clone(), bundle_file)
+            .await
+            .map_err(|e| StartError(format!("cannot serve gRPC over TLS: {e}")))?;
         tasks.push(tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(5)))

@@ -38,6 +38,10 @@ pub struct ProxyStatus {
     pub last_nack: Option<Nack>,
     /// Wall clock of the last message from it (ms since the epoch).
     pub last_seen_ms: u64,
+    /// How its stream authenticated: `certificate` (its workload
+    /// certificate, over TLS) or `token` (the join or admin token).
+    #[serde(default)]
+    pub authenticated: String,
 }
 
 /// A refused version and why.

@@ -25,7 +25,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::{mpsc, oneshot},
 };
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 const TOKEN: &str = "s3cret";
@@ -222,6 +222,99 @@ impl ControlService for PlaneService {
     }
 }
 
+/// The fake plane's TLS: a CA (its PEM is the proxies' trust bundle) and a
+/// serving certificate for `spiffe://sinew.local/sinew/control`, as the real
+/// control plane has.
+fn plane_tls() -> &'static (Arc<rustls::ServerConfig>, String) {
+    static TLS: std::sync::OnceLock<(Arc<rustls::ServerConfig>, String)> =
+        std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::default();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf = rcgen::CertificateParams::default();
+        leaf.subject_alt_names = vec![rcgen::SanType::URI(
+            "spiffe://sinew.local/sinew/control".try_into().unwrap(),
+        )];
+        leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(cert.der().to_vec())],
+                PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        (Arc::new(config), ca_cert.pem())
+    })
+}
+
+/// A TLS connection to the fake plane, as tonic serves it.
+struct TlsConn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+/// Handshaken TLS connections from `listener`, for tonic.
+fn tls_incoming(listener: TcpListener) -> ReceiverStream<std::io::Result<TlsConn>> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = tokio_rustls::TlsAcceptor::from(plane_tls().0.clone());
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    let _ = tx.send(Ok(TlsConn(tls))).await;
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
 /// A running control plane on a loopback port.
 struct Plane {
     addr: SocketAddr,
@@ -242,7 +335,7 @@ impl Plane {
         tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(server)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                .serve_with_incoming_shutdown(tls_incoming(listener), async {
                     let _ = stopped.await;
                 })
                 .await;
@@ -370,6 +463,7 @@ impl Sidecar {
         };
         let mut options = ControlOptions::for_proxy(&proxy, Path::new("proxy.yaml")).unwrap();
         options.token = Some(TOKEN.into());
+        options.trust_bundle = Some(plane_tls().1.clone());
         options.cache = cache.to_owned();
         options.advertise = "10.1.2.3:4143".into();
         let bootstrap = Bootstrap::load(proxy, cache);

@@ -65,6 +65,12 @@ impl Control {
         &self.dir
     }
 
+    /// `DIR/ca.pem`: the roots the control plane's gRPC certificate chains
+    /// to (what a proxy's `SINEW_CONTROL_CA` names).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
     /// `DIR/admin.token`.
     pub fn token_file(&self) -> PathBuf {
         self.dir.join("admin.token")

@@ -88,26 +88,32 @@ fn route_to(service: &str) -> String {
 }
 
 /// A sidecar of `service` steered by `controls` (comma-separated gRPC addresses).
-async fn sidecar(controls: &str, token: &str, name: &str, service: &str, extra: &str) -> Proxy {
+async fn sidecar(
+    controls: &str,
+    control: &Control,
+    name: &str,
+    service: &str,
+    extra: &str,
+) -> Proxy {
     Proxy::builder(SINEW)
         .name(name)
         .own_service(service)
         .proxy_spec(&format!("control: \"{controls}\"\n{extra}"))
-        .env("SINEW_TOKEN", token)
+        .env("SINEW_TOKEN", control.token())
+        .env("SINEW_CONTROL_CA", &ca(control))
+        .env("SINEW_CONTROL_CA", &ca(control))
         .spawn()
         .await
 }
 
+/// The control plane's trust bundle file, as `SINEW_CONTROL_CA` takes it.
+fn ca(control: &Control) -> String {
+    control.ca_file().display().to_string()
+}
+
 /// The usual client: sidecar `p1` of service `client`, steered by `control`.
 async fn client_sidecar(control: &Control) -> Proxy {
-    sidecar(
-        &control.grpc().to_string(),
-        control.token(),
-        "p1",
-        "client",
-        "",
-    )
-    .await
+    sidecar(&control.grpc().to_string(), control, "p1", "client", "").await
 }
 
 /// Registers an external workload over REST; it must succeed.
@@ -251,6 +257,7 @@ async fn proxy_nack_shows_in_status(store: Backing) {
         .tcp_listener("db")
         .proxy_spec(&format!("control: \"{}\"", control.grpc()))
         .env("SINEW_TOKEN", control.token())
+        .env("SINEW_CONTROL_CA", &ca(&control))
         .spawn()
         .await;
     let good = proxy.config_version().await;
@@ -423,7 +430,7 @@ async fn proxy_endpoint_is_deregistered_after_the_grace_period(store: Backing) {
     let control = store.control().grace("2s").spawn().await;
     let client = sidecar(
         &control.grpc().to_string(),
-        control.token(),
+        &control,
         "client-1",
         "client",
         "",
@@ -435,6 +442,7 @@ async fn proxy_endpoint_is_deregistered_after_the_grace_period(store: Backing) {
         .app(app.addr())
         .proxy_spec(&format!("control: \"{}\"", control.grpc()))
         .env("SINEW_TOKEN", control.token())
+        .env("SINEW_CONTROL_CA", &ca(&control))
         .spawn()
         .await;
 
@@ -692,7 +700,7 @@ async fn etcd_replica_killed_proxies_fail_over_within_5s() {
     let controls = format!("{},{}", one.grpc(), two.grpc());
     let mut proxies = Vec::new();
     for i in 0..3 {
-        proxies.push(sidecar(&controls, one.token(), &format!("p{i}"), "client", "").await);
+        proxies.push(sidecar(&controls, &one, &format!("p{i}"), "client", "").await);
     }
     for p in &proxies {
         assert_eq!(backend_of(p, "shop").await.as_deref(), Some("a"));
@@ -831,14 +839,7 @@ async fn proxies_get_and_renew_spiffe_certificates() {
             "trust_domain: shop.test\ncert_ttl: 6s\n",
         ))
         .await;
-    let proxy = sidecar(
-        &control.grpc().to_string(),
-        control.token(),
-        "web-1",
-        "web",
-        "",
-    )
-    .await;
+    let proxy = sidecar(&control.grpc().to_string(), &control, "web-1", "web", "").await;
     let identity = || async {
         let r = proxy.api_get("/identity").await;
         (r.status == StatusCode::OK).then(|| r.json())
@@ -925,6 +926,7 @@ async fn proxies_get_and_renew_spiffe_certificates() {
         .own_service("web")
         .proxy_spec(&format!("control: \"{}\"", control.grpc()))
         .env("SINEW_TOKEN", "not-the-token")
+        .env("SINEW_CONTROL_CA", &ca(&control))
         .launch();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let r = outsider
@@ -977,10 +979,11 @@ async fn mtls_survives_certificate_rotation_under_load() {
         .app(app.addr())
         .proxy_spec(&format!("control: \"{grpc}\""))
         .env("SINEW_TOKEN", control.token())
+        .env("SINEW_CONTROL_CA", &ca(&control))
         .spawn()
         .await;
-    let web = sidecar(&grpc, control.token(), "web-1", "web", "").await;
-    let other = sidecar(&grpc, control.token(), "ads-1", "ads", "").await;
+    let web = sidecar(&grpc, &control, "web-1", "web", "").await;
+    let other = sidecar(&grpc, &control, "ads-1", "ads", "").await;
 
     // Registered with its identity, reached over mTLS, authorized by it.
     assert_eventually!(
@@ -1065,4 +1068,67 @@ async fn mtls_survives_certificate_rotation_under_load() {
     let fresh = total("sinew_upstream_connections_total{service=\"reviews\"");
     eprintln!("rotation under load: {fresh} mTLS connections opened, 0 handshake errors");
     assert!(fresh >= 20.0, "bursts opened fresh connections: {metrics}");
+}
+
+/// The proxies' gRPC API is TLS only; a proxy joins with the join token and,
+/// once it holds its workload certificate, reconnects with the certificate
+/// instead (shown in `/v1/proxies` as `authenticated`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_join_with_the_token_then_reconnect_with_their_certificate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut control = Backing::Embedded.control().spawn().await;
+
+    // Plaintext HTTP/2 to the gRPC port gets no HTTP/2 answer.
+    let mut raw = tokio::net::TcpStream::connect(control.grpc())
+        .await
+        .unwrap();
+    raw.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut answer)).await;
+    assert!(
+        answer.is_empty() || answer[0] == 0x15,
+        "a TLS alert or nothing, not HTTP/2: {answer:?}"
+    );
+
+    let proxy = client_sidecar(&control).await;
+    let authenticated = |control: &Control| {
+        let http = control.http();
+        let token = control.token().to_owned();
+        async move {
+            let mut c = HttpClient::http1(http).await.ok()?;
+            let req = sinew_testkit::Request::get("/v1/proxies")
+                .host("control")
+                .header("authorization", &format!("Bearer {token}"));
+            let items = c.send(req).await.ok()?.json()["items"].clone();
+            let p1 = items
+                .as_array()?
+                .iter()
+                .find(|p| p["name"] == "p1")?
+                .clone();
+            (p1["connected"] == true).then(|| p1["authenticated"].as_str().map(str::to_owned))?
+        }
+    };
+    assert_eventually!(
+        authenticated(&control).await.as_deref() == Some("token"),
+        Duration::from_secs(5),
+        "the first session joins with the token"
+    );
+    assert_eventually!(
+        proxy
+            .try_api(Method::GET, "/identity")
+            .await
+            .is_ok_and(|r| r.status == StatusCode::OK),
+        Duration::from_secs(5),
+        "no certificate issued"
+    );
+    control.restart().await;
+    assert_eventually!(
+        authenticated(&control).await.as_deref() == Some("certificate"),
+        Duration::from_secs(10),
+        "after a reconnect the proxy authenticates with its certificate:\n{}",
+        proxy.stderr_tail()
+    );
+    assert_eq!(backend_of(&proxy, "nothing-here").await, None);
 }

@@ -16,18 +16,20 @@ use crate::{
 };
 
 /// One endpoint as the catalog shows it.
-fn endpoint_json(
-    id: &str,
-    address: &str,
-    labels: &BTreeMap<String, String>,
+struct Shown<'a> {
+    id: &'a str,
+    address: &'a str,
+    labels: &'a BTreeMap<String, String>,
     weight: u32,
-    source: &str,
+    source: &'a str,
     healthy: bool,
-    identity: Option<&str>,
-    reports: Option<&(u32, u32)>,
-) -> Value {
-    let mut v = json!({"id": id, "address": address, "labels": labels, "weight": weight, "source": source, "healthy": healthy});
-    if let Some(identity) = identity {
+    /// The SPIFFE ID of a registered sidecar (or a static meshed endpoint).
+    identity: Option<&'a str>,
+}
+
+fn endpoint_json(e: &Shown<'_>, reports: Option<&(u32, u32)>) -> Value {
+    let mut v = json!({"id": e.id, "address": e.address, "labels": e.labels, "weight": e.weight, "source": e.source, "healthy": e.healthy});
+    if let Some(identity) = e.identity {
         v["identity"] = json!(identity);
     }
     if let Some((up, down)) = reports {
@@ -93,16 +95,16 @@ async fn endpoints(r: &Replica) -> Result<BTreeMap<(String, String), Vec<Value>>
                 .unwrap_or_default();
             let weight = e.get("weight").and_then(Value::as_u64).unwrap_or(1);
             let (healthy, rep) = judged(ns, name, address, true);
-            list.push(endpoint_json(
+            let shown = Shown {
+                id: address,
                 address,
-                address,
-                &labels,
-                u32::try_from(weight).unwrap_or(1),
-                "static",
+                labels: &labels,
+                weight: u32::try_from(weight).unwrap_or(1),
+                source: "static",
                 healthy,
-                e.get("identity").and_then(Value::as_str),
-                rep,
-            ));
+                identity: e.get("identity").and_then(Value::as_str),
+            };
+            list.push(endpoint_json(&shown, rep));
         }
     }
     for kv in &registry {
@@ -122,13 +124,15 @@ async fn endpoints(r: &Replica) -> Result<BTreeMap<(String, String), Vec<Value>>
         out.entry((p[0].to_owned(), p[1].to_owned()))
             .or_default()
             .push(endpoint_json(
-                p[2],
-                &address,
-                &reg.labels,
-                reg.weight,
-                source,
-                healthy,
-                reg.identity.as_deref(),
+                &Shown {
+                    id: p[2],
+                    address: &address,
+                    labels: &reg.labels,
+                    weight: reg.weight,
+                    source,
+                    healthy,
+                    identity: reg.identity.as_deref(),
+                },
                 rep,
             ));
     }

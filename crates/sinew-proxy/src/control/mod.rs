@@ -53,8 +53,13 @@ const LOCK_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ControlOptions {
     /// Control-plane URIs (`http://host:port`), tried in turn.
     pub addresses: Vec<String>,
-    /// The bearer token sent on every call; `None` sends none.
+    /// The bearer token sent on every call until the proxy holds a
+    /// workload certificate; `None` sends none.
     pub token: Option<String>,
+    /// PEM roots the control plane's certificate must chain to (its
+    /// `ca.pem`); the bundle that comes with the workload certificate is
+    /// trusted too, so a proxy follows a root rotation.
+    pub trust_bundle: Option<String>,
     /// Where the last applied resources are kept across restarts.
     pub cache: PathBuf,
     /// The `host:port` other sidecars reach this one at (sent in `Hello`);
@@ -77,6 +82,7 @@ impl ControlOptions {
         Ok(Self {
             addresses: parse_addresses(control)?,
             token: None,
+            trust_bundle: None,
             cache: default_cache_path(proxy, config_file),
             advertise: default_advertise(proxy),
         })
@@ -183,6 +189,9 @@ pub struct Control {
     /// The current session's connection; `None` between sessions.
     channel: Mutex<Option<Channel>>,
     authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
+    /// Whether the current session authenticated with the workload
+    /// certificate (then no token is sent).
+    cert_auth: AtomicBool,
 }
 
 impl Control {
@@ -214,6 +223,7 @@ impl Control {
             identity: arc_swap::ArcSwapOption::empty(),
             channel: Mutex::new(None),
             authorization,
+            cert_auth: AtomicBool::new(false),
         });
         let session = session::Session::new(shared, bootstrap, options, control.clone());
         tokio::spawn(session.run());
@@ -255,9 +265,13 @@ impl Control {
         *self.channel.lock().unwrap_or_else(PoisonError::into_inner) = channel;
     }
 
-    /// `message` as a request carrying the bearer token.
+    /// `message` as a request carrying the bearer token, unless the
+    /// session authenticated with the workload certificate.
     fn authorized<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
+        if self.cert_auth.load(Ordering::Acquire) {
+            return request;
+        }
         if let Some(value) = &self.authorization {
             request
                 .metadata_mut()

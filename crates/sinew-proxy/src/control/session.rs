@@ -58,6 +58,9 @@ pub(super) struct Session {
     /// A version arriving in parts: the set so far (or the error that
     /// will NACK it), until its last part.
     staged: Option<Result<Documents, (u64, String)>>,
+    /// The control plane refused the certificate last time: join with the
+    /// token again (a changed trust domain, say).
+    certificate_refused: bool,
 }
 
 impl Session {
@@ -75,6 +78,7 @@ impl Session {
             received: bootstrap.docs.clone(),
             applied: bootstrap.docs,
             staged: None,
+            certificate_refused: false,
         }
     }
 
@@ -119,7 +123,11 @@ impl Session {
 
     /// One session with `address`; sets `progressed` once an update arrives.
     async fn session(&mut self, address: &str, progressed: &mut bool) -> End {
-        let channel = match connect(address).await {
+        let tls = match self.tls() {
+            Ok(tls) => tls,
+            Err(error) => return End::Failed(error),
+        };
+        let channel = match connect(address, tls).await {
             Ok(channel) => channel,
             Err(error) => return End::Failed(error),
         };
@@ -140,8 +148,22 @@ impl Session {
             .await
         {
             Ok(response) => response.into_inner(),
-            Err(status) => return End::Failed(describe(&status)),
+            Err(status) => {
+                if self
+                    .control
+                    .cert_auth
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    && matches!(
+                        status.code(),
+                        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                    )
+                {
+                    self.certificate_refused = true;
+                }
+                return End::Failed(describe(&status));
+            }
         };
+        self.certificate_refused = false;
         self.control.set_channel(Some(channel.clone()));
         info!(control = %address, served_version = served, "connected to the control plane");
 
@@ -211,6 +233,37 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The TLS config of the next connection: the control plane must prove
+    /// `/sinew/control` under the configured bundle (or the one that came
+    /// with the workload certificate); the proxy authenticates with its
+    /// certificate while it holds a valid one, else with the join token.
+    fn tls(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        let identity = self
+            .control
+            .identity()
+            .filter(|i| !self.certificate_refused && i.not_after_ms > identity::now_ms() + 1_000);
+        let mut bundle = self.options.trust_bundle.clone().unwrap_or_default();
+        if let Some(i) = &identity {
+            bundle.push_str(&i.bundle_pem);
+        }
+        if bundle.trim().is_empty() {
+            return Err(
+                "no trust bundle for the control plane's TLS: give --control-ca FILE \
+                 (the control plane writes ca.pem into its data directory)"
+                    .into(),
+            );
+        }
+        let client = identity
+            .as_ref()
+            .map(|i| (i.chain_pem.as_str(), i.key_pem.as_str()));
+        let config =
+            crate::tls::control_client_config(&bundle, client).map_err(|e| e.to_string())?;
+        self.control
+            .cert_auth
+            .store(identity.is_some(), std::sync::atomic::Ordering::Release);
+        Ok(config)
     }
 
     fn hello(&self) -> Hello {
@@ -290,7 +343,45 @@ fn message(message: proxy_message::Message) -> ProxyMessage {
     }
 }
 
-async fn connect(address: &str) -> Result<Channel, String> {
+/// Opens the TLS connections tonic asks for.
+#[derive(Debug, Clone)]
+struct TlsConnector {
+    config: Arc<rustls::ClientConfig>,
+}
+
+type Connected = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+impl tower_service::Service<http::Uri> for TlsConnector {
+    type Response = Connected;
+    type Error = std::io::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Connected>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let config = self.config.clone();
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+                .ok_or_else(|| std::io::Error::other("the control-plane address has no host"))?;
+            let port = uri.port_u16().unwrap_or(80);
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let tls = crate::tls::connect_control(config, tcp).await?;
+            Ok(hyper_util::rt::TokioIo::new(tls))
+        })
+    }
+}
+
+/// Connects to the control plane at `address` over TLS.
+async fn connect(address: &str, tls: Arc<rustls::ClientConfig>) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(address.to_owned())
         .map_err(|e| e.to_string())?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -299,7 +390,13 @@ async fn connect(address: &str) -> Result<Channel, String> {
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
     // The connect timeout bounds the TCP connect; this bounds the HTTP/2 handshake too.
-    match tokio::time::timeout(CONNECT_TIMEOUT * 2, endpoint.connect()).await {
+    let connector = TlsConnector { config: tls };
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT * 2,
+        endpoint.connect_with_connector(connector),
+    )
+    .await
+    {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(e)) => Err(format!("cannot connect: {}", error_chain(&e))),
         Err(_) => Err("cannot connect: timed out".into()),

@@ -179,7 +179,7 @@ impl Material {
         let verifier = verify::SpiffeServerVerifier::new(
             self.roots.clone(),
             provider().signature_verification_algorithms,
-            peer.clone(),
+            verify::Expected::Exact(peer.clone()),
         );
         let mut base = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -232,6 +232,64 @@ impl Material {
             h2,
         })
     }
+}
+
+/// The client config for the control plane's gRPC API: its certificate must
+/// chain to `bundle_pem` and name `spiffe://<trust domain>/sinew/control`;
+/// `client` (certificate chain and key PEM) is presented when given. ALPN `h2`.
+pub(crate) fn control_client_config(
+    bundle_pem: &str,
+    client: Option<(&str, &str)>,
+) -> io::Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(bundle_pem.as_bytes()) {
+        let cert = cert.map_err(|e| invalid(format!("control-plane trust bundle: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| invalid(format!("control-plane trust bundle: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid("control-plane trust bundle: no CERTIFICATE block"));
+    }
+    let verifier = verify::SpiffeServerVerifier::new(
+        Arc::new(roots),
+        provider().signature_verification_algorithms,
+        verify::Expected::Path(CONTROL_PATH),
+    );
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(invalid)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut config = match client {
+        Some((chain_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(format!("certificate: {e}")))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+                .map_err(|e| invalid(format!("key: {e}")))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| invalid(format!("certificate and key: {e}")))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.enable_sni = false;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The control plane's SPIFFE path.
+pub(crate) const CONTROL_PATH: &str = "/sinew/control";
+
+/// Opens TLS to the control plane on `tcp`.
+pub(crate) async fn connect_control(
+    config: Arc<ClientConfig>,
+    tcp: TcpStream,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    tokio_rustls::TlsConnector::from(config)
+        .connect(server_name(), tcp)
+        .await
 }
 
 /// An inbound mTLS connection, handshake done.

@@ -24,10 +24,41 @@ pub(crate) fn spiffe_id(der: &[u8]) -> Option<String> {
     (uris.next().is_none() && id.starts_with("spiffe://")).then(|| id.to_owned())
 }
 
+/// The identity a server must prove.
+#[derive(Debug, Clone)]
+pub(crate) enum Expected {
+    /// Exactly this SPIFFE ID (a sidecar).
+    Exact(Arc<str>),
+    /// Any SPIFFE ID with this path, in whatever trust domain the bundle
+    /// vouches for (the control plane: `/sinew/control`).
+    Path(&'static str),
+}
+
+impl Expected {
+    fn admits(&self, id: &str) -> bool {
+        match self {
+            Expected::Exact(expected) => id == &**expected,
+            Expected::Path(path) => id
+                .strip_prefix("spiffe://")
+                .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
+                .is_some_and(|p| p == *path),
+        }
+    }
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expected::Exact(id) => f.write_str(id),
+            Expected::Path(path) => write!(f, "spiffe://<trust domain>{path}"),
+        }
+    }
+}
+
 /// Why a peer's certificate names the wrong workload.
 #[derive(Debug)]
 struct IdentityMismatch {
-    expected: Arc<str>,
+    expected: Expected,
     presented: Option<String>,
 }
 
@@ -52,14 +83,14 @@ impl std::error::Error for IdentityMismatch {}
 pub(crate) struct SpiffeServerVerifier {
     roots: Arc<RootCertStore>,
     algorithms: WebPkiSupportedAlgorithms,
-    expected: Arc<str>,
+    expected: Expected,
 }
 
 impl SpiffeServerVerifier {
     pub(crate) fn new(
         roots: Arc<RootCertStore>,
         algorithms: WebPkiSupportedAlgorithms,
-        expected: Arc<str>,
+        expected: Expected,
     ) -> Self {
         Self {
             roots,
@@ -87,7 +118,10 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             self.algorithms.all,
         )?;
         let presented = spiffe_id(end_entity);
-        if presented.as_deref() != Some(&*self.expected) {
+        if !presented
+            .as_deref()
+            .is_some_and(|id| self.expected.admits(id))
+        {
             let mismatch = IdentityMismatch {
                 expected: self.expected.clone(),
                 presented,

@@ -9,6 +9,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 /// Environment variable holding the control-plane token when `--token-file` is absent.
 const TOKEN_ENV: &str = "SINEW_TOKEN";
+/// Environment variable naming the control plane's trust bundle when `--control-ca` is absent.
+const CONTROL_CA_ENV: &str = "SINEW_CONTROL_CA";
 
 /// Run a sidecar proxy from a config file, or from a control plane when the
 /// Proxy's `spec.control` is set.
@@ -24,6 +26,12 @@ pub(crate) struct Args {
     /// (default: the SINEW_TOKEN environment variable).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Control mode: the PEM roots the control plane's TLS certificate must
+    /// chain to — the `ca.pem` it writes into its data directory (default:
+    /// the SINEW_CONTROL_CA environment variable, else `ca.pem` beside
+    /// `--token-file`).
+    #[arg(long, value_name = "FILE")]
+    control_ca: Option<PathBuf>,
     /// Control mode: where the last applied resources are kept across
     /// restarts (default: `.<proxy name>.sinew-cache.json` beside the config file).
     #[arg(long, value_name = "FILE")]
@@ -72,8 +80,12 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         let server = server.map_err(|e| e.to_string())?;
         (server, Some((options, bootstrap)))
     } else {
-        if args.token_file.is_some() || args.cache.is_some() || args.advertise.is_some() {
-            tracing::warn!("--token-file, --cache and --advertise apply to control mode only (spec.control is not set); ignored");
+        if args.token_file.is_some()
+            || args.cache.is_some()
+            || args.advertise.is_some()
+            || args.control_ca.is_some()
+        {
+            tracing::warn!("--token-file, --control-ca, --cache and --advertise apply to control mode only (spec.control is not set); ignored");
         }
         let server = Server::start(config).map_err(|e| e.to_string())?;
         (server, None)
@@ -142,6 +154,13 @@ fn control_options(args: &Args, proxy: &Proxy) -> Result<ControlOptions, String>
     let mut options = ControlOptions::for_proxy(proxy, &args.config)
         .map_err(|e| format!("{}: spec.control: {e}", args.config.display()))?;
     options.token = token(args)?;
+    options.trust_bundle = control_ca(args)?;
+    if options.trust_bundle.is_none() {
+        return Err(format!(
+            "the control plane's gRPC API is TLS: give --control-ca FILE (or {CONTROL_CA_ENV}), \
+             the ca.pem `sinew control` writes into its data directory"
+        ));
+    }
     if options.token.is_none() {
         tracing::warn!("no control-plane token (--token-file or {TOKEN_ENV}); the control plane will refuse the session");
     }
@@ -156,6 +175,28 @@ fn control_options(args: &Args, proxy: &Proxy) -> Result<ControlOptions, String>
         options.advertise = addr.to_string();
     }
     Ok(options)
+}
+
+/// The control plane's trust bundle: `--control-ca`, else `SINEW_CONTROL_CA`,
+/// else `ca.pem` beside `--token-file` when it exists.
+fn control_ca(args: &Args) -> Result<Option<String>, String> {
+    let path = args
+        .control_ca
+        .clone()
+        .or_else(|| std::env::var_os(CONTROL_CA_ENV).map(PathBuf::from))
+        .or_else(|| {
+            let beside = args.token_file.as_ref()?.parent()?.join("ca.pem");
+            beside.is_file().then_some(beside)
+        });
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the control-plane CA {}: {e}", path.display()))?;
+    if !pem.contains("BEGIN CERTIFICATE") {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(Some(pem))
 }
 
 /// The token from `--token-file` (trimmed), else from `SINEW_TOKEN`.
