@@ -260,6 +260,10 @@ fn merge_endpoints(service: &mut Value, registered: &BTreeMap<String, Registrati
 }
 
 fn audience(k: &DocKey, value: &Value) -> Audience {
+    // A topic's policies matter to every sidecar that may publish or subscribe.
+    if k.kind == Kind::AuthorizationPolicy && value.pointer("/spec/topic").is_some() {
+        return Audience::All;
+    }
     let field = match k.kind {
         Kind::AuthorizationPolicy => "target",
         Kind::Subscription => "service",

@@ -7,8 +7,9 @@ use super::common::{backoff, value_match};
 use super::node::{Node, Value};
 use super::reader::{nonempty, one_of, string, uint, Cx, D};
 use crate::{
-    AuthorizationPolicySpec, AuthzAction, AuthzFrom, AuthzRule, AuthzTo, AuthzWhen, Backoff,
-    Deliver, MeshSpec, MtlsMode, Ordering, StartPosition, SubscriptionRetry, SubscriptionSpec,
+    AuthorizationPolicySpec, AuthzAction, AuthzFrom, AuthzRule, AuthzTarget, AuthzTo, AuthzWhen,
+    Backoff, Deliver, MeshSpec, MtlsMode, Ordering, StartPosition, SubscriptionRetry,
+    SubscriptionSpec, TopicOperation,
 };
 
 /// `Mesh.spec` (every field has a default).
@@ -36,7 +37,9 @@ pub(crate) fn mesh_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<MeshSpec>
 /// `AuthorizationPolicy.spec`.
 pub(crate) fn policy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<AuthorizationPolicySpec> {
     let mut m = cx.map(node, path)?;
-    let target = m.req(cx, "target", name);
+    let service = m.opt(cx, "target", name);
+    let topic_name = m.opt(cx, "topic", topic);
+    let topic_node = m.node_of("topic");
     let action = m.req(cx, "action", |cx, n, p| {
         one_of(
             cx,
@@ -45,22 +48,41 @@ pub(crate) fn policy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<Authori
             &[("allow", AuthzAction::Allow), ("deny", AuthzAction::Deny)],
         )
     });
+    // Which conditions the rules may use depends on what is protected.
+    let for_topic = matches!(topic_name, Some(Some(_)));
     let rules = m.req(cx, "rules", |cx, n, p| {
-        let rules = cx.list(n, p, authz_rule)?;
+        let rules = cx.list(n, p, |cx, n, p| authz_rule(cx, n, p, for_topic))?;
         if rules.is_empty() {
             return cx.invalid(n, p, "needs at least one rule");
         }
         Some(rules)
     });
     m.finish(cx);
+    let target = match (service?, topic_name?) {
+        (Some(s), None) => AuthzTarget::Service(s),
+        (None, Some(t)) => AuthzTarget::Topic(t),
+        (Some(_), Some(_)) => {
+            let at = format!("{path}.topic");
+            return cx.invalid(
+                topic_node,
+                &at,
+                "give `target` (a service) or `topic`, not both",
+            );
+        }
+        (None, None) => return cx.invalid(node, path, "needs `target` (a service) or `topic`"),
+    };
     Some(AuthorizationPolicySpec {
-        target: target?,
+        target,
         action: action?,
         rules: rules?,
     })
 }
 
-fn authz_rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<AuthzRule> {
+/// Why a request condition is refused in a topic policy.
+const NOT_FOR_TOPICS: &str =
+    "does not apply to a topic policy: its rules use `from` and `to.operations` (publish, subscribe)";
+
+fn authz_rule(cx: &mut Cx<'_>, node: &Node, path: &str, for_topic: bool) -> D<AuthzRule> {
     let mut m = cx.map(node, path)?;
     let from = m.or(cx, "from", AuthzFrom::default(), |cx, n, p| {
         let mut m = cx.map(n, p)?;
@@ -76,15 +98,45 @@ fn authz_rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<AuthzRule> {
     });
     let to = m.or(cx, "to", AuthzTo::default(), |cx, n, p| {
         let mut m = cx.map(n, p)?;
-        let methods = m.or(cx, "methods", Vec::new(), |cx, n, p| cx.list(n, p, method));
-        let paths = m.or(cx, "paths", Vec::new(), |cx, n, p| cx.list(n, p, glob_path));
+        let methods = m.or(cx, "methods", Vec::new(), |cx, n, p| {
+            if for_topic {
+                return cx.invalid(n, p, NOT_FOR_TOPICS);
+            }
+            cx.list(n, p, method)
+        });
+        let paths = m.or(cx, "paths", Vec::new(), |cx, n, p| {
+            if for_topic {
+                return cx.invalid(n, p, NOT_FOR_TOPICS);
+            }
+            cx.list(n, p, glob_path)
+        });
+        let operations = m.or(cx, "operations", Vec::new(), |cx, n, p| {
+            if !for_topic {
+                return cx.invalid(n, p, "`to.operations` applies to topic policies only");
+            }
+            cx.list(n, p, |cx, n, p| {
+                one_of(
+                    cx,
+                    n,
+                    p,
+                    &[
+                        ("publish", TopicOperation::Publish),
+                        ("subscribe", TopicOperation::Subscribe),
+                    ],
+                )
+            })
+        });
         m.finish(cx);
         Some(AuthzTo {
             methods: methods?,
             paths: paths?,
+            operations: operations?,
         })
     });
     let when = m.or(cx, "when", AuthzWhen::default(), |cx, n, p| {
+        if for_topic {
+            return cx.invalid(n, p, NOT_FOR_TOPICS);
+        }
         let mut m = cx.map(n, p)?;
         let headers = m.or(cx, "headers", Default::default(), |cx, n, p| {
             cx.named_map(n, p, header_key, value_match)

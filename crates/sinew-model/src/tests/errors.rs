@@ -1,6 +1,6 @@
 //! Errors: every kind, with exact line, column and field path; all of a file's errors at once.
 
-use super::{data, parse_err};
+use super::{data, parse_err, parse_ok};
 use crate::{parse_file, parse_str, ErrorKind};
 
 /// The single error of `text`, as (kind, line, column, field).
@@ -395,4 +395,47 @@ fn other_kinds_are_checked() {
         one(&svc(retries)),
         (ErrorKind::InvalidValue, 4, 17, "spec.retries.on".into())
     );
+}
+
+#[test]
+fn topic_policies_take_from_and_operations_only() {
+    let ok = "kind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {topic: orders, action: allow, rules: [{from: {identities: ['spiffe://sinew.local/ns/default/svc/web']}, to: {operations: [publish]}}]}\n";
+    let parsed = parse_ok(ok);
+    let crate::Resource::AuthorizationPolicy(p) = &parsed[0] else {
+        panic!("a policy");
+    };
+    assert_eq!(p.spec.target, crate::AuthzTarget::Topic("orders".into()));
+    assert_eq!(
+        p.spec.rules[0].to.operations,
+        [crate::TopicOperation::Publish]
+    );
+    let head = "kind: AuthorizationPolicy\nmetadata: {name: p}\nspec: {";
+    let cases = [
+        (
+            "topic: orders, action: deny, rules: [{to: {methods: [GET]}}]}",
+            "spec.rules[0].to.methods",
+        ),
+        (
+            "topic: orders, action: deny, rules: [{when: {headers: {x: {exact: y}}}}]}",
+            "spec.rules[0].when",
+        ),
+        (
+            "target: web, action: deny, rules: [{to: {operations: [publish]}}]}",
+            "spec.rules[0].to.operations",
+        ),
+        (
+            "target: web, topic: orders, action: deny, rules: [{}]}",
+            "spec.topic",
+        ),
+        ("action: deny, rules: [{}]}", "spec"),
+        (
+            "topic: orders, action: deny, rules: [{to: {operations: [read]}}]}",
+            "spec.rules[0].to.operations[0]",
+        ),
+    ];
+    for (spec, field) in cases {
+        let errors = parse_err(&format!("{head}{spec}\n"));
+        assert_eq!(errors.len(), 1, "{spec}: {errors:?}");
+        assert_eq!(errors[0].field, field, "{spec}");
+    }
 }

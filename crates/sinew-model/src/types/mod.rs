@@ -17,8 +17,8 @@ pub use location::{FieldPositions, Location, Place};
 pub use mesh::{Mesh, MeshSpec, MtlsMode};
 pub use meta::{Metadata, ObjectKey, API_VERSION, DEFAULT_NAMESPACE};
 pub use policy::{
-    AuthorizationPolicy, AuthorizationPolicySpec, AuthzAction, AuthzFrom, AuthzRule, AuthzTo,
-    AuthzWhen,
+    AuthorizationPolicy, AuthorizationPolicySpec, AuthzAction, AuthzFrom, AuthzRule, AuthzTarget,
+    AuthzTo, AuthzWhen, TopicOperation,
 };
 pub use pool::PoolChoice;
 pub use proxy::{

@@ -1,4 +1,5 @@
-//! `AuthorizationPolicy`: who may call a service (inbound); deny first, then allow.
+//! `AuthorizationPolicy`: who may call a service (inbound), or publish to or
+//! subscribe to a topic; deny first, then allow.
 
 use std::collections::BTreeMap;
 
@@ -20,12 +21,53 @@ pub struct AuthorizationPolicy {
 /// `AuthorizationPolicy.spec`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AuthorizationPolicySpec {
-    /// Service the policy protects (same namespace).
-    pub target: String,
+    /// What the policy protects: `target` (a service) or `topic`.
+    #[serde(flatten)]
+    pub target: AuthzTarget,
     /// What happens to a request matching any rule.
     pub action: AuthzAction,
     /// Rules (OR); at least one.
     pub rules: Vec<AuthzRule>,
+}
+
+/// What an AuthorizationPolicy protects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum AuthzTarget {
+    /// `target: <service>`: calls to the service's sidecars (same namespace).
+    #[serde(rename = "target")]
+    Service(String),
+    /// `topic: <topic>`: who may publish to or subscribe to the topic (same
+    /// namespace); rules use `from` and `to.operations` only.
+    #[serde(rename = "topic")]
+    Topic(String),
+}
+
+impl AuthzTarget {
+    /// The service, for a service policy.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            AuthzTarget::Service(s) => Some(s),
+            AuthzTarget::Topic(_) => None,
+        }
+    }
+
+    /// The topic, for a topic policy.
+    pub fn topic(&self) -> Option<&str> {
+        match self {
+            AuthzTarget::Topic(t) => Some(t),
+            AuthzTarget::Service(_) => None,
+        }
+    }
+}
+
+/// What may be done with a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TopicOperation {
+    /// Publishing events to it.
+    Publish,
+    /// Receiving its events (a Subscription delivering to the service).
+    Subscribe,
 }
 
 /// `allow` or `deny`.
@@ -70,6 +112,9 @@ pub struct AuthzTo {
     /// Paths (starting with `/`); a trailing `*` matches any suffix.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// Topic policies: the operations (`publish`, `subscribe`); empty = both.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<TopicOperation>,
 }
 
 /// Extra conditions.
