@@ -197,7 +197,7 @@ impl Rule {
     }
 
     /// Whether `peer` satisfies the rule's `from`.
-    fn from_matches(&self, peer: Option<&str>) -> bool {
+    fn caller_matches(&self, peer: Option<&str>) -> bool {
         if !self.identities.is_empty()
             && !peer.is_some_and(|id| self.identities.iter().any(|m| m.matches(id)))
         {
@@ -214,11 +214,11 @@ impl Rule {
 
     /// A topic rule: `from`, and the operation among `to.operations` (if listed).
     fn matches_topic(&self, op: TopicOperation, peer: Option<&str>) -> bool {
-        self.from_matches(peer) && (self.operations.is_empty() || self.operations.contains(&op))
+        self.caller_matches(peer) && (self.operations.is_empty() || self.operations.contains(&op))
     }
 
     fn matches(&self, req: &RequestView<'_>, peer: Option<&str>) -> bool {
-        if !self.from_matches(peer) {
+        if !self.caller_matches(peer) {
             return false;
         }
         if !self.methods.is_empty()
