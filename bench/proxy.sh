@@ -659,8 +659,8 @@ MD
 
 mkdir -p "$(dirname "$REPORT")"
 report | cat -s >"$RUN/report.md"
-# Keep the sections bench/failover.sh and bench/control.sh maintain in the same file.
-for section in failover control; do
+# Keep the sections bench/failover.sh, bench/control.sh and bench/mtls.sh maintain in the same file.
+for section in failover control mtls; do
   if [[ -f $REPORT ]] && grep -q "^<!-- $section:begin -->\$" "$REPORT"; then
     { echo; awk "/^<!-- $section:begin -->\$/,/^<!-- $section:end -->\$/" "$REPORT"; } >>"$RUN/report.md"
   fi
