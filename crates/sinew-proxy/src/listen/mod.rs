@@ -208,7 +208,15 @@ async fn inbound(shared: Arc<Shared>, serve: Serve, stream: TcpStream, addr: Soc
     let accepted = match tokio::time::timeout(head, material.accept(stream)).await {
         Ok(Ok(accepted)) => accepted,
         Ok(Err(error)) => {
-            shared.metrics.inbound_tls_refused("handshake").inc();
+            // A client that hangs up mid-handshake (or right after its last
+            // message, as `openssl s_time` does) was not refused.
+            let reason = match error.kind() {
+                std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof => "client_closed",
+                _ => "handshake",
+            };
+            shared.metrics.inbound_tls_refused(reason).inc();
             tracing::debug!(%error, peer = %addr, "inbound mTLS handshake failed");
             return;
         }

@@ -118,7 +118,7 @@ pub const INBOUND_TLS_REFUSED_TOTAL: MetricDef = def(
     "sinew_inbound_tls_refused_total",
     Counter,
     &["reason"],
-    "Inbound connections refused: reason is plaintext (strict mTLS), handshake (failed or untrusted) or no_certificate (this proxy has none yet).",
+    "Inbound connections refused or lost before mTLS was up: reason is plaintext (strict mTLS), handshake (failed or untrusted), client_closed (the client hung up during the handshake) or no_certificate (this proxy has none yet).",
 );
 /// Requests answered by the proxy itself from a route's direct_response.
 pub const DIRECT_RESPONSES_TOTAL: MetricDef = def(
