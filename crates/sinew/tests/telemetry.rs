@@ -61,17 +61,20 @@ async fn metrics_count_requests_by_service_route_backend_and_status_class() {
         "7 2xx requests counted:\n{}",
         proxy.metrics().await
     );
-    let metrics = proxy.metrics().await;
     let failed = [
         "service=\"web\"",
         "route=\"web-route\"",
         "status_class=\"5xx\"",
     ];
-    assert_eq!(
-        sample(&metrics, "sinew_requests_total", &failed),
-        Some(2.0),
-        "{metrics}"
+    // A request is counted once its response is written: the client may
+    // see it a moment before the counter moves.
+    assert_eventually!(
+        sample(&proxy.metrics().await, "sinew_requests_total", &failed) == Some(2.0),
+        Duration::from_secs(5),
+        "2 5xx requests counted:\n{}",
+        proxy.metrics().await
     );
+    let metrics = proxy.metrics().await;
 
     assert!(
         metrics.contains("# TYPE sinew_request_duration_seconds histogram"),

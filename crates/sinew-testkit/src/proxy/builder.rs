@@ -378,7 +378,9 @@ mod tests {
             .route_yaml("kind: Route\nmetadata: {name: r}\n")
             .workers(2);
         let text = b.render();
-        assert_eq!(text.matches("\n---\n").count(), 2, "{text}");
+        // Proxy, Service, the Mesh (mtls: disabled by default), the Route.
+        assert_eq!(text.matches("\n---\n").count(), 3, "{text}");
+        assert!(text.contains("kind: Mesh\nmetadata:\n  name: mesh\nspec:\n  mtls: disabled\n"));
         assert!(text.contains("kind: Proxy\n"));
         assert!(text.contains("  workers: 2\n"));
         assert!(text.contains(
