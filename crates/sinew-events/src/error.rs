@@ -1,0 +1,217 @@
+//! `Error`: what went wrong in the log, and `ErrorKind`: how a caller answers it.
+//!
+//! Errors are `Clone` because one failed group commit answers every caller
+//! in the group with the same error; the I/O source is shared in an `Arc`.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::record::{Corruption, RecordError};
+
+/// The log's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A log failure. Classify it with [`Error::kind`], never by its text.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file system call failed.
+    Io {
+        /// What the log was doing (`"write"`, `"sync_data"`, `"open"`, …).
+        op: &'static str,
+        /// The file or directory it was doing it to.
+        path: PathBuf,
+        /// The operating system's error.
+        source: Arc<io::Error>,
+    },
+    /// A segment holds a damaged record where none may be: in a segment
+    /// before the last one at open, or anywhere when reading.
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte position of the damaged frame in that file.
+        position: u64,
+        /// What is wrong with it.
+        reason: Corruption,
+    },
+    /// A segment does not start where the previous one ends.
+    Gap {
+        /// The segment file that does not follow on.
+        path: PathBuf,
+        /// The base offset it should have.
+        expected: u64,
+        /// The base offset its name gives.
+        found: u64,
+    },
+    /// Another process (or log in this one) holds the directory's lock.
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A read asked for an offset outside `first..=next`.
+    OffsetOutOfRange {
+        /// The offset asked for.
+        requested: u64,
+        /// The first offset still in the log.
+        first: u64,
+        /// The offset the next append will get.
+        next: u64,
+    },
+    /// A record in an append cannot be encoded; nothing of the append was written.
+    InvalidRecord {
+        /// The record's index in the append.
+        index: usize,
+        /// What is wrong with it.
+        source: RecordError,
+    },
+    /// One write would push the active segment past the 4 GiB a segment can address.
+    BatchTooLarge {
+        /// The bytes the write would bring the segment to.
+        bytes: u64,
+    },
+    /// The configuration is not usable.
+    InvalidConfig(&'static str),
+    /// An earlier `sync_data` (or the undo of a failed write) failed, so the
+    /// file's state is unknown; the log refuses appends until reopened.
+    Poisoned,
+    /// The committer has stopped.
+    Closed,
+}
+
+/// How a caller should answer an [`Error`]: the publish API maps
+/// `StorageFull` to 507 and `Io`, `Corrupt` and `Unavailable` to 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The disk (or the user's quota) is full: `ENOSPC` / `EDQUOT`.
+    StorageFull,
+    /// Any other I/O failure.
+    Io,
+    /// Stored data is damaged, or segments do not follow on.
+    Corrupt,
+    /// The requested offset is not in the log.
+    OutOfRange,
+    /// The caller's input or configuration is refused.
+    InvalidInput,
+    /// The log cannot serve now: poisoned, locked elsewhere, or closed.
+    Unavailable,
+}
+
+impl Error {
+    /// An I/O error during `op` on `path`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// How to answer this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Io { source, .. } => match source.kind() {
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::StorageFull,
+                _ => ErrorKind::Io,
+            },
+            Self::Corrupt { .. } | Self::Gap { .. } => ErrorKind::Corrupt,
+            Self::OffsetOutOfRange { .. } => ErrorKind::OutOfRange,
+            Self::InvalidRecord { .. } | Self::BatchTooLarge { .. } | Self::InvalidConfig(_) => {
+                ErrorKind::InvalidInput
+            }
+            Self::Poisoned | Self::Locked { .. } | Self::Closed => ErrorKind::Unavailable,
+        }
+    }
+
+    /// Whether the disk is full (`kind() == StorageFull`).
+    pub fn is_storage_full(&self) -> bool {
+        self.kind() == ErrorKind::StorageFull
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
+            Self::Corrupt {
+                path,
+                position,
+                reason,
+            } => write!(
+                f,
+                "corrupt record in {} at byte {position}: {reason}",
+                path.display()
+            ),
+            Self::Gap {
+                path,
+                expected,
+                found,
+            } => write!(
+                f,
+                "segment {} starts at offset {found}, the previous segment ends at {expected}",
+                path.display()
+            ),
+            Self::Locked { path } => write!(f, "log directory is locked ({})", path.display()),
+            Self::OffsetOutOfRange {
+                requested,
+                first,
+                next,
+            } => write!(
+                f,
+                "offset {requested} is outside the log ({first}..={next})"
+            ),
+            Self::InvalidRecord { index, source } => write!(f, "record {index}: {source}"),
+            Self::BatchTooLarge { bytes } => write!(
+                f,
+                "append would bring the segment to {bytes} bytes, past the 4 GiB limit"
+            ),
+            Self::InvalidConfig(what) => write!(f, "invalid log configuration: {what}"),
+            Self::Poisoned => f.write_str("log refuses appends after a failed sync; reopen it"),
+            Self::Closed => f.write_str("log committer has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(&**source),
+            Self::Corrupt { reason, .. } => Some(reason),
+            Self::InvalidRecord { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enospc_and_edquot_are_storage_full() {
+        for errno in [libc::ENOSPC, libc::EDQUOT] {
+            let error = Error::io("write", "/x", io::Error::from_raw_os_error(errno));
+            assert_eq!(error.kind(), ErrorKind::StorageFull, "errno {errno}");
+            assert!(error.is_storage_full());
+        }
+        let other = Error::io("write", "/x", io::Error::from_raw_os_error(libc::EIO));
+        assert_eq!(other.kind(), ErrorKind::Io);
+        assert!(!other.is_storage_full());
+    }
+
+    #[test]
+    fn display_names_the_operation_and_file() {
+        let error = Error::io(
+            "sync_data",
+            "/data/p0/00000000000000000000.log",
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        let text = error.to_string();
+        assert!(
+            text.starts_with("sync_data /data/p0/00000000000000000000.log: "),
+            "{text}"
+        );
+    }
+}

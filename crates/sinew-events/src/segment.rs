@@ -1,0 +1,294 @@
+//! `Segment`: one segment file and its sparse index.
+//!
+//! Opening scans the whole file, verifying each frame's checksum, layout and
+//! offset (the segment's base, then one more per record), and rebuilds the
+//! index. What happens at the first bad frame is the caller's choice
+//! ([`Tail`]): the active segment truncates it and everything after it
+//! (crash recovery of a torn tail); an older segment refuses to open.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tracing::warn;
+
+use crate::cursor::{Cursor, CursorError};
+use crate::error::{Error, Result};
+use crate::files;
+use crate::index::SparseIndex;
+use crate::record::{self, Corruption};
+
+/// The most bytes a segment file may hold: index positions are `u32`.
+pub(crate) const SEGMENT_LIMIT: u64 = u32::MAX as u64;
+
+/// How much the open-time scan reads at once.
+const SCAN_CHUNK: usize = 1024 * 1024;
+
+/// What opening does with a bad frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tail {
+    /// Truncate the file at the first bad frame (the active segment).
+    Truncate,
+    /// Fail with [`Error::Corrupt`] (a closed segment).
+    Refuse,
+}
+
+/// One record staged for a write: where it sits in the write buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Staged {
+    /// The record's offset.
+    pub(crate) offset: u64,
+    /// Its frame's position in the write buffer.
+    pub(crate) buf_pos: u32,
+    /// Its timestamp.
+    pub(crate) timestamp_ms: u64,
+}
+
+/// Why a write failed, and whether the file is still as it was.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// The file is back at its previous length; the segment is usable.
+    Clean(Error),
+    /// The file's state is unknown (sync or undo failed).
+    Unknown(Error),
+}
+
+/// One segment file.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// Offset of its first record.
+    base: u64,
+    /// The file's path.
+    path: PathBuf,
+    /// The file, open for reading and writing.
+    file: File,
+    /// Bytes of whole, verified records.
+    size: u64,
+    /// The offset after its last record.
+    next_offset: u64,
+    /// Offset and time index.
+    index: SparseIndex,
+    /// When this process created or opened it (for `segment_age`).
+    opened: Instant,
+}
+
+impl Segment {
+    /// Creates an empty segment at `base`. The caller syncs the directory.
+    pub(crate) fn create(dir: &Path, base: u64, interval: u32) -> Result<Self> {
+        let path = files::segment_path(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            // A file left by a roll that failed before its directory sync
+            // holds nothing acknowledged: start it afresh.
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        Ok(Self {
+            base,
+            path,
+            file,
+            size: 0,
+            next_offset: base,
+            index: SparseIndex::new(interval),
+            opened: Instant::now(),
+        })
+    }
+
+    /// Opens the segment at `base`, verifying every record; see [`Tail`].
+    pub(crate) fn open(dir: &Path, base: u64, interval: u32, tail: Tail) -> Result<Self> {
+        let path = files::segment_path(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &path, e))?
+            .len();
+        let mut segment = Self {
+            base,
+            path,
+            file,
+            size: 0,
+            next_offset: base,
+            index: SparseIndex::new(interval),
+            opened: Instant::now(),
+        };
+        let bad = segment.scan(file_len.min(SEGMENT_LIMIT))?;
+        let bad = match bad {
+            None if file_len > SEGMENT_LIMIT => Some((
+                SEGMENT_LIMIT,
+                Corruption::Malformed("segment file is longer than 4 GiB"),
+            )),
+            other => other,
+        };
+        if let Some((position, reason)) = bad {
+            match tail {
+                Tail::Refuse => {
+                    return Err(Error::Corrupt {
+                        path: segment.path,
+                        position,
+                        reason,
+                    })
+                }
+                Tail::Truncate => segment.truncate_tail(file_len, &reason)?,
+            }
+        }
+        Ok(segment)
+    }
+
+    /// Reads every frame up to `end`, indexing the good ones; returns where
+    /// and why it stopped early, if it did.
+    fn scan(&mut self, end: u64) -> Result<Option<(u64, Corruption)>> {
+        let mut cursor = Cursor::new(&self.file, 0, end, SCAN_CHUNK);
+        loop {
+            let (position, frame) = match cursor.next_frame() {
+                Ok(Some(next)) => next,
+                Ok(None) => return Ok(None),
+                Err(CursorError::Io(e)) => return Err(Error::io("read", &self.path, e)),
+                Err(CursorError::Corrupt { position, reason }) => {
+                    return Ok(Some((position, reason)))
+                }
+            };
+            let meta = match record::verify(&frame) {
+                Ok(meta) => meta,
+                Err(reason) => return Ok(Some((position, reason))),
+            };
+            if meta.offset != self.next_offset {
+                let reason = Corruption::OffsetMismatch {
+                    expected: self.next_offset,
+                    found: meta.offset,
+                };
+                return Ok(Some((position, reason)));
+            }
+            self.index.note(
+                (meta.offset - self.base) as u32,
+                position as u32,
+                meta.timestamp_ms,
+            );
+            self.next_offset += 1;
+            self.size = cursor.position();
+        }
+    }
+
+    /// Cuts the file back to its verified records and makes that durable.
+    fn truncate_tail(&mut self, file_len: u64, reason: &Corruption) -> Result<()> {
+        let cut = file_len - self.size;
+        warn!(
+            path = %self.path.display(),
+            position = self.size,
+            cut_bytes = cut,
+            %reason,
+            "truncating a torn or corrupt tail"
+        );
+        self.file
+            .set_len(self.size)
+            .map_err(|e| Error::io("truncate", &self.path, e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io("sync_all", &self.path, e))
+    }
+
+    /// Writes `buf` (the frames of `staged`) at the end in one call, then
+    /// `sync_data`; indexes the records only once both succeeded.
+    pub(crate) fn append(&mut self, buf: &[u8], staged: &[Staged]) -> Result<(), WriteError> {
+        if let Err(e) = self.file.write_all_at(buf, self.size) {
+            let error = Error::io("write", &self.path, e);
+            // Undo a partial write so the next append starts on a frame
+            // boundary; if even that fails, nothing about the file is known.
+            return match self.file.set_len(self.size) {
+                Ok(()) => Err(WriteError::Clean(error)),
+                Err(_) => Err(WriteError::Unknown(error)),
+            };
+        }
+        // After a failed fsync the kernel may have dropped the dirty pages
+        // and marked them clean: retrying would "succeed" without the data.
+        self.file
+            .sync_data()
+            .map_err(|e| WriteError::Unknown(Error::io("sync_data", &self.path, e)))?;
+        for record in staged {
+            let position = self.size + u64::from(record.buf_pos);
+            self.index.note(
+                (record.offset - self.base) as u32,
+                position as u32,
+                record.timestamp_ms,
+            );
+        }
+        self.size += buf.len() as u64;
+        self.next_offset += staged.len() as u64;
+        Ok(())
+    }
+
+    /// A cursor from the indexed record at or before `offset`.
+    pub(crate) fn cursor_at_offset(&self, offset: u64, hint: usize) -> Cursor<'_> {
+        let rel = offset.saturating_sub(self.base).min(u64::from(u32::MAX)) as u32;
+        let position = self.index.position_for_offset(rel);
+        Cursor::new(&self.file, u64::from(position), self.size, hint)
+    }
+
+    /// A cursor from a position before the first record at or after `timestamp_ms`.
+    pub(crate) fn cursor_at_time(&self, timestamp_ms: u64, hint: usize) -> Cursor<'_> {
+        let position = self.index.position_for_time(timestamp_ms);
+        Cursor::new(&self.file, u64::from(position), self.size, hint)
+    }
+
+    /// Deletes the file.
+    pub(crate) fn delete(&self) -> Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove", &self.path, e)),
+        }
+    }
+
+    /// The error for a cursor that stopped while reading this segment.
+    pub(crate) fn read_error(&self, error: CursorError) -> Error {
+        match error {
+            CursorError::Io(e) => Error::io("read", &self.path, e),
+            CursorError::Corrupt { position, reason } => self.corrupt(position, reason),
+        }
+    }
+
+    /// A corruption error at `position` in this segment.
+    pub(crate) fn corrupt(&self, position: u64, reason: Corruption) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            position,
+            reason,
+        }
+    }
+
+    /// Offset of its first record (or of the next one, while empty).
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// The offset after its last record.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Bytes of records.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The largest record timestamp, `None` when empty.
+    pub(crate) fn max_timestamp(&self) -> Option<u64> {
+        self.index.max_timestamp()
+    }
+
+    /// When this process created or opened the segment.
+    pub(crate) fn opened(&self) -> Instant {
+        self.opened
+    }
+}

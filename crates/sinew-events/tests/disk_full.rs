@@ -1,0 +1,104 @@
+//! A full disk: the append fails as `StorageFull` (the publish API's 507),
+//! nothing of it is acknowledged or left behind, and the log appends again
+//! once retention frees space.
+//!
+//! Needs a small file system: as root the test mounts a 1 MiB tmpfs (and
+//! unmounts it after); otherwise it prints `SKIPPED` and passes. The error
+//! classification itself is always tested (`error.rs`, a simulated `ENOSPC`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::TempDir;
+use sinew_events::{ErrorKind, LogConfig, NewRecord, PartitionLog};
+
+/// A tmpfs mounted for the test, unmounted on drop.
+struct Tmpfs {
+    /// The mount point.
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `1m`) inside `parent`, or says why not.
+    fn mount(parent: &Path, size: &str) -> Result<Self, String> {
+        let path = parent.join("mnt");
+        std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+        }
+        Ok(Self { path })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_storage_full_and_recoverable() {
+    let dir = TempDir::new("enospc");
+    let fs = match Tmpfs::mount(dir.path(), "1m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("SKIPPED: a full-disk test needs a tmpfs mount (root): {why}");
+            return;
+        }
+    };
+    let config = LogConfig {
+        segment_bytes: 128 * 1024,
+        retention_bytes: Some(256 * 1024),
+        ..LogConfig::default()
+    };
+    let log_dir = fs.path.join("p0");
+    let mut log = PartitionLog::open(&log_dir, config.clone()).expect("open");
+    let record = |i: u64| NewRecord::new(i, vec![(i % 251) as u8; 10_000]);
+    let mut appended = 0u64;
+    let error = loop {
+        match log.append(&[record(appended)]) {
+            Ok(offsets) => {
+                assert_eq!(offsets.start, appended);
+                appended += 1;
+                assert!(appended < 200, "1 MiB tmpfs never filled");
+            }
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(error.kind(), ErrorKind::StorageFull, "{error}");
+    assert!(error.is_storage_full());
+    // The failed append was undone, not poisoned: same next offset, a usable log.
+    assert!(!log.is_poisoned());
+    assert_eq!(log.next_offset(), appended);
+    assert!(log.append(&[record(appended)]).is_err(), "still full");
+    // Retention frees closed segments; appends continue at the same offset.
+    let freed = log
+        .enforce_retention(std::time::SystemTime::now())
+        .expect("retention");
+    assert!(freed.segments > 0);
+    let offsets = log
+        .append(&[record(appended)])
+        .expect("append after freeing space");
+    assert_eq!(offsets, appended..appended + 1);
+    let first = log.first_offset();
+    drop(log);
+    // Nothing torn was left behind by the failed writes.
+    let log = PartitionLog::open(&log_dir, config).expect("reopen");
+    assert_eq!(
+        (log.first_offset(), log.next_offset()),
+        (first, appended + 1)
+    );
+    let records = log.read(first, usize::MAX).expect("read");
+    assert_eq!(records.len() as u64, appended + 1 - first);
+    for (got, i) in records.iter().zip(first..) {
+        assert_eq!(got.value, record(i).value, "record {i}");
+    }
+    drop(log);
+}
