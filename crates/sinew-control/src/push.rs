@@ -38,24 +38,8 @@ impl ControlService {
         ControlService { replica }
     }
 
-    /// Who calls: a workload by the certificate it connected with (checked
-    /// by TLS against the CA), else the holder of the join or admin token.
     fn authorize<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        if let Some(PeerIdentity(Some(id))) = request.extensions().get::<PeerIdentity>() {
-            return Ok(Caller::Workload(id.clone()));
-        }
-        let header = request
-            .metadata()
-            .get(sinew_proto::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if self.replica.tokens.proxy_may(header) {
-            Ok(Caller::Token)
-        } else {
-            Err(Status::unauthenticated(
-                "no workload certificate and a missing or wrong token: send `authorization: Bearer TOKEN` (the join or admin token)",
-            ))
-        }
+        authorize(&self.replica, request)
     }
 
     /// Refuses a certificate-authenticated caller acting as another workload.
@@ -80,9 +64,29 @@ impl ControlService {
     }
 }
 
+/// Who calls: a workload by the certificate it connected with (checked by
+/// TLS against the CA), else the holder of the join or admin token.
+pub(crate) fn authorize<T>(replica: &Replica, request: &Request<T>) -> Result<Caller, Status> {
+    if let Some(PeerIdentity(Some(id))) = request.extensions().get::<PeerIdentity>() {
+        return Ok(Caller::Workload(id.clone()));
+    }
+    let header = request
+        .metadata()
+        .get(sinew_proto::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if replica.tokens.proxy_may(header) {
+        Ok(Caller::Token)
+    } else {
+        Err(Status::unauthenticated(
+            "no workload certificate and a missing or wrong token: send `authorization: Bearer TOKEN` (the join or admin token)",
+        ))
+    }
+}
+
 /// Who is calling the proxies' API.
 #[derive(Debug)]
-enum Caller {
+pub(crate) enum Caller {
     /// A workload, by the SPIFFE ID of the certificate it connected with.
     Workload(String),
     /// The holder of the join (or admin) token.

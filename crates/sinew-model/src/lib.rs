@@ -3,6 +3,7 @@
 //! into an immutable, versioned [`Snapshot`].
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod config;
 mod digest;
 mod duration;

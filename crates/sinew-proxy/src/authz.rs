@@ -1,5 +1,5 @@
-//! Authorization of inbound requests, and of publishing to and subscribing
-//! to topics, by `AuthorizationPolicy`.
+//! Authorization of inbound requests by `AuthorizationPolicy` (topic
+//! policies are decided by the broker: `sinew_model::access`).
 //!
 //! For the service a sidecar fronts: a request matching any `deny` policy is
 //! refused; otherwise, when at least one `allow` policy targets the service,
@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use sinew_model::{AuthorizationPolicy, AuthzAction, AuthzRule, AuthzTarget, TopicOperation};
+use sinew_model::{AuthorizationPolicy, AuthzAction, AuthzRule, AuthzTarget};
 
 use crate::route::{RequestView, StringMatcher};
 
@@ -162,7 +162,6 @@ struct Rule {
     methods: Box<[Box<str>]>,
     paths: Box<[PathMatch]>,
     headers: Box<[(Box<str>, StringMatcher)]>,
-    operations: Box<[TopicOperation]>,
 }
 
 /// The namespace part of `spiffe://td/ns/<ns>/svc/<svc>`.
@@ -192,7 +191,6 @@ impl Rule {
                 .iter()
                 .map(|(k, v)| (k.to_ascii_lowercase().into(), StringMatcher::from(v)))
                 .collect(),
-            operations: r.to.operations.iter().copied().collect(),
         }
     }
 
@@ -210,11 +208,6 @@ impl Rule {
             }
         }
         true
-    }
-
-    /// A topic rule: `from`, and the operation among `to.operations` (if listed).
-    fn matches_topic(&self, op: TopicOperation, peer: Option<&str>) -> bool {
-        self.caller_matches(peer) && (self.operations.is_empty() || self.operations.contains(&op))
     }
 
     fn matches(&self, req: &RequestView<'_>, peer: Option<&str>) -> bool {
@@ -248,10 +241,6 @@ impl Policy {
     fn matches(&self, req: &RequestView<'_>, peer: Option<&str>) -> bool {
         self.rules.iter().any(|r| r.matches(req, peer))
     }
-
-    fn matches_topic(&self, op: TopicOperation, peer: Option<&str>) -> bool {
-        self.rules.iter().any(|r| r.matches_topic(op, peer))
-    }
 }
 
 /// The policies of one service, compiled.
@@ -270,16 +259,6 @@ impl Authorizer {
         service: &str,
     ) -> Option<Authorizer> {
         Self::for_target(policies, namespace, |t| t.service() == Some(service))
-    }
-
-    /// The policies among `policies` that govern `topic` in `namespace`;
-    /// `None` when there are none (anyone may publish and subscribe).
-    pub fn for_topic<'p>(
-        policies: impl IntoIterator<Item = &'p AuthorizationPolicy>,
-        namespace: &str,
-        topic: &str,
-    ) -> Option<Authorizer> {
-        Self::for_target(policies, namespace, |t| t.topic() == Some(topic))
     }
 
     fn for_target<'p>(
@@ -310,22 +289,6 @@ impl Authorizer {
     /// The deny policies' names (`namespace/name`).
     pub fn deny_policies(&self) -> impl Iterator<Item = &str> {
         self.deny.iter().map(|p| &*p.name)
-    }
-
-    /// Decides whether `peer` (the publishing or subscribing workload's
-    /// SPIFFE ID) may do `op` on the topic: deny first, then allow, default
-    /// deny once an allow policy exists.
-    pub fn check_topic(&self, op: TopicOperation, peer: Option<&str>) -> Verdict {
-        if let Some(p) = self.deny.iter().find(|p| p.matches_topic(op, peer)) {
-            return Verdict::Deny(p.name.clone());
-        }
-        if self.allow.is_empty() {
-            return Verdict::Allow(None);
-        }
-        match self.allow.iter().find(|p| p.matches_topic(op, peer)) {
-            Some(p) => Verdict::Allow(Some(p.name.clone())),
-            None => Verdict::NoAllowMatched,
-        }
     }
 
     /// Decides `req` from `peer` (its SPIFFE ID when authenticated).
@@ -496,61 +459,5 @@ spec: {target: ratings, action: deny, rules: [{}]}
         assert!(!PathMatch::new("/x").matches("/x/"));
         assert_eq!(namespace_of(SHOP), Some("shop"));
         assert_eq!(namespace_of("spiffe://td/svc/x"), None);
-    }
-
-    #[test]
-    fn topic_policies_decide_publish_and_subscribe_by_identity() {
-        let all = policies(
-            r#"
-kind: AuthorizationPolicy
-metadata: {name: writers, namespace: shop}
-spec:
-  topic: orders
-  action: allow
-  rules:
-    - from: {identities: ["spiffe://sinew.local/ns/shop/svc/checkout"]}
-      to: {operations: [publish]}
-    - from: {namespaces: [shop]}
-      to: {operations: [subscribe]}
----
-kind: AuthorizationPolicy
-metadata: {name: no-legacy, namespace: shop}
-spec:
-  topic: orders
-  action: deny
-  rules: [{from: {identities: ["spiffe://sinew.local/ns/shop/svc/legacy"]}}]
----
-kind: AuthorizationPolicy
-metadata: {name: web-calls, namespace: shop}
-spec: {target: orders, action: deny, rules: [{}]}
-"#,
-        );
-        let a = Authorizer::for_topic(&all, "shop", "orders").expect("policies govern orders");
-        let checkout = Some("spiffe://sinew.local/ns/shop/svc/checkout");
-        let billing = Some("spiffe://sinew.local/ns/shop/svc/billing");
-        let legacy = Some("spiffe://sinew.local/ns/shop/svc/legacy");
-        let outsider = Some("spiffe://sinew.local/ns/other/svc/x");
-        use TopicOperation::{Publish, Subscribe};
-        assert!(a.check_topic(Publish, checkout).allowed());
-        assert!(a.check_topic(Subscribe, billing).allowed());
-        assert_eq!(a.check_topic(Publish, billing), Verdict::NoAllowMatched);
-        assert_eq!(a.check_topic(Subscribe, outsider), Verdict::NoAllowMatched);
-        assert_eq!(
-            a.check_topic(Subscribe, legacy),
-            Verdict::Deny("shop/no-legacy".into()),
-            "deny first"
-        );
-        assert_eq!(
-            a.check_topic(Subscribe, None),
-            Verdict::NoAllowMatched,
-            "unauthenticated"
-        );
-        // A service policy of the same name is not a topic policy, and the
-        // other way round; another namespace's topic is ungoverned.
-        assert_eq!(
-            Authorizer::for_service(&all, "shop", "orders").map(|a| a.deny.len()),
-            Some(1)
-        );
-        assert!(Authorizer::for_topic(&all, "other", "orders").is_none());
     }
 }

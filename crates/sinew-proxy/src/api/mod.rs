@@ -3,6 +3,7 @@
 //! (`locks.rs`). Served on its own listener, off the data path.
 
 mod locks;
+mod publish;
 
 pub use locks::http_status;
 
@@ -73,6 +74,10 @@ async fn route(
     const JSON: &str = "application/json";
     if req.uri().path().starts_with(locks::PREFIX) {
         return locks::handle(control, req).await;
+    }
+    if req.uri().path().starts_with(publish::PREFIX) {
+        let namespace = shared.runtime().config.proxy.metadata.namespace.clone();
+        return publish::handle(control, &namespace, req).await;
     }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/live") => respond(StatusCode::OK, TEXT, "live\n"),

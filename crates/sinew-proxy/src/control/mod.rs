@@ -31,8 +31,13 @@ pub use identity::Identity;
 use crate::server::Shared;
 use sinew_model::{Proxy, ProxyConfig, Snapshot};
 use sinew_proto::control_client::ControlClient;
+use sinew_proto::events_client::EventsClient;
 use sinew_proto::{
     AcquireLockRequest, LockLease, ReleaseLockReply, ReleaseLockRequest, RenewLockRequest,
+};
+use sinew_proto::{
+    Assignment, CommitRequest, CursorReply, CursorRequest, FetchReply, FetchRequest,
+    HeartbeatRequest, OffsetsReply, OffsetsRequest, PublishReply, PublishRequest,
 };
 use std::{
     net::IpAddr,
@@ -316,6 +321,92 @@ impl Control {
     ) -> Result<ReleaseLockReply, Status> {
         let mut client = self.client()?;
         bounded(client.release_lock(self.authorized(request))).await
+    }
+}
+
+impl Control {
+    /// The event broker's client on the current session's connection.
+    fn events(&self) -> Result<EventsClient<Channel>, Status> {
+        self.channel()
+            .map(EventsClient::new)
+            .ok_or_else(|| Status::unavailable("not connected to a control plane"))
+    }
+
+    /// `Publish` on the current session's connection: answers once the
+    /// broker holds every event durably.
+    ///
+    /// # Errors
+    /// The broker's status (`RESOURCE_EXHAUSTED` when its storage is full);
+    /// `UNAVAILABLE` when not connected; `DEADLINE_EXCEEDED` after 5 s.
+    pub async fn publish(&self, request: PublishRequest) -> Result<PublishReply, Status> {
+        let mut client = self.events()?;
+        bounded(client.publish(self.authorized(request))).await
+    }
+
+    /// `Heartbeat` (join or renew a consumer group).
+    ///
+    /// # Errors
+    /// As [`Control::publish`].
+    pub async fn heartbeat(&self, request: HeartbeatRequest) -> Result<Assignment, Status> {
+        let mut client = self.events()?;
+        bounded(client.heartbeat(self.authorized(request))).await
+    }
+
+    /// `Leave` a consumer group.
+    ///
+    /// # Errors
+    /// As [`Control::publish`].
+    pub async fn leave(&self, request: HeartbeatRequest) -> Result<(), Status> {
+        let mut client = self.events()?;
+        bounded(client.leave(self.authorized(request)))
+            .await
+            .map(drop)
+    }
+
+    /// `Fetch`, waiting up to the request's `wait_ms` (plus the usual bound).
+    ///
+    /// # Errors
+    /// As [`Control::publish`].
+    pub async fn fetch(&self, request: FetchRequest) -> Result<FetchReply, Status> {
+        let wait = Duration::from_millis(u64::from(request.wait_ms));
+        let mut client = self.events()?;
+        let call = client.fetch(self.authorized(request));
+        match tokio::time::timeout(wait + LOCK_CALL_TIMEOUT, call).await {
+            Ok(result) => result.map(tonic::Response::into_inner),
+            Err(_) => Err(Status::deadline_exceeded(
+                "the broker did not answer in time",
+            )),
+        }
+    }
+
+    /// `Committed`: a group's cursor on a partition.
+    ///
+    /// # Errors
+    /// As [`Control::publish`].
+    pub async fn committed(&self, request: CursorRequest) -> Result<CursorReply, Status> {
+        let mut client = self.events()?;
+        bounded(client.committed(self.authorized(request))).await
+    }
+
+    /// `Commit`: moves a group's cursor durably.
+    ///
+    /// # Errors
+    /// As [`Control::publish`]; `FAILED_PRECONDITION` when this member no
+    /// longer owns the partition.
+    pub async fn commit(&self, request: CommitRequest) -> Result<(), Status> {
+        let mut client = self.events()?;
+        bounded(client.commit(self.authorized(request)))
+            .await
+            .map(drop)
+    }
+
+    /// `Offsets` of a partition (and the first at or after a time).
+    ///
+    /// # Errors
+    /// As [`Control::publish`].
+    pub async fn offsets(&self, request: OffsetsRequest) -> Result<OffsetsReply, Status> {
+        let mut client = self.events()?;
+        bounded(client.offsets(self.authorized(request))).await
     }
 }
 
