@@ -26,6 +26,7 @@ pub mod control;
 mod dispatch;
 pub mod endpoint;
 pub mod error;
+pub mod events;
 mod fault;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]

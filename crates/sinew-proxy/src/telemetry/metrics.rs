@@ -174,6 +174,7 @@ pub struct Metrics {
     pub(super) authz_denied: Family<Counter>,
     pub(super) inbound_tls: Family<Counter>,
     pub(super) inbound_tls_refused: Family<Counter>,
+    pub(super) events: Family<Counter>,
     pub(super) config_version: Gauge,
     pub(super) config_reloads: [Counter; ReloadResult::ALL.len()],
     pub(super) access_log_dropped: Arc<Counter>,
@@ -207,6 +208,7 @@ impl Metrics {
             authz_denied: Family::default(),
             inbound_tls: Family::default(),
             inbound_tls_refused: Family::default(),
+            events: Family::default(),
             config_version: Gauge::default(),
             config_reloads: Default::default(),
             access_log_dropped: Arc::default(),
@@ -277,6 +279,12 @@ impl Metrics {
     /// (`plaintext`, `handshake`, `no_certificate`).
     pub fn inbound_tls_refused(&self, reason: &str) -> Arc<Counter> {
         self.inbound_tls_refused.get_or_create(&[reason])
+    }
+
+    /// The counter of events with `outcome` (`delivered`, `redelivered`,
+    /// `dead_lettered`) of `subscription`.
+    pub fn events(&self, outcome: &str, subscription: &str) -> Arc<Counter> {
+        self.events.get_or_create(&[subscription, outcome])
     }
 
     /// Records that a config update was applied (`version` is now served) or rejected.

@@ -120,6 +120,13 @@ pub const INBOUND_TLS_REFUSED_TOTAL: MetricDef = def(
     &["reason"],
     "Inbound connections refused or lost before mTLS was up: reason is plaintext (strict mTLS), handshake (failed or untrusted), client_closed (the client hung up during the handshake) or no_certificate (this proxy has none yet).",
 );
+/// Event deliveries to the app, by subscription and outcome.
+pub const EVENTS_TOTAL: MetricDef = def(
+    "sinew_events_total",
+    Counter,
+    &["subscription", "outcome"],
+    "Events of a subscription this sidecar handled: outcome is delivered (the app took it), redelivered (an attempt failed and was retried) or dead_lettered.",
+);
 /// Requests answered by the proxy itself from a route's direct_response.
 pub const DIRECT_RESPONSES_TOTAL: MetricDef = def(
     "sinew_direct_responses_total",
@@ -239,6 +246,7 @@ pub const ALL: &[&MetricDef] = &[
     &UPSTREAM_TLS_ERRORS_TOTAL,
     &INBOUND_TLS_CONNECTIONS_TOTAL,
     &INBOUND_TLS_REFUSED_TOTAL,
+    &EVENTS_TOTAL,
     &TCP_BYTES_TOTAL,
     &RETRIES_TOTAL,
     &RETRY_BUDGET_EXHAUSTED_TOTAL,

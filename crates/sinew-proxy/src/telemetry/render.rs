@@ -104,6 +104,7 @@ impl Metrics {
         for (def, family) in [
             (&names::INBOUND_TLS_CONNECTIONS_TOTAL, &self.inbound_tls),
             (&names::INBOUND_TLS_REFUSED_TOTAL, &self.inbound_tls_refused),
+            (&names::EVENTS_TOTAL, &self.events),
         ] {
             w.family(def, family, |w, def, l, m| {
                 w.line(def, "", l, NO_EXTRA, m.get());
@@ -345,7 +346,11 @@ sinew_build_info{version="VERSION"} 1
         m.authz_denied("s", "default/no-admin").inc();
         m.inbound_tls("spiffe://sinew.local/ns/default/svc/a").inc();
         m.inbound_tls_refused("plaintext").inc();
+        m.events("delivered", "inventory-orders").inc();
         let text = rendered(&m);
+        assert!(text.contains(
+            "sinew_events_total{subscription=\"inventory-orders\",outcome=\"delivered\"} 1\n"
+        ));
         assert!(text.contains(
             "sinew_inbound_tls_connections_total{client_id=\"spiffe://sinew.local/ns/default/svc/a\"} 1\n"
         ));

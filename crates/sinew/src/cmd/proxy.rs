@@ -131,6 +131,8 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
             Some((options, bootstrap)) => {
                 // No file watching: the control plane is the source of truth.
                 let control = Control::spawn(shared.clone(), bootstrap, options)?;
+                // The Subscriptions of this proxy's service: consume and deliver.
+                sinew_proxy::events::spawn(shared.clone(), control.clone());
                 tokio::spawn(api::serve_with_control(
                     listener,
                     shared.clone(),

@@ -1,0 +1,417 @@
+//! One owned partition of a subscription: find where to start, fetch, hand
+//! events to deliveries under the ordering rule, and commit the cursor past
+//! every event that is done (delivered or dead-lettered).
+//!
+//! `ordering: key`: events of one key go one at a time, in offset order;
+//! other keys proceed meanwhile, so a failing key holds back only its own
+//! later events. `ordering: none`: every event at once. Either way at most
+//! `max_in_flight` deliveries run, and at most [`MAX_BUFFERED`] fetched
+//! events wait in memory (then fetching pauses). The cursor only passes an
+//! event once it and everything before it is done, so a crash redelivers
+//! (at least once), never skips.
+
+use super::deliver::Attempt;
+use super::Subscriber;
+use crate::resilience::delay;
+use sinew_model::{Ordering, StartPosition};
+use sinew_proto::{
+    CommitRequest, CursorRequest, Event, FetchRequest, OffsetsRequest, PublishRequest, StoredEvent,
+};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tonic::Code;
+
+/// Fetched events kept in memory at most, per partition.
+pub(super) const MAX_BUFFERED: usize = 10_000;
+/// How long a fetch waits for the first event when nothing is in flight.
+const FETCH_WAIT: Duration = Duration::from_secs(1);
+/// Largest fetch answer.
+const FETCH_BYTES: u32 = 1 << 20;
+/// After a broker error, wait this long before trying again.
+const ERROR_PAUSE: Duration = Duration::from_millis(500);
+
+/// Where this partition's deliveries stand.
+struct State {
+    /// The next offset to fetch.
+    next_fetch: u64,
+    /// The cursor as last committed.
+    committed: u64,
+    /// Offsets fetched and not yet done, with their event.
+    pending: BTreeMap<u64, Arc<Event>>,
+    /// Per key (ordering: key), the offsets waiting behind the one in flight.
+    queued: HashMap<Vec<u8>, VecDeque<u64>>,
+    /// Offsets ready to deliver now.
+    ready: VecDeque<u64>,
+}
+
+impl State {
+    /// The cursor may move to the lowest offset not done (or past all fetched).
+    fn commit_point(&self) -> u64 {
+        self.pending
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.next_fetch)
+    }
+}
+
+/// Runs partition `partition` until the task is aborted (ownership moved)
+/// or the broker says this member no longer owns it.
+pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
+    let Some(start) = start_offset(&sub, partition).await else {
+        return;
+    };
+    let mut state = State {
+        next_fetch: start,
+        committed: start,
+        pending: BTreeMap::new(),
+        queued: HashMap::new(),
+        ready: VecDeque::new(),
+    };
+    let mut deliveries: JoinSet<u64> = JoinSet::new();
+    let max_in_flight = sub.spec.max_in_flight.max(1) as usize;
+    loop {
+        while deliveries.len() < max_in_flight {
+            let Some(offset) = state.ready.pop_front() else {
+                break;
+            };
+            let Some(event) = state.pending.get(&offset).cloned() else {
+                continue;
+            };
+            let sub = sub.clone();
+            deliveries.spawn(async move {
+                deliver(&sub, &event).await;
+                offset
+            });
+        }
+        let can_fetch = state.pending.len() < MAX_BUFFERED;
+        let wait = if deliveries.is_empty() {
+            FETCH_WAIT
+        } else {
+            Duration::ZERO
+        };
+        tokio::select! {
+            done = deliveries.join_next(), if !deliveries.is_empty() => {
+                if let Some(Ok(offset)) = done {
+                    finish(&mut state, offset);
+                }
+            }
+            fetched = fetch(&sub, partition, state.next_fetch, wait), if can_fetch => {
+                match fetched {
+                    Ok(Fetched::Events(events)) => take(&mut state, events, sub.spec.ordering),
+                    Ok(Fetched::Moved(first)) => {
+                        tracing::warn!(subscription = %sub.name, partition, from = state.next_fetch, to = first, "events before the first retained offset are gone; continuing there");
+                        state.next_fetch = first;
+                        if state.pending.is_empty() {
+                            state.committed = state.committed.max(first);
+                        }
+                    }
+                    Err(status) if status.code() == Code::PermissionDenied => {
+                        tracing::warn!(subscription = %sub.name, partition, error = %status.message(), "not allowed to consume");
+                        tokio::time::sleep(ERROR_PAUSE * 10).await;
+                    }
+                    Err(_) => tokio::time::sleep(ERROR_PAUSE).await,
+                }
+            }
+        }
+        let point = state.commit_point();
+        if point > state.committed {
+            match commit(&sub, partition, point, generation).await {
+                Ok(()) => state.committed = point,
+                Err(status) if status.code() == Code::FailedPrecondition => {
+                    tracing::info!(subscription = %sub.name, partition, "partition moved to another member");
+                    return;
+                }
+                Err(status) => {
+                    tracing::debug!(error = %status.message(), "cannot commit the cursor; later")
+                }
+            }
+        }
+    }
+}
+
+/// Adds fetched events to the state, making ready those that may go now.
+fn take(state: &mut State, events: Vec<StoredEvent>, ordering: Ordering) {
+    for stored in events {
+        let Some(event) = stored.event else {
+            continue;
+        };
+        if stored.offset < state.next_fetch {
+            continue;
+        }
+        state.next_fetch = stored.offset + 1;
+        let key = event.key.clone();
+        state.pending.insert(stored.offset, Arc::new(event));
+        match ordering {
+            Ordering::Key if !key.is_empty() => {
+                let queue = state.queued.entry(key).or_default();
+                queue.push_back(stored.offset);
+                if queue.len() == 1 {
+                    state.ready.push_back(stored.offset);
+                }
+            }
+            _ => state.ready.push_back(stored.offset),
+        }
+    }
+}
+
+/// Marks `offset` done and lets the next event of its key go.
+fn finish(state: &mut State, offset: u64) {
+    let Some(event) = state.pending.remove(&offset) else {
+        return;
+    };
+    if event.key.is_empty() {
+        return;
+    }
+    if let Some(queue) = state.queued.get_mut(&event.key) {
+        if queue.front() == Some(&offset) {
+            queue.pop_front();
+        }
+        match queue.front() {
+            Some(next) => state.ready.push_back(*next),
+            None => {
+                state.queued.remove(&event.key);
+            }
+        }
+    }
+}
+
+/// Delivers with retries; dead-letters when retrying cannot help or the
+/// attempts run out. Always ends: the event is done either way.
+async fn deliver(sub: &Subscriber, event: &Event) {
+    let retry = sub.spec.retry;
+    let mut rng = fastrand::Rng::new();
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let reason = match sub
+            .app
+            .attempt(&sub.spec.deliver.path, &sub.spec.topic, event)
+            .await
+        {
+            Attempt::Delivered => {
+                sub.metrics.delivered.inc();
+                return;
+            }
+            Attempt::Drop(reason) => reason,
+            Attempt::Retry(reason) if attempts < retry.max_attempts => {
+                sub.metrics.redelivered.inc();
+                let wait = delay(
+                    attempts,
+                    retry.backoff.base.into(),
+                    retry.backoff.max.into(),
+                    &mut rng,
+                );
+                tracing::debug!(subscription = %sub.name, id = %event.id, attempts, %reason, ?wait, "delivery failed; retrying");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            Attempt::Retry(reason) => reason,
+        };
+        dead_letter(sub, event, &reason, attempts).await;
+        return;
+    }
+}
+
+/// Publishes `event` to the subscription's dead-letter topic with why and
+/// after how many attempts; retried until the broker takes it (the event
+/// is never dropped unrecorded).
+async fn dead_letter(sub: &Subscriber, event: &Event, reason: &str, attempts: u32) {
+    let mut dead = event.clone();
+    dead.headers
+        .insert("deadletterreason".into(), reason.to_owned());
+    dead.headers
+        .insert("deliveryattempts".into(), attempts.to_string());
+    dead.headers
+        .insert("deadlettertopic".into(), sub.spec.topic.clone());
+    let topic = sub.spec.dead_letter_topic();
+    let mut pause = ERROR_PAUSE;
+    loop {
+        let request = PublishRequest {
+            topic: topic.clone(),
+            events: vec![dead.clone()],
+            namespace: sub.namespace.clone(),
+        };
+        match sub.control.publish(request).await {
+            Ok(_) => {
+                sub.metrics.dead_lettered.inc();
+                tracing::info!(subscription = %sub.name, id = %event.id, attempts, %reason, dead_letter = %topic, "event dead-lettered");
+                return;
+            }
+            Err(status) => {
+                tracing::warn!(subscription = %sub.name, id = %event.id, error = %status.message(), "cannot dead-letter yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// What a fetch brought.
+enum Fetched {
+    Events(Vec<StoredEvent>),
+    /// The offset asked for is no longer retained: start here.
+    Moved(u64),
+}
+
+async fn fetch(
+    sub: &Subscriber,
+    partition: u32,
+    from: u64,
+    wait: Duration,
+) -> Result<Fetched, tonic::Status> {
+    let reply = sub
+        .control
+        .fetch(FetchRequest {
+            topic: sub.spec.topic.clone(),
+            partition,
+            from,
+            max_bytes: FETCH_BYTES,
+            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+            namespace: sub.namespace.clone(),
+        })
+        .await?;
+    if reply.out_of_range {
+        // Behind the log's start: move to it; ahead of its end cannot happen
+        // for an offset this member fetched, so that is a reset too.
+        return Ok(Fetched::Moved(if from < reply.first {
+            reply.first
+        } else {
+            reply.next
+        }));
+    }
+    Ok(Fetched::Events(reply.events))
+}
+
+async fn commit(
+    sub: &Subscriber,
+    partition: u32,
+    next_offset: u64,
+    generation: u64,
+) -> Result<(), tonic::Status> {
+    sub.control
+        .commit(CommitRequest {
+            group: sub.group.clone(),
+            topic: sub.spec.topic.clone(),
+            partition,
+            next_offset,
+            member: sub.member.clone(),
+            generation,
+            namespace: sub.namespace.clone(),
+        })
+        .await
+}
+
+/// The committed cursor, or the subscription's `start` the first time.
+async fn start_offset(sub: &Subscriber, partition: u32) -> Option<u64> {
+    let mut pause = ERROR_PAUSE;
+    loop {
+        match start_offset_once(sub, partition).await {
+            Ok(offset) => return Some(offset),
+            Err(status) => {
+                tracing::debug!(subscription = %sub.name, partition, error = %status.message(), "cannot find where to start; again shortly");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn start_offset_once(sub: &Subscriber, partition: u32) -> Result<u64, tonic::Status> {
+    let cursor = sub
+        .control
+        .committed(CursorRequest {
+            group: sub.group.clone(),
+            topic: sub.spec.topic.clone(),
+            partition,
+            namespace: sub.namespace.clone(),
+        })
+        .await?;
+    if cursor.committed {
+        return Ok(cursor.next_offset);
+    }
+    let time_ms = match &sub.spec.start {
+        StartPosition::Time(t) => super::rfc3339_ms(t).unwrap_or(0),
+        _ => 0,
+    };
+    let offsets = sub
+        .control
+        .offsets(OffsetsRequest {
+            topic: sub.spec.topic.clone(),
+            partition,
+            time_ms,
+            namespace: sub.namespace.clone(),
+        })
+        .await?;
+    Ok(match &sub.spec.start {
+        StartPosition::Earliest => offsets.first,
+        StartPosition::Latest => offsets.next,
+        StartPosition::Offset(n) => (*n).clamp(offsets.first, offsets.next),
+        StartPosition::Time(_) if offsets.has_at_time => offsets.at_time,
+        StartPosition::Time(_) => offsets.next,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(offset: u64, key: &str) -> StoredEvent {
+        StoredEvent {
+            offset,
+            event: Some(Event {
+                id: format!("e{offset}"),
+                key: key.as_bytes().to_vec(),
+                ..Event::default()
+            }),
+        }
+    }
+
+    fn state() -> State {
+        State {
+            next_fetch: 0,
+            committed: 0,
+            pending: BTreeMap::new(),
+            queued: HashMap::new(),
+            ready: VecDeque::new(),
+        }
+    }
+
+    #[test]
+    fn one_event_per_key_at_a_time_and_the_cursor_waits_for_the_lowest() {
+        let mut s = state();
+        take(
+            &mut s,
+            vec![
+                stored(0, "a"),
+                stored(1, "b"),
+                stored(2, "a"),
+                stored(3, ""),
+            ],
+            Ordering::Key,
+        );
+        assert_eq!(s.ready, [0, 1, 3], "a's second event waits");
+        s.ready.clear();
+        finish(&mut s, 1);
+        assert_eq!(s.commit_point(), 0, "0 is still in flight");
+        finish(&mut s, 0);
+        assert_eq!(s.ready, [2], "a's next goes once its first is done");
+        assert_eq!(s.commit_point(), 2);
+        finish(&mut s, 3);
+        finish(&mut s, 2);
+        assert_eq!(s.commit_point(), 4, "past everything fetched");
+        assert!(s.queued.is_empty());
+    }
+
+    #[test]
+    fn ordering_none_releases_everything() {
+        let mut s = state();
+        take(&mut s, vec![stored(5, "a"), stored(6, "a")], Ordering::None);
+        assert_eq!(s.ready, [5, 6]);
+        // Already-seen offsets are ignored.
+        take(&mut s, vec![stored(6, "a")], Ordering::None);
+        assert_eq!(s.ready.len(), 2);
+    }
+}
