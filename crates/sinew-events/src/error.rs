@@ -1,4 +1,5 @@
-//! `Error`: what went wrong in the log, and `ErrorKind`: how a caller answers it.
+//! `Error`: what went wrong in the log or the broker, and `ErrorKind`: how
+//! a caller answers it.
 //!
 //! Errors are `Clone` because one failed group commit answers every caller
 //! in the group with the same error; the I/O source is shared in an `Arc`.
@@ -13,7 +14,7 @@ use crate::record::{Corruption, RecordError};
 /// The log's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A log failure. Classify it with [`Error::kind`], never by its text.
+/// A log or broker failure. Classify it with [`Error::kind`], never by its text.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
@@ -74,14 +75,73 @@ pub enum Error {
     /// The configuration is not usable.
     InvalidConfig(&'static str),
     /// An earlier `sync_data` (or the undo of a failed write) failed, so the
-    /// file's state is unknown; the log refuses appends until reopened.
+    /// file's state is unknown; the log (or the broker's cursor file)
+    /// refuses writes until reopened.
     Poisoned,
-    /// The committer has stopped.
+    /// The committer or the broker has stopped.
     Closed,
+    /// A topic, group or member name is refused.
+    InvalidName {
+        /// What the name names: `"topic"`, `"group"` or `"member"`.
+        what: &'static str,
+        /// The name (cut to 300 bytes).
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// An event of a publish is refused; nothing of the publish was written.
+    InvalidEvent {
+        /// The event's index in the publish.
+        index: usize,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The topic has no such partition.
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions the topic has.
+        partitions: u32,
+    },
+    /// A cursor would point past the end of its partition.
+    CursorOutOfRange {
+        /// The next offset the cursor was to hold.
+        requested: u64,
+        /// The partition's next offset (the largest cursor allowed).
+        next: u64,
+    },
+    /// A cursor commit by a member that does not own the partition in the
+    /// generation it gave (it never did, lost it, or lost and regained it
+    /// since): another member may already be delivering from the cursor.
+    NotOwner {
+        /// The consumer group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The member that tried to commit.
+        member: String,
+        /// The generation it gave.
+        generation: u64,
+        /// The group's current generation (heartbeat to learn the assignment).
+        current: u64,
+    },
+    /// A file or directory under the broker's directory is not laid out as
+    /// the broker writes it.
+    Layout {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// How a caller should answer an [`Error`]: the publish API maps
-/// `StorageFull` to 507 and `Io`, `Corrupt` and `Unavailable` to 503.
+/// `StorageFull` to 507, `InvalidInput` to 400, `Fenced` to 409 and `Io`,
+/// `Corrupt` and `Unavailable` to 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -97,6 +157,9 @@ pub enum ErrorKind {
     InvalidInput,
     /// The log cannot serve now: poisoned, locked elsewhere, or closed.
     Unavailable,
+    /// A consumer-group member acted on a partition it does not own in the
+    /// generation it gave: heartbeat, then act on the new assignment.
+    Fenced,
 }
 
 impl Error {
@@ -118,10 +181,30 @@ impl Error {
             },
             Self::Corrupt { .. } | Self::Gap { .. } => ErrorKind::Corrupt,
             Self::OffsetOutOfRange { .. } => ErrorKind::OutOfRange,
-            Self::InvalidRecord { .. } | Self::BatchTooLarge { .. } | Self::InvalidConfig(_) => {
-                ErrorKind::InvalidInput
-            }
+            Self::Layout { .. } => ErrorKind::Corrupt,
+            Self::InvalidRecord { .. }
+            | Self::BatchTooLarge { .. }
+            | Self::InvalidConfig(_)
+            | Self::InvalidName { .. }
+            | Self::InvalidEvent { .. }
+            | Self::UnknownPartition { .. }
+            | Self::CursorOutOfRange { .. } => ErrorKind::InvalidInput,
             Self::Poisoned | Self::Locked { .. } | Self::Closed => ErrorKind::Unavailable,
+            Self::NotOwner { .. } => ErrorKind::Fenced,
+        }
+    }
+
+    /// A refused name, cut to 300 bytes (on a character boundary) so an
+    /// absurd input does not travel whole in the error.
+    pub(crate) fn invalid_name(what: &'static str, name: &str, reason: &'static str) -> Self {
+        let mut end = name.len().min(300);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self::InvalidName {
+            what,
+            name: name[..end].to_owned(),
+            reason,
         }
     }
 
@@ -169,7 +252,35 @@ impl fmt::Display for Error {
             ),
             Self::InvalidConfig(what) => write!(f, "invalid log configuration: {what}"),
             Self::Poisoned => f.write_str("log refuses appends after a failed sync; reopen it"),
-            Self::Closed => f.write_str("log committer has stopped"),
+            Self::Closed => f.write_str("closed: the log committer or broker has stopped"),
+            Self::InvalidName { what, name, reason } => {
+                write!(f, "invalid {what} name {name:?}: {reason}")
+            }
+            Self::InvalidEvent { index, reason } => write!(f, "event {index}: {reason}"),
+            Self::UnknownPartition {
+                topic,
+                partition,
+                partitions,
+            } => write!(
+                f,
+                "topic {topic} has no partition {partition} (it has {partitions})"
+            ),
+            Self::CursorOutOfRange { requested, next } => write!(
+                f,
+                "cursor {requested} is past the end of the partition (next offset {next})"
+            ),
+            Self::NotOwner {
+                group,
+                topic,
+                partition,
+                member,
+                generation,
+                current,
+            } => write!(
+                f,
+                "member {member} of group {group} does not own {topic}/{partition} in generation {generation} (current generation {current})"
+            ),
+            Self::Layout { path, reason } => write!(f, "{}: {reason}", path.display()),
         }
     }
 }

@@ -1,14 +1,20 @@
-//! Storage of the Sinew event broker: a durable, segmented, append-only log
-//! per topic partition.
+//! The Sinew event broker: a durable, segmented, append-only log per topic
+//! partition, and on top of it the broker — topics, key → partition, ce-id
+//! de-duplication, long-poll fetch, consumer groups with durable cursors.
 //!
-//! Topics, partition assignment, consumer groups, the publish/fetch API and
-//! delivery are built on top of this crate; it knows none of them.
+//! The publish API, the delivery loop and the gRPC service are built on
+//! [`Broker`] elsewhere; this crate knows no network.
 //!
 //! ```text
+//! publish ─ Broker (validate, partition, de-dup) ─ Committer per partition ─ ack after fsync
 //! append ─ Committer (queue, group) ─ PartitionLog::stage ─ commit: one write + one sync_data ─ ack
 //! fetch  ─ PartitionLog::read ─ segment (sparse index → position) ─ Cursor ─ decode ─ Records
 //! open   ─ lock dir ─ list segments ─ scan each (CRC, layout, offsets) ─ truncate torn tail of the last
 //! ```
+//!
+//! The broker's own contract (durability of publishes and cursors,
+//! de-duplication, per-key order, assignment, fencing) is in [`broker`];
+//! the log's is below.
 //!
 //! # Code map
 //!
@@ -21,10 +27,14 @@
 //! - `log.rs` — [`PartitionLog`]: segments, roll, read, time lookup, retention.
 //! - `commit.rs` — [`Committer`]: group commit on the blocking pool.
 //! - `error.rs` — [`Error`] and its [`ErrorKind`]; `config.rs` — [`LogConfig`].
+//! - `broker.rs` + `broker/` — [`Broker`]: topics, publish, fetch, groups,
+//!   cursors (its own code map is in `broker.rs`).
 //!
 //! # On disk
 //!
-//! A partition is a directory: `.lock` (an exclusive `flock` while open) and
+//! A broker's directory holds `topics/<topic>/<partition>/` (one log each),
+//! `cursors.log`, `epoch` and `.lock` (see `broker/layout.rs`). A partition
+//! is a directory: `.lock` (an exclusive `flock` while open) and
 //! segments named by their first offset in 20 digits,
 //! `00000000000000000000.log`, `00000000000000001234.log`, … Each segment
 //! is a plain concatenation of frames (see [`record`]):
@@ -71,7 +81,8 @@
 //!   (CRC-32C, not a MAC). Appended bytes are not encrypted.
 //! - Retention deletes are not synced: a deleted segment may reappear after
 //!   a crash (harmless: it is older data, still contiguous).
-//! - Reads do not wait for appends; callers poll `next_offset` for now.
+//! - The log's reads do not wait for appends; the broker's `fetch` does
+//!   (long poll on a per-partition watch of the next offset).
 //!
 //! # Why hand-written
 //!
@@ -84,6 +95,7 @@
 //! instead of unlinking whole files. Segment files plus a rebuilt sparse
 //! index are the whole storage engine, a few hundred lines.
 
+pub mod broker;
 mod commit;
 mod config;
 mod cursor;
@@ -94,6 +106,10 @@ mod log;
 pub mod record;
 mod segment;
 
+pub use broker::{
+    event_id, split_event_headers, Assignment, Broker, BrokerConfig, Event, Published, ID_HEADER,
+    MAX_ID_BYTES, MAX_PARTITIONS,
+};
 pub use commit::{CommitStats, Committer, CommitterConfig};
 pub use config::{LogConfig, MAX_SEGMENT_BYTES};
 pub use error::{Error, ErrorKind, Result};

@@ -1,6 +1,6 @@
-//! A full disk: the append fails as `StorageFull` (the publish API's 507),
-//! nothing of it is acknowledged or left behind, and the log appends again
-//! once retention frees space.
+//! A full disk: the append (and the broker's publish) fails as
+//! `StorageFull` (the publish API's 507), nothing of it is acknowledged or
+//! left behind, and the log appends again once retention frees space.
 //!
 //! Needs a small file system: as root the test mounts a 1 MiB tmpfs (and
 //! unmounts it after); otherwise it prints `SKIPPED` and passes. The error
@@ -8,40 +8,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use common::TempDir;
-use sinew_events::{ErrorKind, LogConfig, NewRecord, PartitionLog};
-
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs {
-    /// The mount point.
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. `1m`) inside `parent`, or says why not.
-    fn mount(parent: &Path, size: &str) -> Result<Self, String> {
-        let path = parent.join("mnt");
-        std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !output.status.success() {
-            return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
-        }
-        Ok(Self { path })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
+use common::{TempDir, Tmpfs};
+use sinew_events::{Broker, BrokerConfig, ErrorKind, Event, LogConfig, NewRecord, PartitionLog};
 
 #[test]
 fn a_full_disk_is_storage_full_and_recoverable() {
@@ -101,4 +69,62 @@ fn a_full_disk_is_storage_full_and_recoverable() {
         assert_eq!(got.value, record(i).value, "record {i}");
     }
     drop(log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_to_a_full_disk_is_storage_full() {
+    let dir = TempDir::new("enospc-broker");
+    let fs = match Tmpfs::mount(dir.path(), "1m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("SKIPPED: a full-disk test needs a tmpfs mount (root): {why}");
+            return;
+        }
+    };
+    let config = BrokerConfig {
+        partitions: 1,
+        log: LogConfig {
+            segment_bytes: 128 * 1024,
+            retention_bytes: Some(256 * 1024),
+            ..LogConfig::default()
+        },
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::open(fs.path.join("broker"), config)
+        .await
+        .expect("open");
+    let event = |i: u64| Event::new(format!("e-{i}"), vec![(i % 251) as u8; 10_000]);
+    let mut published = 0u64;
+    let error = loop {
+        match broker.publish("orders", vec![event(published)]).await {
+            Ok(answer) => {
+                assert_eq!(answer[0].offset, published);
+                published += 1;
+                assert!(published < 200, "1 MiB tmpfs never filled");
+            }
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(error.kind(), ErrorKind::StorageFull, "{error}");
+    // The failed id was not taken by the window: once retention frees
+    // space, publishing it again writes it, at the next offset.
+    assert!(
+        broker
+            .enforce_retention()
+            .await
+            .expect("retention")
+            .segments
+            > 0
+    );
+    let again = broker
+        .publish("orders", vec![event(published)])
+        .await
+        .expect("publish after freeing space");
+    assert_eq!((again[0].offset, again[0].duplicate), (published, false));
+    let earlier = broker
+        .publish("orders", vec![event(published - 1)])
+        .await
+        .expect("republish");
+    assert!(earlier[0].duplicate);
+    broker.close().await.expect("close");
 }
