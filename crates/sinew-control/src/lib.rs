@@ -9,6 +9,7 @@
 
 pub mod apply;
 mod ca;
+mod events;
 mod grpc_tls;
 mod http;
 mod jobs;

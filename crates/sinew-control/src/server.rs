@@ -216,6 +216,28 @@ impl ControlPlane {
         tasks.push(tokio::spawn(crate::rest::serve(http, replica.clone())));
         let service =
             sinew_proto::control_server::ControlServer::new(ControlService::new(replica.clone()));
+        // The embedded event broker lives beside the embedded store: one
+        // replica, one log. With etcd (several replicas) each would have its
+        // own log, so it is not offered there.
+        let broker = match &options.store {
+            StoreSpec::Embedded(_) => {
+                let dir = data_dir.join("events");
+                Some(
+                    sinew_events::Broker::open(&dir, sinew_events::BrokerConfig::default())
+                        .await
+                        .map_err(|e| {
+                            StartError(format!(
+                                "cannot open the event broker in {}: {e}",
+                                dir.display()
+                            ))
+                        })?,
+                )
+            }
+            StoreSpec::Etcd(_) => None,
+        };
+        let events = sinew_proto::events_server::EventsServer::new(
+            crate::events::EventsService::new(replica.clone(), broker),
+        );
         let bundle_file = data_dir.join("ca.pem");
         let incoming = crate::grpc_tls::incoming(grpc, replica.clone(), bundle_file)
             .await
@@ -225,6 +247,7 @@ impl ControlPlane {
                 .http2_keepalive_interval(Some(Duration::from_secs(5)))
                 .http2_keepalive_timeout(Some(Duration::from_secs(5)))
                 .add_service(service)
+                .add_service(events)
                 .serve_with_incoming(incoming)
                 .await;
             if let Err(error) = served {

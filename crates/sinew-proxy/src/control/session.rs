@@ -38,6 +38,10 @@ enum End {
     Closed,
     /// Connecting or the stream failed.
     Failed(String),
+    /// The proxy joined with the token and now holds its certificate:
+    /// reconnect at once, authenticated by the certificate (so the control
+    /// plane and the broker know which workload calls).
+    Reauthenticate,
 }
 
 /// Largest message accepted from the control plane.
@@ -106,6 +110,12 @@ impl Session {
                 End::Failed(error) => {
                     warn!(control = %address, %error, "control-plane session failed");
                 }
+                End::Reauthenticate => {
+                    info!(control = %address, "reconnecting with the workload certificate");
+                    failures = 0;
+                    next = next.wrapping_sub(1); // the same address again
+                    continue;
+                }
             }
             // A session that got as far as an update starts the backoff over.
             failures = if progressed {
@@ -123,6 +133,7 @@ impl Session {
 
     /// One session with `address`; sets `progressed` once an update arrives.
     async fn session(&mut self, address: &str, progressed: &mut bool) -> End {
+        self.join(address).await;
         let tls = match self.tls() {
             Ok(tls) => tls,
             Err(error) => return End::Failed(error),
@@ -201,20 +212,16 @@ impl Session {
                 },
                 () = &mut renew => {
                     let next = match identity::request(channel.clone(), &self.control, &self.proxy).await {
-                        Ok(issued) => match Material::from_pem(&issued.chain_pem, &issued.key_pem, &issued.bundle_pem) {
-                            Ok(material) => {
-                                info!(identity = %issued.id, not_after_ms = issued.not_after_ms, "workload certificate issued");
-                                // New connections use it from now on; open ones keep theirs.
-                                self.shared.tls().set(material);
-                                let next = issued.renew_in();
-                                self.control.set_identity(issued);
-                                next.max(identity::RETRY)
+                        Ok(issued) => {
+                            let joined_by_token =
+                                !self.control.cert_auth.load(std::sync::atomic::Ordering::Acquire);
+                            match self.take_identity(issued) {
+                                // A session that had to join by token moves to the certificate.
+                                Some(_) if joined_by_token => return End::Reauthenticate,
+                                Some(next) => next,
+                                None => identity::RETRY,
                             }
-                            Err(error) => {
-                                warn!(%error, "the control plane issued an unusable certificate; asking again shortly");
-                                identity::RETRY
-                            }
-                        },
+                        }
                         Err(error) => {
                             warn!(%error, "cannot get a workload certificate; asking again shortly");
                             identity::RETRY
@@ -231,6 +238,55 @@ impl Session {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Joining: without a usable workload certificate, connect with the
+    /// token just to get one, so the session itself (and every broker call
+    /// on it) runs under the workload's identity. When that fails the
+    /// session goes ahead on the token and asks again later.
+    async fn join(&mut self, address: &str) {
+        let usable = self
+            .control
+            .identity()
+            .is_some_and(|i| i.not_after_ms > identity::now_ms() + 1_000);
+        if usable && !self.certificate_refused {
+            return;
+        }
+        let Ok(tls) = self.tls() else {
+            return;
+        };
+        let Ok(channel) = connect(address, tls).await else {
+            return;
+        };
+        match identity::request(channel, &self.control, &self.proxy).await {
+            Ok(issued) => {
+                self.take_identity(issued);
+            }
+            Err(error) => {
+                warn!(%error, "cannot get a workload certificate; joining with the token")
+            }
+        }
+    }
+
+    /// Puts an issued certificate in force: for the listeners' mTLS (new
+    /// connections) and the next connection to the control plane.
+    /// Returns when to renew it, or `None` when it is unusable.
+    fn take_identity(&mut self, issued: identity::Identity) -> Option<Duration> {
+        match Material::from_pem(&issued.chain_pem, &issued.key_pem, &issued.bundle_pem) {
+            Ok(material) => {
+                info!(identity = %issued.id, not_after_ms = issued.not_after_ms, "workload certificate issued");
+                // New connections use it from now on; open ones keep theirs.
+                self.shared.tls().set(material);
+                let next = issued.renew_in();
+                self.control.set_identity(issued);
+                self.certificate_refused = false;
+                Some(next.max(identity::RETRY))
+            }
+            Err(error) => {
+                warn!(%error, "the control plane issued an unusable certificate; asking again shortly");
+                None
             }
         }
     }
