@@ -74,6 +74,8 @@ pub(crate) struct Replica {
     ca: std::sync::Mutex<(u64, Arc<crate::ca::Ca>)>,
     pub(crate) leader: AtomicBool,
     sessions: AtomicU64,
+    /// The embedded event broker, once open (embedded store only).
+    pub(crate) broker: std::sync::OnceLock<Arc<sinew_events::Broker>>,
 }
 
 impl Replica {
@@ -97,6 +99,7 @@ impl Replica {
             ca: std::sync::Mutex::new((ca.0, Arc::new(ca.1))),
             leader: AtomicBool::new(false),
             sessions: AtomicU64::new(0),
+            broker: std::sync::OnceLock::new(),
         }
     }
 

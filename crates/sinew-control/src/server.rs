@@ -235,6 +235,9 @@ impl ControlPlane {
             }
             StoreSpec::Etcd(_) => None,
         };
+        if let Some(broker) = &broker {
+            let _ = replica.broker.set(broker.clone());
+        }
         let events = sinew_proto::events_server::EventsServer::new(
             crate::events::EventsService::new(replica.clone(), broker),
         );

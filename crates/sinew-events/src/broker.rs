@@ -401,6 +401,13 @@ impl Broker {
         Ok(self.topic(topic).await?.count())
     }
 
+    /// The partition events with partition key `key` land in (creating the
+    /// topic if absent): where a key's history is.
+    pub async fn partition_of(&self, topic: &str, key: &[u8]) -> Result<u32> {
+        let count = self.partitions(topic).await?;
+        Ok(partitioner::partition_for(Some(key), "", count))
+    }
+
     /// Records of `topic`/`partition` from offset `from`, up to about
     /// `max_bytes` (at least one record when any is there). When `from` is
     /// the partition's end, waits up to `wait` for an append first, then

@@ -33,6 +33,8 @@ enum Command {
     Delete(cmd::delete::Args),
     /// Show every proxy of the control plane: connected, config versions, last NACK.
     Status(cmd::status::Args),
+    /// Inspect the event broker: topics, tail, a key's history, dead letters and replay.
+    Events(cmd::events::Args),
     /// A built-in demo application (used by `sinew up`).
     #[command(hide = true)]
     DemoApp(cmd::demo::Args),
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Get(args) => cmd::get::run(args),
         Command::Delete(args) => cmd::delete::run(args),
         Command::Status(args) => cmd::status::run(args),
+        Command::Events(args) => cmd::events::run(args),
         Command::DemoApp(args) => cmd::demo::run(args),
     };
     match result {

@@ -1,7 +1,8 @@
 //! The REST/JSON API (docs/reference/api.md; `GET /openapi.json`): routing
 //! and authentication, resources (apply, get, delete), proxy status and the
 //! CA here; the catalog and external registrations in `catalog`, locks in
-//! `locks`. Every `/v1` call needs the admin token.
+//! `locks`, the event store in `events`. Every `/v1` call needs the admin
+//! token.
 
 use std::{collections::BTreeMap, convert::Infallible, sync::Arc, time::Duration};
 
@@ -22,6 +23,7 @@ use crate::{
 };
 
 mod catalog;
+mod events;
 mod locks;
 
 use catalog::{catalog, catalog_service, deregister, heartbeat, register};
@@ -160,6 +162,13 @@ async fn handle(
         (&Method::POST, ["v1", "locks", name]) => lock_acquire(r, name, &body).await,
         (&Method::PUT, ["v1", "locks", name]) => lock_renew(r, name, &body).await,
         (&Method::DELETE, ["v1", "locks", name]) => lock_release(r, name, &query).await,
+        (&Method::GET, ["v1", "topics"]) => events::topics(r).await,
+        (&Method::GET, ["v1", "topics", ns, topic, "events"]) => {
+            events::events(r, ns, topic, &query).await
+        }
+        (&Method::POST, ["v1", "topics", ns, topic, "dlq", "replay"]) => {
+            events::replay(r, ns, topic, &query).await
+        }
         (_, ["v1", ..]) => error(
             StatusCode::NOT_FOUND,
             format!("no API at {method} {path}; see GET /openapi.json"),
@@ -383,6 +392,9 @@ mod tests {
                 &["put"],
             ),
             ("/v1/locks/{name}", &["post", "put", "delete"]),
+            ("/v1/topics", &["get"]),
+            ("/v1/topics/{namespace}/{topic}/events", &["get"]),
+            ("/v1/topics/{namespace}/{topic}/dlq/replay", &["post"]),
         ] {
             for m in methods {
                 assert!(paths[path][m].is_object(), "{m} {path} is not documented");

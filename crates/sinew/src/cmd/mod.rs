@@ -5,6 +5,7 @@ pub(crate) mod client;
 pub(crate) mod control;
 pub(crate) mod delete;
 pub(crate) mod demo;
+pub(crate) mod events;
 pub(crate) mod get;
 pub(crate) mod proxy;
 pub(crate) mod status;

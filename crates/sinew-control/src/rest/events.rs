@@ -1,0 +1,282 @@
+//! The event store over REST, for operators and the `sinew events` CLI
+//! (admin token): topics, a partition's events (`tail`), a key's history
+//! (event sourcing), and dead-letter replay.
+//!
+//! | call | answer |
+//! |---|---|
+//! | `GET /v1/topics` | `{"items":[{"namespace","topic","partitions","events","offsets":[[first,next],…]}]}` |
+//! | `GET /v1/topics/{ns}/{topic}/events?partition=P&from=N&limit=L&wait=MS` | `{"events":[…],"next":N}`: one partition from `from` (default: its first offset) |
+//! | `GET /v1/topics/{ns}/{topic}/events?key=K&limit=L` | the key's events, oldest first (its partition, scanned from the start) |
+//! | `POST /v1/topics/{ns}/{topic}/dlq/replay?id=ID` | republishes the dead-lettered events of `{topic}.dlq` (all, or those with `id`) to `{topic}` under new ids; `{"replayed": N}` |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::{json, Value};
+use sinew_events::{Broker, Record};
+
+use crate::http::{error, json, Body};
+use crate::replica::Replica;
+
+/// Most events one call returns.
+const MAX_LIMIT: usize = 10_000;
+/// Longest a `wait` may be.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Bytes fetched per read while scanning.
+const SCAN_BYTES: usize = 1 << 20;
+
+/// A response that ends a call early (boxed: responses are large).
+type Refusal = Box<http::Response<Body>>;
+
+fn broker(r: &Replica) -> Result<&Arc<Broker>, Refusal> {
+    r.broker.get().ok_or_else(|| {
+        Box::new(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no event broker: the embedded broker runs with the embedded store",
+        ))
+    })
+}
+
+fn broker_error(e: &sinew_events::Error) -> http::Response<Body> {
+    let status = match e.kind() {
+        sinew_events::ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        sinew_events::ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, e.to_string())
+}
+
+/// An event as JSON: its position, id, key, time, attributes and data
+/// (text when it is UTF-8, else `data_base64`).
+fn event_json(partition: u32, r: &Record) -> Value {
+    let (id, attributes) = sinew_events::split_event_headers(&r.headers);
+    let mut v = json!({
+        "partition": partition,
+        "offset": r.offset,
+        "id": id,
+        "key": String::from_utf8_lossy(&r.key),
+        "timestamp_ms": r.timestamp_ms,
+        "attributes": attributes.into_iter().collect::<BTreeMap<_, _>>(),
+    });
+    match std::str::from_utf8(&r.value) {
+        Ok(text) => v["data"] = json!(text),
+        Err(_) => {
+            v["data_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(&r.value))
+        }
+    }
+    v
+}
+
+fn number<T: std::str::FromStr>(
+    query: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<T>, Refusal> {
+    query
+        .get(name)
+        .map(|v| {
+            v.parse().map_err(|_| {
+                Box::new(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("`{name}` must be a non-negative integer"),
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// `GET /v1/topics`.
+pub(super) async fn topics(r: &Replica) -> http::Response<Body> {
+    let broker = match broker(r) {
+        Ok(b) => b,
+        Err(resp) => return *resp,
+    };
+    let mut items = Vec::new();
+    for (name, partitions) in broker.topics() {
+        let mut events = 0u64;
+        let mut offsets = Vec::new();
+        for p in 0..partitions {
+            if let Ok(range) = broker.offsets(&name, p).await {
+                events += range.end - range.start;
+                offsets.push(json!([range.start, range.end]));
+            }
+        }
+        let (namespace, topic) = name.split_once('.').unwrap_or(("", &name));
+        items.push(json!({"namespace": namespace, "topic": topic, "partitions": partitions, "events": events, "offsets": offsets}));
+    }
+    json(StatusCode::OK, &json!({ "items": items }))
+}
+
+/// `GET /v1/topics/{ns}/{topic}/events`.
+pub(super) async fn events(
+    r: &Replica,
+    ns: &str,
+    topic: &str,
+    query: &BTreeMap<String, String>,
+) -> http::Response<Body> {
+    let broker = match broker(r) {
+        Ok(b) => b,
+        Err(resp) => return *resp,
+    };
+    let name = format!("{ns}.{topic}");
+    let limit = match number::<usize>(query, "limit") {
+        Ok(l) => l.unwrap_or(100).clamp(1, MAX_LIMIT),
+        Err(resp) => return *resp,
+    };
+    if let Some(key) = query.get("key") {
+        return history(broker, &name, key.as_bytes(), limit).await;
+    }
+    let (partition, from, wait) = match (
+        number::<u32>(query, "partition"),
+        number::<u64>(query, "from"),
+        number::<u64>(query, "wait"),
+    ) {
+        (Ok(p), Ok(f), Ok(w)) => (
+            p.unwrap_or(0),
+            f,
+            Duration::from_millis(w.unwrap_or(0)).min(MAX_WAIT),
+        ),
+        (Err(resp), _, _) | (_, Err(resp), _) | (_, _, Err(resp)) => return *resp,
+    };
+    let from = match from {
+        Some(f) => f,
+        None => match broker.offsets(&name, partition).await {
+            Ok(range) => range.start,
+            Err(e) => return broker_error(&e),
+        },
+    };
+    match broker.fetch(&name, partition, from, SCAN_BYTES, wait).await {
+        Ok(records) => {
+            let next = records.last().map_or(from, |r| r.offset + 1);
+            let events: Vec<Value> = records
+                .iter()
+                .take(limit)
+                .map(|r| event_json(partition, r))
+                .collect();
+            let next = if records.len() > limit {
+                from + limit as u64
+            } else {
+                next
+            };
+            json(StatusCode::OK, &json!({"events": events, "next": next}))
+        }
+        Err(sinew_events::Error::OffsetOutOfRange { first, next, .. }) => error(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            format!("offset {from} is outside the partition's events [{first}, {next})"),
+        ),
+        Err(e) => broker_error(&e),
+    }
+}
+
+/// A key's events, oldest first: its partition read from the start.
+async fn history(broker: &Broker, name: &str, key: &[u8], limit: usize) -> http::Response<Body> {
+    let partition = match broker.partition_of(name, key).await {
+        Ok(p) => p,
+        Err(e) => return broker_error(&e),
+    };
+    let range = match broker.offsets(name, partition).await {
+        Ok(r) => r,
+        Err(e) => return broker_error(&e),
+    };
+    let mut out = Vec::new();
+    let mut at = range.start;
+    while at < range.end && out.len() < limit {
+        let records = match broker
+            .fetch(name, partition, at, SCAN_BYTES, Duration::ZERO)
+            .await
+        {
+            Ok(records) if !records.is_empty() => records,
+            Ok(_) => break,
+            Err(e) => return broker_error(&e),
+        };
+        at = records.last().map_or(range.end, |r| r.offset + 1);
+        out.extend(
+            records
+                .iter()
+                .filter(|r| r.key.as_ref() == key)
+                .map(|r| event_json(partition, r)),
+        );
+    }
+    out.truncate(limit);
+    json(
+        StatusCode::OK,
+        &json!({"events": out, "partition": partition}),
+    )
+}
+
+/// `POST /v1/topics/{ns}/{topic}/dlq/replay`.
+pub(super) async fn replay(
+    r: &Replica,
+    ns: &str,
+    topic: &str,
+    query: &BTreeMap<String, String>,
+) -> http::Response<Body> {
+    let broker = match broker(r) {
+        Ok(b) => b,
+        Err(resp) => return *resp,
+    };
+    let dlq = format!("{ns}.{topic}.dlq");
+    let target = format!("{ns}.{topic}");
+    let only = query.get("id");
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let partitions = match broker.partitions(&dlq).await {
+        Ok(p) => p,
+        Err(e) => return broker_error(&e),
+    };
+    let mut replayed = 0usize;
+    for partition in 0..partitions {
+        let range = match broker.offsets(&dlq, partition).await {
+            Ok(r) => r,
+            Err(e) => return broker_error(&e),
+        };
+        let mut at = range.start;
+        while at < range.end {
+            let records = match broker
+                .fetch(&dlq, partition, at, SCAN_BYTES, Duration::ZERO)
+                .await
+            {
+                Ok(records) if !records.is_empty() => records,
+                Ok(_) => break,
+                Err(e) => return broker_error(&e),
+            };
+            at = records.last().map_or(range.end, |r| r.offset + 1);
+            let mut batch = Vec::new();
+            for record in &records {
+                let (id, attributes) = sinew_events::split_event_headers(&record.headers);
+                if only.is_some_and(|want| *want != id) {
+                    continue;
+                }
+                // A new id: the original may still be inside the
+                // de-duplication window, and the app sees a fresh delivery.
+                let mut event =
+                    sinew_events::Event::new(format!("{id}.replay.{stamp}"), record.value.clone());
+                if !record.key.is_empty() {
+                    event = event.with_key(record.key.clone());
+                }
+                for (name, value) in attributes {
+                    if matches!(
+                        name.as_str(),
+                        "deadletterreason" | "deliveryattempts" | "deadlettertopic"
+                    ) {
+                        continue;
+                    }
+                    event = event.with_header(name, Bytes::from(value));
+                }
+                batch.push(event.with_header("replayof", Bytes::from(id)));
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            replayed += batch.len();
+            if let Err(e) = broker.publish(&target, batch).await {
+                return broker_error(&e);
+            }
+        }
+    }
+    json(StatusCode::OK, &json!({ "replayed": replayed }))
+}
