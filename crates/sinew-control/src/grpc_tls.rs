@@ -165,7 +165,11 @@ pub(crate) async fn incoming(
     bundle_file: PathBuf,
 ) -> Result<tokio_stream::wrappers::ReceiverStream<io::Result<Conn>>, String> {
     let (config, mut renew_at, mut bundle) = server_config(&replica).await?;
-    write_bundle(&bundle_file, &bundle)?;
+    // Proxies bootstrap from this file; failing to refresh it (a full disk)
+    // must not keep the control plane down.
+    if let Err(error) = write_bundle(&bundle_file, &bundle) {
+        tracing::warn!(%error, "cannot write the trust bundle file");
+    }
     let current = Arc::new(ArcSwap::new(config));
     {
         let current = current.clone();
@@ -236,8 +240,12 @@ pub(crate) async fn incoming(
     Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
-/// Writes the trust bundle proxies use to verify the control plane.
+/// Writes the trust bundle proxies use to verify the control plane, unless
+/// the file already holds it.
 fn write_bundle(path: &std::path::Path, pem: &str) -> Result<(), String> {
+    if std::fs::read_to_string(path).is_ok_and(|current| current == pem) {
+        return Ok(());
+    }
     let tmp = path.with_extension("pem.tmp");
     std::fs::write(&tmp, pem)
         .and_then(|()| std::fs::rename(&tmp, path))

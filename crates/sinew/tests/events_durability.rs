@@ -1084,7 +1084,6 @@ fn fill_up(path: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: the control plane cannot start on a full disk (the broker's epoch bump needs a new file)"]
 async fn a_control_plane_restarted_on_a_full_disk_comes_back() {
     let Some(mut disk) = fill_disk().await else {
         return;
@@ -1099,17 +1098,29 @@ async fn a_control_plane_restarted_on_a_full_disk_comes_back() {
     disk.control.restart().await;
     let health = disk.control.call(Method::GET, "/healthz", None).await;
     assert_eq!(health.status, StatusCode::OK, "{}", health.text());
+    // Publishing answers clearly again once the sidecars reconnect: 507
+    // while the disk is full, or 200 when the restart left room (then the
+    // event must be delivered like the others) — never a silent drop.
     let mut publisher = Publisher::new(disk.checkout.api());
+    let mut stored_after_restart = false;
     assert_eventually!(
-        publisher
-            .publish("after-restart", "k", "{}")
-            .await
-            .is_ok_and(|a| a.status == StatusCode::INSUFFICIENT_STORAGE),
-        Duration::from_secs(10),
-        "publishing after the restart answers 507 (broker open, disk full)\n--- control ---\n{}",
+        {
+            let status = publisher
+                .publish("after-restart", "k", "{}")
+                .await
+                .map(|a| a.status)
+                .ok();
+            stored_after_restart = status == Some(StatusCode::OK);
+            stored_after_restart || status == Some(StatusCode::INSUFFICIENT_STORAGE)
+        },
+        Duration::from_secs(15),
+        "publishing after the restart answers 507 or 200\n--- control ---\n{}",
         tail(&disk.control.stderr())
     );
-    let want: HashSet<&str> = disk.acks.iter().map(|a| a.id.as_str()).collect();
+    let mut want: HashSet<&str> = disk.acks.iter().map(|a| a.id.as_str()).collect();
+    if stored_after_restart {
+        want.insert("after-restart");
+    }
     assert_eventually!(
         {
             let got = disk.recorder.ids();

@@ -44,9 +44,12 @@ pub struct EmbeddedStore {
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
-    db: redb::Database,
-    /// Held for the whole of a write: compare, commit to disk, publish.
-    writer: Mutex<()>,
+    /// The database, held for the whole of a write: compare, commit to
+    /// disk, publish. `None` after a failed write: redb refuses everything
+    /// after an I/O error (a full disk, say) until it is reopened, so the
+    /// next write reopens it rather than the store staying down until the
+    /// process restarts.
+    writer: Mutex<Option<redb::Database>>,
     mem: RwLock<Mem>,
 }
 
@@ -167,8 +170,7 @@ impl EmbeddedStore {
         let store = EmbeddedStore {
             inner: Arc::new(Inner {
                 dir,
-                db,
-                writer: Mutex::new(()),
+                writer: Mutex::new(Some(db)),
                 mem: RwLock::new(mem),
             }),
         };
@@ -186,7 +188,7 @@ impl EmbeddedStore {
 impl Inner {
     /// The whole write path; runs on a blocking thread.
     fn txn(&self, compares: &[Compare], ops: Vec<Op>) -> Result<TxnOutcome, StoreError> {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let (revision, holds) = {
             let mem = self.mem.read().unwrap_or_else(|p| p.into_inner());
             let holds = compares.iter().all(|c| match c {
@@ -248,8 +250,7 @@ impl Inner {
                 revision,
             });
         }
-        let w = self.db.begin_write().map_err(internal)?;
-        {
+        self.write(&mut writer, |w| {
             let mut kv = w.open_table(KV).map_err(internal)?;
             for (key, record) in &records {
                 match record {
@@ -264,8 +265,8 @@ impl Inner {
             }
             let mut meta = w.open_table(META).map_err(internal)?;
             meta.insert(REVISION, next).map_err(internal)?;
-        }
-        w.commit().map_err(internal)?;
+            Ok(())
+        })?;
 
         let events: Vec<Event> = records
             .iter()
@@ -291,21 +292,20 @@ impl Inner {
     }
 
     fn grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let id = {
             let mem = self.mem.read().unwrap_or_else(|p| p.into_inner());
             mem.next_lease
         };
         let lease = LeaseId::try_from(id).map_err(internal)?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let w = self.db.begin_write().map_err(internal)?;
-        {
+        self.write(&mut writer, |w| {
             let mut leases = w.open_table(LEASES).map_err(internal)?;
             leases.insert(lease, ttl_ms).map_err(internal)?;
             let mut meta = w.open_table(META).map_err(internal)?;
             meta.insert(NEXT_LEASE, id + 1).map_err(internal)?;
-        }
-        w.commit().map_err(internal)?;
+            Ok(())
+        })?;
         let mut mem = self.mem.write().unwrap_or_else(|p| p.into_inner());
         mem.next_lease = id + 1;
         mem.leases.insert(
@@ -357,15 +357,47 @@ impl Inner {
         if !keys.is_empty() {
             self.txn(&[], keys.into_iter().map(Op::delete).collect())?;
         }
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let w = self.db.begin_write().map_err(internal)?;
-        {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.write(&mut writer, |w| {
             let mut leases = w.open_table(LEASES).map_err(internal)?;
             for id in ids {
                 leases.remove(*id).map_err(internal)?;
             }
+            Ok(())
+        })
+    }
+
+    /// Runs `body` in a write transaction and commits it, on the database
+    /// in `slot` (reopened first if a previous write failed). On failure the
+    /// database is dropped, to be reopened by the next write.
+    fn write<T>(
+        &self,
+        slot: &mut Option<redb::Database>,
+        body: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if slot.is_none() {
+            let path = self.dir.join("store.redb");
+            let db = redb::Database::create(&path).map_err(|e| {
+                StoreError::Unavailable(format!("cannot reopen {}: {e}", path.display()))
+            })?;
+            tracing::info!(path = %path.display(), "store database reopened after a failed write");
+            *slot = Some(db);
         }
-        w.commit().map_err(internal)
+        let Some(db) = slot.as_ref() else {
+            return Err(StoreError::Unavailable(
+                "the store database is closed".into(),
+            ));
+        };
+        let result = db.begin_write().map_err(internal).and_then(|w| {
+            let value = body(&w)?;
+            w.commit().map_err(internal)?;
+            Ok(value)
+        });
+        if let Err(error) = &result {
+            tracing::warn!(%error, "a store write failed; the database is reopened for the next one");
+            *slot = None;
+        }
+        result
     }
 }
 

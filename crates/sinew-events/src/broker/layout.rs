@@ -120,7 +120,22 @@ pub(crate) fn bump_epoch(dir: &Path) -> Result<u64> {
             reason: "the epoch is exhausted",
         });
     }
-    write_atomically(dir, &path, format!("{epoch}\n").as_bytes())?;
+    // Fixed width, so an existing file is overwritten in place: no new
+    // block, no temporary file — a broker on a full disk still opens.
+    let text = format!("{epoch:020}\n");
+    match fs::OpenOptions::new().write(true).open(&path) {
+        Ok(file) => {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(text.as_bytes(), 0)
+                .and_then(|()| file.set_len(text.len() as u64))
+                .and_then(|()| file.sync_data())
+                .map_err(|e| Error::io("write", &path, e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_atomically(dir, &path, text.as_bytes())?;
+        }
+        Err(e) => return Err(Error::io("open", &path, e)),
+    }
     Ok(epoch)
 }
 

@@ -72,6 +72,7 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
     };
     let mut deliveries: JoinSet<u64> = JoinSet::new();
     let max_in_flight = sub.spec.max_in_flight.max(1) as usize;
+    let mut commit_failing = false;
     loop {
         while deliveries.len() < max_in_flight {
             let Some(offset) = state.ready.pop_front() else {
@@ -119,13 +120,24 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
         let point = state.commit_point();
         if point > state.committed {
             match commit(&sub, partition, point, generation).await {
-                Ok(()) => state.committed = point,
+                Ok(()) => {
+                    if commit_failing {
+                        tracing::info!(subscription = %sub.name, partition, "cursor commits work again");
+                    }
+                    commit_failing = false;
+                    state.committed = point;
+                }
                 Err(status) if status.code() == Code::FailedPrecondition => {
                     tracing::info!(subscription = %sub.name, partition, "partition moved to another member");
                     return;
                 }
                 Err(status) => {
-                    tracing::debug!(error = %status.message(), "cannot commit the cursor; later")
+                    // Said once per streak: a stalled cursor means a restart
+                    // redelivers everything since the last commit.
+                    if !commit_failing {
+                        tracing::warn!(subscription = %sub.name, partition, error = %status.message(), "cannot commit the cursor; retrying");
+                    }
+                    commit_failing = true;
                 }
             }
         }
