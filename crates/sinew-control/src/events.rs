@@ -267,10 +267,19 @@ impl Events for EventsService {
         let wait = Duration::from_millis(u64::from(r.wait_ms)).min(MAX_WAIT);
         let max = r.max_bytes.clamp(1, MAX_FETCH_BYTES) as usize;
         match broker.fetch(&topic, r.partition, r.from, max, wait).await {
-            Ok(records) => Ok(Response::new(FetchReply {
-                events: records.into_iter().map(from_record).collect(),
-                ..FetchReply::default()
-            })),
+            Ok(records) => {
+                // The partition's end, for the consumer's lag.
+                let range = broker
+                    .offsets(&topic, r.partition)
+                    .await
+                    .map_err(|e| status(&e))?;
+                Ok(Response::new(FetchReply {
+                    events: records.into_iter().map(from_record).collect(),
+                    out_of_range: false,
+                    first: range.start,
+                    next: range.end,
+                }))
+            }
             Err(sinew_events::Error::OffsetOutOfRange { first, next, .. }) => {
                 Ok(Response::new(FetchReply {
                     events: Vec::new(),

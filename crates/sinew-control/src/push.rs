@@ -450,6 +450,13 @@ async fn session(
     }
 
     let mut view_rx = replica.view.clone();
+    // A proxy that connects after a change is not served an older config:
+    // the first update waits (briefly) for this replica's view to catch up
+    // with the store as of now (its watch may lag an apply by a moment).
+    if let Ok((now, _)) = replica.store.range("/sinew/.revision-probe/").await {
+        let caught_up = view_rx.wait_for(|v| v.version >= now);
+        let _ = tokio::time::timeout(Duration::from_secs(2), caught_up).await;
+    }
     view_rx.mark_changed();
     let mut sent = Sent::default();
     loop {

@@ -234,7 +234,16 @@ async fn events_reach_the_subscriber_in_key_order_and_a_poison_key_is_dead_lette
         "other keys flowed while the poison key retried"
     );
 
+    let published = checkout.metrics().await;
+    assert!(
+        published.contains("sinew_events_published_total{topic=\"orders\",result=\"ok\"} 64"),
+        "{published}"
+    );
     let metrics = inventory.metrics().await;
+    assert!(
+        metrics.contains("sinew_events_lag{subscription=\"inventory-orders\",partition="),
+        "{metrics}"
+    );
     assert!(
         metrics.contains(
             "sinew_events_total{subscription=\"inventory-orders\",outcome=\"dead_lettered\"} 3"

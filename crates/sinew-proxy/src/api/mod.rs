@@ -77,7 +77,7 @@ async fn route(
     }
     if req.uri().path().starts_with(publish::PREFIX) {
         let namespace = shared.runtime().config.proxy.metadata.namespace.clone();
-        return publish::handle(control, &namespace, req).await;
+        return publish::handle(control, &namespace, &shared.metrics, req).await;
     }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/live") => respond(StatusCode::OK, TEXT, "live\n"),

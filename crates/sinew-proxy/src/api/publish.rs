@@ -54,9 +54,30 @@ fn http_status(code: Code) -> StatusCode {
 pub(super) async fn handle(
     control: Option<&Arc<Control>>,
     namespace: &str,
+    metrics: &crate::telemetry::Metrics,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let topic = req.uri().path()[PREFIX.len()..].to_owned();
+    let response = publish(control, namespace, &topic, req).await;
+    // Only well-formed topic names become a label (bounded by the app's topics).
+    if !topic.is_empty() && topic.len() <= 249 && !topic.contains('/') {
+        let result = match response.status() {
+            StatusCode::OK => "ok",
+            s if s.is_client_error() => "refused",
+            _ => "failed",
+        };
+        metrics.events_published(&topic, result).inc();
+    }
+    response
+}
+
+async fn publish(
+    control: Option<&Arc<Control>>,
+    namespace: &str,
+    topic: &str,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let topic = topic.to_owned();
     if topic.is_empty() || topic.contains('/') {
         return error(StatusCode::NOT_FOUND, "expected /v1/publish/{topic}");
     }
@@ -90,6 +111,10 @@ pub(super) async fn handle(
     };
     match control.publish(request).await {
         Ok(reply) => {
+            let duplicates = reply.results.iter().filter(|p| p.duplicate).count();
+            if duplicates > 0 {
+                tracing::debug!(duplicates, "published events already stored");
+            }
             let results: Vec<Value> = reply
                 .results
                 .iter()

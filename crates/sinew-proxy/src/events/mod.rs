@@ -44,6 +44,16 @@ pub(crate) struct Subscriber {
     control: Arc<Control>,
     app: AppClient,
     metrics: SubscriptionMetrics,
+    /// The registry, for per-partition lag gauges.
+    lag_family: Arc<crate::telemetry::Metrics>,
+}
+
+impl Subscriber {
+    /// The lag gauge of one partition of this subscription.
+    fn metrics_lag(&self, partition: u32) -> Arc<crate::telemetry::Gauge> {
+        self.lag_family
+            .events_lag(&self.name, &partition.to_string())
+    }
 }
 
 /// Starts the task that keeps one consumer per Subscription of this
@@ -98,6 +108,7 @@ pub fn spawn(shared: Arc<Shared>, control: Arc<Control>) {
                         redelivered: shared.metrics.events("redelivered", &name),
                         dead_lettered: shared.metrics.events("dead_lettered", &name),
                     },
+                    lag_family: shared.metrics.clone(),
                 });
                 tracing::info!(subscription = %name, topic = %sub.spec.topic, "consuming");
                 consumers.insert(name, (sub.spec.clone(), tokio::spawn(consume(subscriber))));

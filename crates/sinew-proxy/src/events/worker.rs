@@ -73,6 +73,7 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
     let mut deliveries: JoinSet<u64> = JoinSet::new();
     let max_in_flight = sub.spec.max_in_flight.max(1) as usize;
     let mut commit_failing = false;
+    let lag = sub.metrics_lag(partition);
     loop {
         while deliveries.len() < max_in_flight {
             let Some(offset) = state.ready.pop_front() else {
@@ -101,7 +102,10 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
             }
             fetched = fetch(&sub, partition, state.next_fetch, wait), if can_fetch => {
                 match fetched {
-                    Ok(Fetched::Events(events)) => take(&mut state, events, sub.spec.ordering),
+                    Ok(Fetched::Events(events, end)) => {
+                        take(&mut state, events, sub.spec.ordering);
+                        lag.set(i64::try_from(end.saturating_sub(state.commit_point())).unwrap_or(i64::MAX));
+                    }
                     Ok(Fetched::Moved(first)) => {
                         tracing::warn!(subscription = %sub.name, partition, from = state.next_fetch, to = first, "events before the first retained offset are gone; continuing there");
                         state.next_fetch = first;
@@ -263,7 +267,8 @@ async fn dead_letter(sub: &Subscriber, event: &Event, reason: &str, attempts: u3
 
 /// What a fetch brought.
 enum Fetched {
-    Events(Vec<StoredEvent>),
+    /// Events, and the partition's end (the next offset to be stored).
+    Events(Vec<StoredEvent>, u64),
     /// The offset asked for is no longer retained: start here.
     Moved(u64),
 }
@@ -294,7 +299,7 @@ async fn fetch(
             reply.next
         }));
     }
-    Ok(Fetched::Events(reply.events))
+    Ok(Fetched::Events(reply.events, reply.next))
 }
 
 async fn commit(

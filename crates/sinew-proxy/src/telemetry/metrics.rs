@@ -175,6 +175,8 @@ pub struct Metrics {
     pub(super) inbound_tls: Family<Counter>,
     pub(super) inbound_tls_refused: Family<Counter>,
     pub(super) events: Family<Counter>,
+    pub(super) events_published: Family<Counter>,
+    pub(super) events_lag: Family<Gauge>,
     pub(super) config_version: Gauge,
     pub(super) config_reloads: [Counter; ReloadResult::ALL.len()],
     pub(super) access_log_dropped: Arc<Counter>,
@@ -209,6 +211,8 @@ impl Metrics {
             inbound_tls: Family::default(),
             inbound_tls_refused: Family::default(),
             events: Family::default(),
+            events_published: Family::default(),
+            events_lag: Family::default(),
             config_version: Gauge::default(),
             config_reloads: Default::default(),
             access_log_dropped: Arc::default(),
@@ -285,6 +289,18 @@ impl Metrics {
     /// `dead_lettered`) of `subscription`.
     pub fn events(&self, outcome: &str, subscription: &str) -> Arc<Counter> {
         self.events.get_or_create(&[subscription, outcome])
+    }
+
+    /// The counter of publish calls to `topic` with `result` (`ok`,
+    /// `refused`, `failed`).
+    pub fn events_published(&self, topic: &str, result: &str) -> Arc<Counter> {
+        self.events_published.get_or_create(&[topic, result])
+    }
+
+    /// The consumer lag of `subscription` on `partition`: events stored and
+    /// not yet done (delivered or dead-lettered) by this sidecar.
+    pub fn events_lag(&self, subscription: &str, partition: &str) -> Arc<Gauge> {
+        self.events_lag.get_or_create(&[subscription, partition])
     }
 
     /// Records that a config update was applied (`version` is now served) or rejected.

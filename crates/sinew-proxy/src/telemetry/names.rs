@@ -127,6 +127,20 @@ pub const EVENTS_TOTAL: MetricDef = def(
     &["subscription", "outcome"],
     "Events of a subscription this sidecar handled: outcome is delivered (the app took it), redelivered (an attempt failed and was retried) or dead_lettered.",
 );
+/// Events published through the sidecar, by topic and result.
+pub const EVENTS_PUBLISHED_TOTAL: MetricDef = def(
+    "sinew_events_published_total",
+    Counter,
+    &["topic", "result"],
+    "Publish calls the app made through this sidecar: result is ok (stored, duplicates included), refused (4xx: malformed or not allowed) or failed (5xx: no broker, storage full).",
+);
+/// Consumer lag per subscription and partition.
+pub const EVENTS_LAG: MetricDef = def(
+    "sinew_events_lag",
+    Gauge,
+    &["subscription", "partition"],
+    "Events of a partition this sidecar consumes that are stored and not yet done (delivered or dead-lettered), as of its last fetch.",
+);
 /// Requests answered by the proxy itself from a route's direct_response.
 pub const DIRECT_RESPONSES_TOTAL: MetricDef = def(
     "sinew_direct_responses_total",
@@ -247,6 +261,8 @@ pub const ALL: &[&MetricDef] = &[
     &INBOUND_TLS_CONNECTIONS_TOTAL,
     &INBOUND_TLS_REFUSED_TOTAL,
     &EVENTS_TOTAL,
+    &EVENTS_PUBLISHED_TOTAL,
+    &EVENTS_LAG,
     &TCP_BYTES_TOTAL,
     &RETRIES_TOTAL,
     &RETRY_BUDGET_EXHAUSTED_TOTAL,

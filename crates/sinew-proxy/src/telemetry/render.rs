@@ -105,11 +105,15 @@ impl Metrics {
             (&names::INBOUND_TLS_CONNECTIONS_TOTAL, &self.inbound_tls),
             (&names::INBOUND_TLS_REFUSED_TOTAL, &self.inbound_tls_refused),
             (&names::EVENTS_TOTAL, &self.events),
+            (&names::EVENTS_PUBLISHED_TOTAL, &self.events_published),
         ] {
             w.family(def, family, |w, def, l, m| {
                 w.line(def, "", l, NO_EXTRA, m.get());
             });
         }
+        w.family(&names::EVENTS_LAG, &self.events_lag, |w, def, l, m| {
+            w.line(def, "", l, NO_EXTRA, m.get());
+        });
         w.family(&names::TCP_BYTES_TOTAL, &self.tcp, |w, def, l, m| {
             w.line(
                 def,
@@ -347,6 +351,8 @@ sinew_build_info{version="VERSION"} 1
         m.inbound_tls("spiffe://sinew.local/ns/default/svc/a").inc();
         m.inbound_tls_refused("plaintext").inc();
         m.events("delivered", "inventory-orders").inc();
+        m.events_published("orders", "ok").inc();
+        m.events_lag("inventory-orders", "3").set(7);
         let text = rendered(&m);
         assert!(text.contains(
             "sinew_events_total{subscription=\"inventory-orders\",outcome=\"delivered\"} 1\n"
