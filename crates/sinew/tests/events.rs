@@ -365,3 +365,119 @@ async fn publishing_is_refused_clearly() {
     let (status, body) = publish(&lone, "orders", "s-1", "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }
+
+/// The latency of the other keys' deliveries with a poison key in the topic
+/// stays close to the latency without one: a failing key holds back only
+/// its own events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_key_does_not_slow_the_other_keys() {
+    let control = Control::builder(SINEW).spawn().await;
+    control
+        .apply(&format!(
+            "{}{}",
+            resource("Service", "inventory", "endpoints: []\n"),
+            subscription(
+                "inventory-orders",
+                "orders",
+                "/events/orders",
+                "max_in_flight: 8\nretry: {max_attempts: 6, backoff: {base: 200ms, max: 1s}}\n",
+            ),
+        ))
+        .await;
+    let app = App::default();
+    let app_addr = app.spawn().await;
+    let _inventory = sidecar(&control, "inventory-1", "inventory", Some(app_addr)).await;
+    let checkout = sidecar(&control, "checkout-1", "checkout", None).await;
+
+    // Publishes 10 good keys × `rounds` (every 10 ms), with a poison event
+    // every round when `poison`; returns each good id's publish time.
+    let run = |phase: &'static str, poison: bool| {
+        let checkout = &checkout;
+        async move {
+            let mut sent = HashMap::new();
+            for round in 0..30 {
+                for key in 0..10 {
+                    let id = format!("{phase}-{key}-{round}");
+                    let at = Instant::now();
+                    let (status, _) = publish(checkout, "orders", &id, &format!("k{key}")).await;
+                    assert_eq!(status, StatusCode::OK);
+                    sent.insert(id, at);
+                }
+                if poison {
+                    let id = format!("{phase}-poison-{round}");
+                    let (status, _) = publish(checkout, "orders", &id, "poison").await;
+                    assert_eq!(status, StatusCode::OK);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            sent
+        }
+    };
+    let latencies = |app: &App, sent: &HashMap<String, Instant>| -> Vec<Duration> {
+        let seen = app.seen();
+        let mut out: Vec<Duration> = sent
+            .iter()
+            .filter_map(|(id, at)| {
+                seen.iter()
+                    .find(|d| &d.id == id)
+                    .map(|d| d.at.saturating_duration_since(*at))
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let quantile = |v: &[Duration], q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+
+    // Warm up: the consumer has joined and delivers before measuring.
+    let (status, _) = publish(&checkout, "orders", "warm-up", "k0").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eventually!(
+        app.seen().iter().any(|d| d.id == "warm-up"),
+        Duration::from_secs(10),
+        "the consumer delivers"
+    );
+    let clean = run("clean", false).await;
+    assert_eventually!(
+        latencies(&app, &clean).len() == clean.len(),
+        Duration::from_secs(15),
+        "the clean phase delivered"
+    );
+    let with_poison = run("poisoned", true).await;
+    assert_eventually!(
+        latencies(&app, &with_poison).len() == with_poison.len(),
+        Duration::from_secs(15),
+        "the good keys delivered while the poison key retries"
+    );
+    let (a, b) = (latencies(&app, &clean), latencies(&app, &with_poison));
+    eprintln!(
+        "other keys' publish→delivery latency: without a poison key p50 {:?} p99 {:?}; with one p50 {:?} p99 {:?}",
+        quantile(&a, 0.5),
+        quantile(&a, 0.99),
+        quantile(&b, 0.5),
+        quantile(&b, 0.99)
+    );
+    // Generous bounds for a shared 2-core machine: the poison key's retries
+    // (up to 1 s apart) must not show up in the other keys' delivery times.
+    assert!(
+        quantile(&b, 0.99) < quantile(&a, 0.99) * 3 + Duration::from_millis(100),
+        "p99 with a poison key {:?} vs without {:?}",
+        quantile(&b, 0.99),
+        quantile(&a, 0.99)
+    );
+    let last_good = app
+        .seen()
+        .iter()
+        .filter(|d| with_poison.contains_key(&d.id))
+        .map(|d| d.at)
+        .max()
+        .unwrap();
+    let poison_tries = app
+        .seen()
+        .iter()
+        .filter(|d| d.key == "poison" && d.at <= last_good)
+        .count();
+    assert!(
+        poison_tries >= 2,
+        "the poison key was being retried meanwhile ({poison_tries} tries)"
+    );
+}
