@@ -138,6 +138,27 @@ async fn up_serves_the_demo_shop_and_stops_cleanly_on_ctrl_c() {
         "{body}"
     );
 
+    // Events: each visit publishes an order (stored by the broker), and
+    // inventory's sidecars deliver them to their app.
+    assert_eq!(json["published"], true, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut client = HttpClient::http1(web).await.expect("connect");
+        let reply = client.get("web", "/").await.expect("web answers");
+        let received = reply.json()["calls"][0]["answer"]["calls"][0]["answer"]["events_received"]
+            .as_u64()
+            .unwrap_or(0);
+        if received > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no order event reached inventory: {}",
+            reply.text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // What the banner tells a user to curl: the gateway by its address.
     let mut client = HttpClient::http1(web)
         .await

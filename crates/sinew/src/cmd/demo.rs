@@ -4,11 +4,12 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::service::service_fn;
@@ -43,6 +44,11 @@ pub(crate) struct Args {
     /// outbound listener; the call carries `Host: SERVICE`). Repeatable.
     #[arg(long = "call", value_name = "SERVICE=ADDR")]
     calls: Vec<Call>,
+    /// Publish an event to TOPIC through the sidecar API at ADDR on each
+    /// `GET /` (`TOPIC=ADDR`): an `order.placed` CloudEvent keyed by one of
+    /// 50 customers.
+    #[arg(long = "publish", value_name = "TOPIC=ADDR")]
+    publish: Option<Publish>,
     /// Share of `GET /` requests answered 503 on purpose (0 to 1).
     #[arg(long, default_value_t = 0.0, value_parser = ratio)]
     fail_ratio: f64,
@@ -51,6 +57,33 @@ pub(crate) struct Args {
     #[arg(long, hide = true)]
     exit_on_stdin_eof: bool,
 }
+
+/// Where events are published: the topic and the sidecar's API address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Publish {
+    topic: String,
+    api: SocketAddr,
+}
+
+impl FromStr for Publish {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (topic, addr) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected TOPIC=ADDR"))?;
+        let api = addr
+            .parse()
+            .map_err(|e| format!("`{s}`: bad address {addr}: {e}"))?;
+        Ok(Publish {
+            topic: topic.to_owned(),
+            api,
+        })
+    }
+}
+
+/// Events this instance received (`POST /events/…`), for its answers.
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
 
 /// One downstream: its service name and the outbound listener to reach it through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +213,11 @@ async fn handle(app: &Args, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => respond(StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET, "/") => answer(app).await,
+        (&Method::POST, path) if path.starts_with("/events/") => {
+            let _ = req.into_body().collect().await;
+            RECEIVED.fetch_add(1, Ordering::Relaxed);
+            respond(StatusCode::OK, json!({"status": "SUCCESS"}))
+        }
         (_, "/" | "/healthz") => respond(
             StatusCode::METHOD_NOT_ALLOWED,
             json!({"error": "method not allowed"}),
@@ -205,6 +243,13 @@ async fn answer(app: &Args) -> Response<Full<Bytes>> {
     let mut body = json!({"service": app.name, "version": app.version, "instance": instance(app)});
     if !calls.is_empty() {
         body["calls"] = Value::Array(calls);
+    }
+    if let Some(publish) = &app.publish {
+        body["published"] = Value::Bool(publish_order(app, publish).await);
+    }
+    let received = RECEIVED.load(Ordering::Relaxed);
+    if received > 0 {
+        body["events_received"] = json!(received);
     }
     let status = if all_ok {
         StatusCode::OK
@@ -246,6 +291,37 @@ async fn call_downstream(call: &Call) -> (Value, bool) {
     }
 }
 
+/// Publishes one `order.placed` event; whether the broker stored it.
+async fn publish_order(app: &Args, publish: &Publish) -> bool {
+    let customer = fastrand::u32(0..50);
+    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let headers = [
+        ("ce-id", id),
+        ("ce-specversion", "1.0".to_owned()),
+        ("ce-type", "order.placed".to_owned()),
+        ("ce-source", format!("/{}", instance(app))),
+        ("ce-partitionkey", format!("customer-{customer}")),
+        ("content-type", "application/json".to_owned()),
+    ];
+    let body = json!({"customer": customer, "from": instance(app)}).to_string();
+    let path = format!("/v1/publish/{}", publish.topic);
+    match client::post(
+        publish.api,
+        &path,
+        &headers,
+        Bytes::from(body),
+        CALL_TIMEOUT,
+    )
+    .await
+    {
+        Ok(reply) => reply.status == 200,
+        Err(error) => {
+            tracing::debug!(%error, "cannot publish");
+            false
+        }
+    }
+}
+
 fn respond(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
@@ -268,6 +344,7 @@ mod tests {
             instance: None,
             calls,
             fail_ratio,
+            publish: None,
             exit_on_stdin_eof: false,
         }
     }

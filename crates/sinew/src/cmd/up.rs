@@ -198,6 +198,11 @@ fn child_specs(exe: &Path, work: &WorkDir, instance: &Instance, token: &Path) ->
         app_args.push("--call".to_owned());
         app_args.push(format!("{service}={}", p.outbound));
     }
+    if instance.service == shop::ENTRY {
+        // Every visit places an order: an event through web's sidecar.
+        app_args.push("--publish".to_owned());
+        app_args.push(format!("{}={}", config::ORDERS_TOPIC, p.api));
+    }
     let config = config::config_path(work.path(), instance);
     [
         ChildSpec {

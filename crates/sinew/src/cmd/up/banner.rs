@@ -79,6 +79,10 @@ pub(crate) fn ready(shop: &Shop, logs: &Path, control: &str) -> String {
     }
     out.push_str(control);
     let _ = writeln!(out, "\n  logs:  {}", logs.display());
+    let _ = writeln!(
+        out,
+        "\n  events: each visit to web publishes an order event (topic `orders`); inventory's\n         sidecars deliver them to their app. Watch them with `sinew events tail orders`\n         (same SINEW_SERVER and SINEW_TOKEN_FILE as `sinew status` above)."
+    );
     out.push_str("\nDemo traffic: 4 requests/s to web. A status line follows every few seconds; Ctrl-C stops everything.\n");
     out
 }
@@ -101,7 +105,11 @@ pub(crate) fn status(prev: &Totals, now: &Totals, every: Duration, restarts: u64
         let percent = (count * 100 + answered / 2) / answered.max(1);
         let _ = write!(line, " {version} {percent}%");
     }
-    let _ = write!(line, " | restarts {restarts}");
+    let _ = write!(
+        line,
+        " | events {} published | restarts {restarts}",
+        now.events.saturating_sub(prev.events)
+    );
     line
 }
 
@@ -164,16 +172,18 @@ mod tests {
             ok: 10,
             failed: 1,
             versions: BTreeMap::new(),
+            events: 9,
         };
         let now = Totals {
             ok: 28,
             failed: 2,
             versions: BTreeMap::from([("v1".to_owned(), 48), ("v2".to_owned(), 6)]),
+            events: 27,
         };
         let every = Duration::from_secs(5);
         assert_eq!(
             status(&prev, &now, every, 1),
-            "status: last 5s 18 ok, 1 failed | total 28 ok, 2 failed | catalog v1 89% v2 11% | restarts 1"
+            "status: last 5s 18 ok, 1 failed | total 28 ok, 2 failed | catalog v1 89% v2 11% | events 18 published | restarts 1"
         );
         assert!(status(&Totals::default(), &Totals::default(), every, 0).contains("catalog - |"));
     }

@@ -1,12 +1,13 @@
-//! A minimal HTTP/1.1 client — one GET per connection — for the demo app's
-//! downstream calls, the demo traffic and the readiness checks.
+//! A minimal HTTP/1.1 client — one request per connection — for the demo
+//! app's downstream calls and events, the demo traffic and the readiness
+//! checks.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::header::HOST;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -54,12 +55,36 @@ pub(crate) async fn get(
     path: &str,
     timeout: Duration,
 ) -> Result<Reply, ClientError> {
-    tokio::time::timeout(timeout, exchange(addr, host, path))
+    let request = Request::get(path)
+        .header(HOST, host)
+        .body(Full::new(Bytes::new()))
+        .map_err(ClientError::Request)?;
+    tokio::time::timeout(timeout, exchange(addr, request))
         .await
         .unwrap_or(Err(ClientError::Timeout))
 }
 
-async fn exchange(addr: SocketAddr, host: &str, path: &str) -> Result<Reply, ClientError> {
+/// `POST path` with `headers` and `body` on a new connection to `addr`.
+pub(crate) async fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Reply, ClientError> {
+    let mut request = Request::post(path).header(HOST, addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    let request = request
+        .body(Full::new(body))
+        .map_err(ClientError::Request)?;
+    tokio::time::timeout(timeout, exchange(addr, request))
+        .await
+        .unwrap_or(Err(ClientError::Timeout))
+}
+
+async fn exchange(addr: SocketAddr, request: Request<Full<Bytes>>) -> Result<Reply, ClientError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(ClientError::Connect)?;
@@ -68,10 +93,6 @@ async fn exchange(addr: SocketAddr, host: &str, path: &str) -> Result<Reply, Cli
         .await
         .map_err(ClientError::Http)?;
     let driver = tokio::spawn(conn);
-    let request = Request::get(path)
-        .header(HOST, host)
-        .body(Empty::<Bytes>::new())
-        .map_err(ClientError::Request)?;
     let result = async {
         let response = sender.send_request(request).await?;
         let status = response.status().as_u16();

@@ -13,6 +13,9 @@ use super::shop::{GatewayPorts, Instance, Shop, ENTRY, GATEWAY};
 
 const API_VERSION: &str = "sinew.dev/v1alpha1";
 
+/// The topic web publishes an event to on each visit; inventory subscribes.
+pub(crate) const ORDERS_TOPIC: &str = "orders";
+
 /// The weighted split of `catalog` traffic: (subset, weight).
 pub(crate) const CATALOG_SPLIT: [(&str, u32); 2] = [("v1", 90), ("v2", 10)];
 
@@ -130,6 +133,14 @@ pub(crate) fn mesh_resources(shop: &Shop) -> String {
          hosts: [localhost, 127.0.0.1]\n  rules:\n    - backends: [{{service: {ENTRY}}}]\n\
          ---\napiVersion: {API_VERSION}\nkind: Service\nmetadata: {{name: {GATEWAY}}}\nspec:\n  \
          protocol: http\n"
+    );
+    // Events: inventory's sidecars deliver web's orders to their app, the
+    // topic's partitions shared between the two instances.
+    let _ = write!(
+        out,
+        "---\napiVersion: {API_VERSION}\nkind: Subscription\nmetadata: {{name: inventory-orders}}\nspec:\n  \
+         topic: {ORDERS_TOPIC}\n  service: inventory\n  deliver: {{path: /events/orders}}\n  \
+         retry: {{max_attempts: 5, backoff: {{base: 100ms, max: 5s}}}}\n"
     );
     out
 }

@@ -21,6 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct Stats {
     ok: AtomicU64,
     failed: AtomicU64,
+    events: AtomicU64,
     versions: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -33,6 +34,8 @@ pub(crate) struct Totals {
     pub(crate) failed: u64,
     /// Answers per catalog version found in the bodies.
     pub(crate) versions: BTreeMap<String, u64>,
+    /// Order events web says it published (stored by the broker).
+    pub(crate) events: u64,
 }
 
 impl Stats {
@@ -51,6 +54,13 @@ impl Stats {
             &self.failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let published = serde_json::from_slice::<Value>(&reply.body)
+            .ok()
+            .and_then(|v| v.get("published")?.as_bool())
+            == Some(true);
+        if published {
+            self.events.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(version) = answer_version(&reply.body, "catalog") {
             let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
             *versions.entry(version).or_default() += 1;
@@ -62,6 +72,7 @@ impl Stats {
         Totals {
             ok: self.ok.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
             versions: self
                 .versions
                 .lock()
