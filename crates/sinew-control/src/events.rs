@@ -22,7 +22,7 @@ use sinew_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::push::{authorize, Caller};
+use crate::caller::Caller;
 use crate::replica::Replica;
 
 /// Longest a fetch may wait for a first record.
@@ -85,7 +85,7 @@ impl EventsService {
                 "no event broker: the embedded broker runs with the embedded store (`--store embedded:DIR`)",
             )
         })?;
-        let caller = authorize(&self.replica, request)?;
+        let caller = Caller::of(&self.replica, request)?;
         let namespace = crate::view::namespace_or_default(Some(namespace));
         if !crate::keys::valid_segment(namespace) {
             return Err(Status::invalid_argument(format!(
@@ -110,11 +110,7 @@ impl EventsService {
         };
         let verdict = topic_access(self.policies().iter(), namespace, topic, op, identity);
         if !verdict.allowed() {
-            let (sinew_model::access::TopicVerdict::Denied(policy)
-            | sinew_model::access::TopicVerdict::Allowed(Some(policy))) = verdict
-            else {
-                unreachable!("a refusal names its policy")
-            };
+            let policy = verdict.policy().unwrap_or("default-deny");
             let what = match op {
                 TopicOperation::Publish => "publish to",
                 TopicOperation::Subscribe => "subscribe to",

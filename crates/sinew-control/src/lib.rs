@@ -9,12 +9,14 @@
 
 pub mod apply;
 mod ca;
+mod caller;
 mod events;
 mod grpc_tls;
 mod http;
 mod jobs;
 mod keys;
 pub mod lock;
+mod plan;
 mod push;
 pub mod registry;
 mod replica;

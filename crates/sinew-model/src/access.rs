@@ -25,6 +25,15 @@ impl TopicVerdict {
     pub fn allowed(&self) -> bool {
         matches!(self, TopicVerdict::Allowed(_))
     }
+
+    /// The deciding policy (`NAMESPACE/NAME` or `default-deny`); `None` when
+    /// no allow policy governs the topic.
+    pub fn policy(&self) -> Option<&str> {
+        match self {
+            TopicVerdict::Allowed(p) => p.as_deref(),
+            TopicVerdict::Denied(p) => Some(p),
+        }
+    }
 }
 
 /// Whether `id` matches an identity pattern: `*` (any), `prefix*`, or exact.

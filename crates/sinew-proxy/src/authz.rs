@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 
+use sinew_model::access::spiffe_namespace;
 use sinew_model::{AuthorizationPolicy, AuthzAction, AuthzRule, AuthzTarget};
 
 use crate::route::{RequestView, StringMatcher};
@@ -164,15 +165,6 @@ struct Rule {
     headers: Box<[(Box<str>, StringMatcher)]>,
 }
 
-/// The namespace part of `spiffe://td/ns/<ns>/svc/<svc>`.
-fn namespace_of(id: &str) -> Option<&str> {
-    let rest = id.strip_prefix("spiffe://")?;
-    let (_, path) = rest.split_once('/')?;
-    let mut parts = path.split('/');
-    (parts.next()? == "ns").then_some(())?;
-    parts.next()
-}
-
 impl Rule {
     fn new(r: &AuthzRule) -> Rule {
         Rule {
@@ -202,7 +194,7 @@ impl Rule {
             return false;
         }
         if !self.namespaces.is_empty() {
-            let ns = peer.and_then(namespace_of);
+            let ns = peer.and_then(spiffe_namespace);
             if !ns.is_some_and(|ns| self.namespaces.iter().any(|n| &**n == ns)) {
                 return false;
             }
@@ -457,7 +449,7 @@ spec: {target: ratings, action: deny, rules: [{}]}
         assert!(PathMatch::new("/a/**/z").matches("/a/b/c/z"));
         assert!(PathMatch::new("*.json").matches("x.json"));
         assert!(!PathMatch::new("/x").matches("/x/"));
-        assert_eq!(namespace_of(SHOP), Some("shop"));
-        assert_eq!(namespace_of("spiffe://td/svc/x"), None);
+        assert_eq!(spiffe_namespace(SHOP), Some("shop"));
+        assert_eq!(spiffe_namespace("spiffe://td/svc/x"), None);
     }
 }

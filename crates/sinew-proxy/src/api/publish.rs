@@ -77,7 +77,6 @@ async fn publish(
     topic: &str,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let topic = topic.to_owned();
     if topic.is_empty() || topic.contains('/') {
         return error(StatusCode::NOT_FOUND, "expected /v1/publish/{topic}");
     }
@@ -105,16 +104,12 @@ async fn publish(
         );
     };
     let request = PublishRequest {
-        topic,
+        topic: topic.to_owned(),
         events,
         namespace: namespace.to_owned(),
     };
     match control.publish(request).await {
         Ok(reply) => {
-            let duplicates = reply.results.iter().filter(|p| p.duplicate).count();
-            if duplicates > 0 {
-                tracing::debug!(duplicates, "published events already stored");
-            }
             let results: Vec<Value> = reply
                 .results
                 .iter()

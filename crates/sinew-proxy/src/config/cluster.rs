@@ -79,6 +79,22 @@ pub struct UpstreamTls {
     pub state: Arc<crate::tls::TlsState>,
 }
 
+impl UpstreamTls {
+    /// Upgrades `tcp` to mTLS with the endpoint, which must prove
+    /// `identity`; fails when this proxy has no certificate yet.
+    pub(crate) async fn connect(
+        &self,
+        tcp: tokio::net::TcpStream,
+        alpn: crate::tls::Alpn,
+    ) -> std::io::Result<crate::tls::Conn> {
+        let material = self
+            .state
+            .current()
+            .ok_or_else(|| std::io::Error::other("no workload certificate yet for mTLS"))?;
+        material.connect(tcp, &self.identity, alpn).await
+    }
+}
+
 impl Endpoint {
     /// Whether the balancer may send to it.
     pub fn is_usable(&self) -> bool {

@@ -31,17 +31,12 @@ async fn open(endpoint: &Endpoint, alpn: Alpn) -> Result<Conn, ProxyError> {
     let Some(tls) = &endpoint.tls else {
         return Ok(Conn::Plain(stream));
     };
-    let Some(material) = tls.state.current() else {
-        return Err(ProxyError::caused_by(
-            ErrorKind::ConnectFailed,
-            "no workload certificate yet for mTLS",
-        ));
-    };
-    material
-        .connect(stream, &tls.identity, alpn)
-        .await
-        .map_err(|e| {
+    // Without a certificate yet there was no handshake to count as failed.
+    let handshake = tls.state.current().is_some();
+    tls.connect(stream, alpn).await.map_err(|e| {
+        if handshake {
             endpoint.telemetry.tls_errors.inc();
-            ProxyError::io(ErrorKind::ConnectFailed, e)
-        })
+        }
+        ProxyError::io(ErrorKind::ConnectFailed, e)
+    })
 }

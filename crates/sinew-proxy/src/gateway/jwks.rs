@@ -168,8 +168,7 @@ fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
             for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
                 let _ = roots.add(cert);
             }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider)
+            rustls::ClientConfig::builder_with_provider(crate::tls::provider())
                 .with_safe_default_protocol_versions()
                 .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
                 .map_err(|e| e.to_string())

@@ -48,7 +48,7 @@ impl ResolvesServerCert for Resolver {
 
 /// Reads the certificate files of `tls` into a server config.
 pub(crate) fn server_config(tls: &IngressTls) -> Result<Arc<ServerConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider();
     let mut exact = HashMap::new();
     let mut wildcard = Vec::new();
     let mut default = None;

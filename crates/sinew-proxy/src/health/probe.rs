@@ -113,17 +113,10 @@ async fn connect(
         .await
         .map_err(ProbeError::Connect)?;
     stream.set_nodelay(true).map_err(ProbeError::Io)?;
-    let Some(tls) = tls else {
-        return Ok(Conn::Plain(stream));
-    };
-    let material = tls
-        .state
-        .current()
-        .ok_or_else(|| ProbeError::Tls(io::Error::other("no workload certificate yet")))?;
-    material
-        .connect(stream, &tls.identity, alpn)
-        .await
-        .map_err(ProbeError::Tls)
+    match tls {
+        Some(tls) => tls.connect(stream, alpn).await.map_err(ProbeError::Tls),
+        None => Ok(Conn::Plain(stream)),
+    }
 }
 
 /// Whether `s` can go into a request line or header value as is.
