@@ -213,7 +213,6 @@ impl ControlPlane {
             view_tx.clone(),
         ))];
         tasks.push(tokio::spawn(replica::lead(replica.clone())));
-        tasks.push(tokio::spawn(crate::rest::serve(http, replica.clone())));
         let service =
             sinew_proto::control_server::ControlServer::new(ControlService::new(replica.clone()));
         // The embedded event broker lives beside the embedded store: one
@@ -245,6 +244,9 @@ impl ControlPlane {
         let incoming = crate::grpc_tls::incoming(grpc, replica.clone(), bundle_file)
             .await
             .map_err(|e| StartError(format!("cannot serve gRPC over TLS: {e}")))?;
+        // REST answers only once `ca.pem` is written (by `incoming`): a
+        // healthy control plane is one proxies can bootstrap trust from.
+        tasks.push(tokio::spawn(crate::rest::serve(http, replica.clone())));
         tasks.push(tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(5)))
