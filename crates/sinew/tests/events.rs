@@ -94,9 +94,7 @@ async fn sidecar(control: &Control, name: &str, service: &str, app: Option<Socke
     let mut b = Proxy::builder(SINEW)
         .name(name)
         .own_service(service)
-        .proxy_spec(&format!("control: \"{}\"", control.grpc()))
-        .env("SINEW_TOKEN", control.token())
-        .env("SINEW_CONTROL_CA", &control.ca_file().display().to_string());
+        .control_plane(control);
     if let Some(app) = app {
         b = b.app(app);
     }

@@ -224,6 +224,15 @@ impl ProxyBuilder {
         self.proxy_spec(&files.spec_yaml())
     }
 
+    /// Control mode on `control`: `spec.control` its gRPC address, the
+    /// token in `SINEW_TOKEN` and its trust bundle in `SINEW_CONTROL_CA`.
+    pub fn control_plane(self, control: &crate::Control) -> Self {
+        let ca = control.ca_file().display().to_string();
+        self.proxy_spec(&format!("control: \"{}\"", control.grpc()))
+            .env("SINEW_TOKEN", control.token())
+            .env("SINEW_CONTROL_CA", &ca)
+    }
+
     /// Extra YAML lines placed under the Proxy's `spec`.
     pub fn proxy_spec(mut self, yaml: &str) -> Self {
         self.spec_extra.push_str(yaml);
