@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sinew_events::{Broker, ErrorKind as StoreErrorKind};
+use sinew_events::{ErrorKind as StoreErrorKind, EventStore};
 use sinew_model::access::{spiffe_namespace, topic_access};
 use sinew_model::{AuthorizationPolicy, Kind, Resource, TopicOperation};
 use sinew_proto::events_server::Events;
@@ -34,14 +34,14 @@ const MAX_FETCH_BYTES: u32 = 4 << 20;
 #[derive(Debug)]
 pub(crate) struct EventsService {
     replica: Arc<Replica>,
-    /// The embedded broker; `None` with an etcd store.
-    broker: Option<Arc<Broker>>,
+    /// The event store; `None` without one (`--events none`, or etcd without JetStream).
+    broker: Option<EventStore>,
     /// The topic policies, parsed once per view version.
     policies: Mutex<(u64, Arc<Vec<AuthorizationPolicy>>)>,
 }
 
 impl EventsService {
-    pub(crate) fn new(replica: Arc<Replica>, broker: Option<Arc<Broker>>) -> Self {
+    pub(crate) fn new(replica: Arc<Replica>, broker: Option<EventStore>) -> Self {
         Self {
             replica,
             broker,
@@ -79,10 +79,10 @@ impl EventsService {
         namespace: &str,
         topic: &str,
         op: TopicOperation,
-    ) -> Result<(&Broker, String), Status> {
-        let broker = self.broker.as_deref().ok_or_else(|| {
+    ) -> Result<(&EventStore, String), Status> {
+        let broker = self.broker.as_ref().ok_or_else(|| {
             Status::unavailable(
-                "no event broker: the embedded broker runs with the embedded store (`--store embedded:DIR`)",
+                "no event store: run the control plane with the embedded store or `--events jetstream:URL`",
             )
         })?;
         let caller = Caller::of(&self.replica, request)?;

@@ -27,4 +27,4 @@ pub mod store;
 mod view;
 
 pub use ca::UserCa;
-pub use server::{ControlPlane, Options, StartError, StoreSpec};
+pub use server::{ControlPlane, EventsSpec, Options, StartError, StoreSpec};

@@ -74,8 +74,8 @@ pub(crate) struct Replica {
     ca: std::sync::Mutex<(u64, Arc<crate::ca::Ca>)>,
     pub(crate) leader: AtomicBool,
     sessions: AtomicU64,
-    /// The embedded event broker, once open (embedded store only).
-    pub(crate) broker: std::sync::OnceLock<Arc<sinew_events::Broker>>,
+    /// The event store, once open (`--events`).
+    pub(crate) broker: std::sync::OnceLock<sinew_events::EventStore>,
 }
 
 impl Replica {

@@ -57,6 +57,81 @@ impl std::str::FromStr for StoreSpec {
     }
 }
 
+/// Where the control plane keeps events (`--events`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum EventsSpec {
+    /// `auto`: the embedded broker with the embedded store, none with etcd.
+    #[default]
+    Auto,
+    /// `embedded`: the embedded broker, in the data directory's `events/`
+    /// (embedded store only: one replica, one log).
+    Embedded,
+    /// `jetstream:URL`: streams on a NATS JetStream server, shared by every
+    /// replica.
+    JetStream(String),
+    /// `none`: no Events API (it answers 503).
+    None,
+}
+
+impl std::str::FromStr for EventsSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(EventsSpec::Auto),
+            "embedded" => Ok(EventsSpec::Embedded),
+            "none" => Ok(EventsSpec::None),
+            _ => match s.strip_prefix("jetstream:") {
+                Some(url) if !url.is_empty() => Ok(EventsSpec::JetStream(url.to_owned())),
+                Some(_) => Err(
+                    "`jetstream:` needs the server's URL, e.g. jetstream:nats://127.0.0.1:4222"
+                        .into(),
+                ),
+                None => Err(format!(
+                    "unknown events backend `{s}`: use auto, embedded, jetstream:URL or none"
+                )),
+            },
+        }
+    }
+}
+
+/// Opens the event store `options.events` names, if any.
+async fn open_events(
+    options: &Options,
+    data_dir: &std::path::Path,
+) -> Result<Option<sinew_events::EventStore>, StartError> {
+    let embedded = match (&options.events, &options.store) {
+        (EventsSpec::None, _) | (EventsSpec::Auto, StoreSpec::Etcd(_)) => return Ok(None),
+        (EventsSpec::Embedded, StoreSpec::Etcd(_)) => {
+            // With etcd (several replicas) each would have its own log.
+            return Err(StartError(
+                "--events embedded needs the embedded store (one replica, one log): with etcd use --events jetstream:URL"
+                    .into(),
+            ));
+        }
+        (EventsSpec::JetStream(url), _) => {
+            let js = sinew_events::jetstream::JetStream::connect(
+                sinew_events::jetstream::JetStreamConfig::new(url.clone()),
+            )
+            .await
+            .map_err(|e| StartError(format!("cannot use JetStream at {url}: {e}")))?;
+            return Ok(Some(sinew_events::EventStore::JetStream(js)));
+        }
+        (EventsSpec::Auto | EventsSpec::Embedded, StoreSpec::Embedded(_)) => {
+            data_dir.join("events")
+        }
+    };
+    let broker = sinew_events::Broker::open(&embedded, sinew_events::BrokerConfig::default())
+        .await
+        .map_err(|e| {
+            StartError(format!(
+                "cannot open the event broker in {}: {e}",
+                embedded.display()
+            ))
+        })?;
+    Ok(Some(sinew_events::EventStore::Embedded(broker)))
+}
+
 /// How to run a replica.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -75,6 +150,8 @@ pub struct Options {
     pub replica_id: Option<String>,
     /// The operator's CA; default: a root made on first start.
     pub ca: Option<crate::ca::UserCa>,
+    /// Where events are kept.
+    pub events: EventsSpec,
 }
 
 /// A running replica.
@@ -215,27 +292,22 @@ impl ControlPlane {
         tasks.push(tokio::spawn(replica::lead(replica.clone())));
         let service =
             sinew_proto::control_server::ControlServer::new(ControlService::new(replica.clone()));
-        // The embedded event broker lives beside the embedded store: one
-        // replica, one log. With etcd (several replicas) each would have its
-        // own log, so it is not offered there.
-        let broker = match &options.store {
-            StoreSpec::Embedded(_) => {
-                let dir = data_dir.join("events");
-                Some(
-                    sinew_events::Broker::open(&dir, sinew_events::BrokerConfig::default())
-                        .await
-                        .map_err(|e| {
-                            StartError(format!(
-                                "cannot open the event broker in {}: {e}",
-                                dir.display()
-                            ))
-                        })?,
-                )
-            }
-            StoreSpec::Etcd(_) => None,
-        };
+        let broker = open_events(&options, &data_dir).await?;
         if let Some(broker) = &broker {
+            tracing::info!(backend = broker.backend(), "event store open");
             let _ = replica.broker.set(broker.clone());
+            if let sinew_events::EventStore::JetStream(js) = broker {
+                // Group members that stop heartbeating leave (the embedded
+                // broker runs its own tick).
+                let js = js.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_millis(250));
+                    loop {
+                        tick.tick().await;
+                        js.expire_members();
+                    }
+                }));
+            }
         }
         let events = sinew_proto::events_server::EventsServer::new(
             crate::events::EventsService::new(replica.clone(), broker),

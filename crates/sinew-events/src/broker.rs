@@ -66,9 +66,9 @@
 mod cursors;
 mod dedup;
 mod gate;
-mod group;
-mod layout;
-mod partitioner;
+pub(crate) mod group;
+pub(crate) mod layout;
+pub(crate) mod partitioner;
 mod publish;
 mod topic;
 

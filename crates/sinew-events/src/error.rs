@@ -129,6 +129,15 @@ pub enum Error {
         /// The group's current generation (heartbeat to learn the assignment).
         current: u64,
     },
+    /// The remote store (JetStream) refused or did not answer.
+    Remote {
+        /// What the store was doing (`"publish"`, `"read"`, …).
+        op: &'static str,
+        /// What the server or client said.
+        message: String,
+        /// The server is out of storage.
+        storage_full: bool,
+    },
     /// A file or directory under the broker's directory is not laid out as
     /// the broker writes it.
     Layout {
@@ -191,6 +200,13 @@ impl Error {
             | Self::CursorOutOfRange { .. } => ErrorKind::InvalidInput,
             Self::Poisoned | Self::Locked { .. } | Self::Closed => ErrorKind::Unavailable,
             Self::NotOwner { .. } => ErrorKind::Fenced,
+            Self::Remote { storage_full, .. } => {
+                if *storage_full {
+                    ErrorKind::StorageFull
+                } else {
+                    ErrorKind::Unavailable
+                }
+            }
         }
     }
 
@@ -281,6 +297,7 @@ impl fmt::Display for Error {
                 "member {member} of group {group} does not own {topic}/{partition} in generation {generation} (current generation {current})"
             ),
             Self::Layout { path, reason } => write!(f, "{}: {reason}", path.display()),
+            Self::Remote { op, message, .. } => write!(f, "event store {op}: {message}"),
         }
     }
 }

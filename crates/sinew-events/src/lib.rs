@@ -3,7 +3,10 @@
 //! de-duplication, long-poll fetch, consumer groups with durable cursors.
 //!
 //! The publish API, the delivery loop and the gRPC service are built on
-//! [`Broker`] elsewhere; this crate knows no network.
+//! [`EventStore`] elsewhere: the embedded [`Broker`], or (feature
+//! `jetstream`) a NATS JetStream server with the same API
+//! (`jetstream.rs`, which says where its semantics differ). The embedded
+//! broker knows no network.
 //!
 //! ```text
 //! publish ─ Broker (validate, partition, de-dup) ─ Committer per partition ─ ack after fsync
@@ -29,6 +32,8 @@
 //! - `error.rs` — [`Error`] and its [`ErrorKind`]; `config.rs` — [`LogConfig`].
 //! - `broker.rs` + `broker/` — [`Broker`]: topics, publish, fetch, groups,
 //!   cursors (its own code map is in `broker.rs`).
+//! - `store.rs` — [`EventStore`]: one API over either backend.
+//! - `jetstream.rs` — the JetStream backend (feature `jetstream`).
 //!
 //! # On disk
 //!
@@ -102,9 +107,12 @@ mod cursor;
 mod error;
 mod files;
 mod index;
+#[cfg(feature = "jetstream")]
+pub mod jetstream;
 mod log;
 pub mod record;
 mod segment;
+mod store;
 
 pub use broker::{
     event_id, split_event_headers, Assignment, Broker, BrokerConfig, Event, Published, ID_HEADER,
@@ -115,3 +123,4 @@ pub use config::{LogConfig, MAX_SEGMENT_BYTES};
 pub use error::{Error, ErrorKind, Result};
 pub use log::{PartitionLog, Retention};
 pub use record::{Header, NewRecord, Record};
+pub use store::EventStore;

@@ -31,6 +31,7 @@ pub struct ControlBuilder {
     dir: Option<PathBuf>,
     grace: String,
     replica: Option<String>,
+    events: Option<String>,
 }
 
 impl Control {
@@ -42,6 +43,7 @@ impl Control {
             dir: None,
             grace: "2s".to_owned(),
             replica: None,
+            events: None,
         }
     }
 
@@ -158,6 +160,12 @@ impl ControlBuilder {
         self
     }
 
+    /// `--events` (default: the binary's, `auto`), e.g. `jetstream:nats://…`.
+    pub fn events(mut self, spec: &str) -> Self {
+        self.events = Some(spec.to_owned());
+        self
+    }
+
     /// Starts it and waits until its REST API answers.
     pub async fn spawn(self) -> Control {
         let (temp, dir) = match self.dir {
@@ -188,6 +196,9 @@ impl ControlBuilder {
         ];
         if let Some(r) = self.replica {
             args.extend(["--replica".to_owned(), r]);
+        }
+        if let Some(events) = self.events {
+            args.extend(["--events".to_owned(), events]);
         }
         let mut process = spawn(&self.bin, &args);
         wait_ready(&mut process, http, &dir).await;

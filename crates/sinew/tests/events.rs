@@ -2,7 +2,9 @@
 //! embedded broker, a publishing sidecar (`POST /v1/publish/{topic}` on its
 //! api) and a subscribing sidecar delivering to its app — per-key order, a
 //! poison key dead-lettered after `max_attempts` while the other keys keep
-//! flowing, topic policies by workload identity, and clear errors.
+//! flowing, topic policies by workload identity, and clear errors. The
+//! delivery tests run twice: on the embedded broker and on a real
+//! nats-server's JetStream (`--events jetstream:URL`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,7 +15,9 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use sinew_testkit::{assert_eventually, resource, Backend, Control, HttpClient, Proxy, Request};
+use sinew_testkit::{
+    assert_eventually, resource, Backend, Control, HttpClient, Nats, Proxy, Request,
+};
 
 const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
 
@@ -133,9 +137,31 @@ fn subscription(name: &str, topic: &str, path: &str, extra: &str) -> String {
     )
 }
 
+/// A control plane whose events are on a fresh nats-server's JetStream
+/// (kept alive with it), or `None` when nats-server is not installed.
+async fn on_jetstream() -> Option<(Control, Nats)> {
+    let nats = Nats::start().await?;
+    let control = Control::builder(SINEW)
+        .events(&format!("jetstream:{}", nats.url()))
+        .spawn()
+        .await;
+    Some((control, nats))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_the_subscriber_in_key_order_and_a_poison_key_is_dead_lettered() {
-    let control = Control::builder(SINEW).spawn().await;
+    key_order_and_dead_letters(&Control::builder(SINEW).spawn().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_jetstream_events_reach_the_subscriber_in_key_order_and_a_poison_key_is_dead_lettered() {
+    let Some((control, _nats)) = on_jetstream().await else {
+        return;
+    };
+    key_order_and_dead_letters(&control).await;
+}
+
+async fn key_order_and_dead_letters(control: &Control) {
     control
         .apply(&format!(
             "{}{}{}",
@@ -151,8 +177,8 @@ async fn events_reach_the_subscriber_in_key_order_and_a_poison_key_is_dead_lette
         .await;
     let app = App::default();
     let app_addr = app.spawn().await;
-    let inventory = sidecar(&control, "inventory-1", "inventory", Some(app_addr)).await;
-    let checkout = sidecar(&control, "checkout-1", "checkout", None).await;
+    let inventory = sidecar(control, "inventory-1", "inventory", Some(app_addr)).await;
+    let checkout = sidecar(control, "checkout-1", "checkout", None).await;
 
     // 3 keys × 20 events, plus 3 events of the poison key.
     let mut published = 0;
@@ -259,26 +285,26 @@ async fn events_reach_the_subscriber_in_key_order_and_a_poison_key_is_dead_lette
     );
 
     // The operator's view: topics, a key's history, the dead letters, replay.
-    let topics = cli(&control, &["events", "topics"]).await;
+    let topics = cli(control, &["events", "topics"]).await;
     assert!(
         topics.contains("default  orders  8  63") && topics.contains("orders.dlq"),
         "{topics}"
     );
-    let history = cli(&control, &["events", "history", "orders", "--key", "b"]).await;
+    let history = cli(control, &["events", "history", "orders", "--key", "b"]).await;
     let ids: Vec<&str> = history
         .lines()
         .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("id=")))
         .collect();
     let want: Vec<String> = (0..20).map(|i| format!("b-{i}")).collect();
     assert_eq!(ids, want, "{history}");
-    let dead = cli(&control, &["events", "dlq", "list", "orders"]).await;
+    let dead = cli(control, &["events", "dlq", "list", "orders"]).await;
     assert_eq!(dead.lines().count(), 3, "{dead}");
     assert!(
         dead.contains("deliveryattempts=3") && dead.contains("deadletterreason="),
         "{dead}"
     );
     let replayed = cli(
-        &control,
+        control,
         &["events", "dlq", "replay", "orders", "--id", "poison-1"],
     )
     .await;
@@ -369,7 +395,18 @@ async fn publishing_is_refused_clearly() {
 /// its own events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_key_does_not_slow_the_other_keys() {
-    let control = Control::builder(SINEW).spawn().await;
+    poison_key_latency(&Control::builder(SINEW).spawn().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_jetstream_a_poison_key_does_not_slow_the_other_keys() {
+    let Some((control, _nats)) = on_jetstream().await else {
+        return;
+    };
+    poison_key_latency(&control).await;
+}
+
+async fn poison_key_latency(control: &Control) {
     control
         .apply(&format!(
             "{}{}",
@@ -384,8 +421,8 @@ async fn a_poison_key_does_not_slow_the_other_keys() {
         .await;
     let app = App::default();
     let app_addr = app.spawn().await;
-    let _inventory = sidecar(&control, "inventory-1", "inventory", Some(app_addr)).await;
-    let checkout = sidecar(&control, "checkout-1", "checkout", None).await;
+    let _inventory = sidecar(control, "inventory-1", "inventory", Some(app_addr)).await;
+    let checkout = sidecar(control, "checkout-1", "checkout", None).await;
 
     // Publishes 10 good keys × `rounds` (every 10 ms), with a poison event
     // every round when `poison`; returns each good id's publish time.

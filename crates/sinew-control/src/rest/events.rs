@@ -10,14 +10,13 @@
 //! | `POST /v1/topics/{ns}/{topic}/dlq/replay?id=ID` | republishes the dead-lettered events of `{topic}.dlq` (all, or those with `id`) to `{topic}` under new ids; `{"replayed": N}` |
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
-use sinew_events::{Broker, Record};
+use sinew_events::{EventStore, Record};
 
 use crate::http::{error, json, Body};
 use crate::replica::Replica;
@@ -32,11 +31,11 @@ const SCAN_BYTES: usize = 1 << 20;
 /// A response that ends a call early (boxed: responses are large).
 type Refusal = Box<http::Response<Body>>;
 
-fn broker(r: &Replica) -> Result<&Arc<Broker>, Refusal> {
+fn broker(r: &Replica) -> Result<&EventStore, Refusal> {
     r.broker.get().ok_or_else(|| {
         Box::new(error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no event broker: the embedded broker runs with the embedded store",
+            "no event store: run the control plane with the embedded store or `--events jetstream:URL`",
         ))
     })
 }
@@ -94,8 +93,12 @@ pub(super) async fn topics(r: &Replica) -> http::Response<Body> {
         Ok(b) => b,
         Err(resp) => return *resp,
     };
+    let topics = match broker.topics().await {
+        Ok(topics) => topics,
+        Err(e) => return broker_error(&e),
+    };
     let mut items = Vec::new();
-    for (name, partitions) in broker.topics() {
+    for (name, partitions) in topics {
         let mut events = 0u64;
         let mut offsets = Vec::new();
         for p in 0..partitions {
@@ -172,7 +175,12 @@ pub(super) async fn events(
 }
 
 /// A key's events, oldest first: its partition read from the start.
-async fn history(broker: &Broker, name: &str, key: &[u8], limit: usize) -> http::Response<Body> {
+async fn history(
+    broker: &EventStore,
+    name: &str,
+    key: &[u8],
+    limit: usize,
+) -> http::Response<Body> {
     let partition = match broker.partition_of(name, key).await {
         Ok(p) => p,
         Err(e) => return broker_error(&e),

@@ -269,7 +269,10 @@ mod tests {
         // More members than partitions: the last get none.
         let mut small = Groups::new(0);
         small.heartbeat(G, 1, "x", t0, TIMEOUT);
-        assert_eq!(small.heartbeat(G, 1, "y", t0, TIMEOUT).partitions, []);
+        assert_eq!(
+            small.heartbeat(G, 1, "y", t0, TIMEOUT).partitions,
+            Vec::<u32>::new()
+        );
         assert_eq!(small.heartbeat(G, 1, "x", t0, TIMEOUT).partitions, [0]);
     }
 

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use sinew_control::{ControlPlane, Options, StoreSpec};
+use sinew_control::{ControlPlane, EventsSpec, Options, StoreSpec};
 
 /// Run the control plane.
 #[derive(Debug, clap::Args)]
@@ -35,6 +35,11 @@ pub(crate) struct Args {
     /// The roots proxies trust (PEM); default: the last certificate of `--ca-cert`.
     #[arg(long, requires = "ca_cert")]
     ca_bundle: Option<PathBuf>,
+    /// Where events are kept: `auto` (the embedded broker with the embedded
+    /// store, none with etcd), `embedded`, `jetstream:nats://HOST:4222` (streams
+    /// on a NATS JetStream server, shared by every replica) or `none`.
+    #[arg(long, default_value = "auto")]
+    events: EventsSpec,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -61,6 +66,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         grace: Duration::from(args.deregister_grace),
         replica_id: args.replica,
         ca,
+        events: args.events,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))

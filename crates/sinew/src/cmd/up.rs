@@ -166,6 +166,7 @@ async fn start_control(
         grace: Duration::from_secs(10),
         replica_id: Some("up".to_owned()),
         ca: None,
+        events: sinew_control::EventsSpec::Embedded,
     };
     let control = sinew_control::ControlPlane::start(options)
         .await
