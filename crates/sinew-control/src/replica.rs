@@ -103,6 +103,11 @@ impl Replica {
         }
     }
 
+    /// How many proxy sessions this replica has started.
+    pub(crate) fn sessions_started(&self) -> u64 {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn next_session(&self) -> String {
         let n = self.sessions.fetch_add(1, Ordering::Relaxed);
         format!("{}#{n}", self.id)

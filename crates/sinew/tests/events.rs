@@ -284,6 +284,19 @@ async fn key_order_and_dead_letters(control: &Control) {
         "the republished id was delivered once"
     );
 
+    // The control plane's metrics: the dead-letter depth and what each
+    // partition holds.
+    let metrics = control.call(Method::GET, "/metrics", None).await.text();
+    assert!(
+        metrics.contains("sinew_events_dlq_depth{namespace=\"default\",topic=\"orders\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("sinew_topic_events{namespace=\"default\",topic=\"orders\",partition=\"0\"}"),
+        "{metrics}"
+    );
+
     // The operator's view: topics, a key's history, the dead letters, replay.
     let topics = cli(control, &["events", "topics"]).await;
     assert!(

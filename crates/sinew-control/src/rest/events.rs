@@ -87,6 +87,81 @@ fn number<T: std::str::FromStr>(
         .transpose()
 }
 
+/// `GET /metrics`: the event store's topics as Prometheus gauges, and the
+/// proxy sessions this replica started.
+pub(super) async fn metrics(r: &Replica) -> http::Response<Body> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP sinew_control_sessions_total Proxy sessions this replica has started.\n# TYPE sinew_control_sessions_total counter\nsinew_control_sessions_total {}",
+        r.sessions_started()
+    );
+    let Some(store) = r.broker.get() else {
+        return prometheus(out);
+    };
+    let topics = match store.topics().await {
+        Ok(topics) => topics,
+        Err(e) => return broker_error(&e),
+    };
+    let mut retained = String::new();
+    let mut next = String::new();
+    let mut dlq = String::new();
+    for (name, partitions) in &topics {
+        let (namespace, topic) = name.split_once('.').unwrap_or(("", name));
+        let (namespace, topic) = (label(namespace), label(topic));
+        let mut total = 0;
+        for p in 0..*partitions {
+            let Ok(range) = store.offsets(name, p).await else {
+                continue;
+            };
+            total += range.end - range.start;
+            let labels = format!("namespace=\"{namespace}\",topic=\"{topic}\",partition=\"{p}\"");
+            let _ = writeln!(
+                retained,
+                "sinew_topic_events{{{labels}}} {}",
+                range.end - range.start
+            );
+            let _ = writeln!(next, "sinew_topic_next_offset{{{labels}}} {}", range.end);
+        }
+        if let Some(source) = topic.strip_suffix(".dlq") {
+            let _ = writeln!(
+                dlq,
+                "sinew_events_dlq_depth{{namespace=\"{namespace}\",topic=\"{source}\"}} {total}"
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "# HELP sinew_topic_events Events retained in a topic partition.\n# TYPE sinew_topic_events gauge\n{retained}\
+         # HELP sinew_topic_next_offset The offset a partition's next event gets: events ever stored in it.\n# TYPE sinew_topic_next_offset gauge\n{next}\
+         # HELP sinew_events_dlq_depth Events retained in a topic's dead-letter topic ({{topic}}.dlq).\n# TYPE sinew_events_dlq_depth gauge\n{dlq}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sinew_events_store The event store's backend.\n# TYPE sinew_events_store gauge\nsinew_events_store{{backend=\"{}\"}} 1",
+        store.backend()
+    );
+    prometheus(out)
+}
+
+/// A label value escaped for the text format.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn prometheus(text: String) -> http::Response<Body> {
+    let mut r = http::Response::new(Body::new(Bytes::from(text)));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
 /// `GET /v1/topics`.
 pub(super) async fn topics(r: &Replica) -> http::Response<Body> {
     let broker = match broker(r) {

@@ -163,6 +163,7 @@ async fn handle(
         (&Method::PUT, ["v1", "locks", name]) => lock_renew(r, name, &body).await,
         (&Method::DELETE, ["v1", "locks", name]) => lock_release(r, name, &query).await,
         (&Method::GET, ["v1", "topics"]) => events::topics(r).await,
+        (&Method::GET, ["metrics"]) => events::metrics(r).await,
         (&Method::GET, ["v1", "topics", ns, topic, "events"]) => {
             events::events(r, ns, topic, &query).await
         }
@@ -393,6 +394,7 @@ mod tests {
             ),
             ("/v1/locks/{name}", &["post", "put", "delete"]),
             ("/v1/topics", &["get"]),
+            ("/metrics", &["get"]),
             ("/v1/topics/{namespace}/{topic}/events", &["get"]),
             ("/v1/topics/{namespace}/{topic}/dlq/replay", &["post"]),
         ] {
