@@ -108,10 +108,9 @@ async fn publish(
         events,
         namespace: namespace.to_owned(),
     };
-    match control.publish(request).await {
-        Ok(reply) => {
-            let results: Vec<Value> = reply
-                .results
+    match control.publish_coalesced(request).await {
+        Ok(results) => {
+            let results: Vec<Value> = results
                 .iter()
                 .map(|p| json!({"partition": p.partition, "offset": p.offset, "duplicate": p.duplicate}))
                 .collect();

@@ -19,6 +19,7 @@
 
 mod addresses;
 mod cache;
+mod coalesce;
 mod documents;
 mod health;
 mod identity;
@@ -197,6 +198,8 @@ pub struct Control {
     /// Whether the current session authenticated with the workload
     /// certificate (then no token is sent).
     cert_auth: AtomicBool,
+    /// Concurrent publishes per topic, sent together.
+    coalescer: coalesce::Coalescer,
 }
 
 impl Control {
@@ -229,6 +232,7 @@ impl Control {
             channel: Mutex::new(None),
             authorization,
             cert_auth: AtomicBool::new(false),
+            coalescer: coalesce::Coalescer::default(),
         });
         let session = session::Session::new(shared, bootstrap, options, control.clone());
         tokio::spawn(session.run());

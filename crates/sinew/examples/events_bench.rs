@@ -1,0 +1,466 @@
+//! The event mesh's benchmark driver, run by `bench/events.sh` (which
+//! starts the nats-servers and writes the report). Every mode prints one
+//! JSON line.
+//!
+//! ```text
+//! events_bench publish-sinew     --sinew BIN --dir DIR [--events SPEC] [-c C] [-s SECS] [--size B]
+//! events_bench publish-jetstream --url NATS_URL [-c C] [-s SECS] [--size B]
+//! events_bench publish-broker    --dir DIR [-c C] [-s SECS] [--size B]
+//! events_bench latency           --sinew BIN --dir DIR [--events SPEC] [--rate R] [-s SECS]
+//! ```
+//!
+//! - `publish-sinew`: a control plane (data in DIR, events on its embedded
+//!   broker or SPEC) and one sidecar; C HTTP/1.1 connections each POST one
+//!   CloudEvent at a time to `/v1/publish/bench` (binary mode, 64 keys)
+//!   for SECS. The 200 comes once the event is fsynced (embedded broker).
+//! - `publish-jetstream`: C tasks each publish one message at a time to a
+//!   file-storage stream (8 subjects, like 8 partitions) with async-nats
+//!   and await its PubAck: the same load straight to JetStream.
+//! - `publish-broker`: the embedded broker as a library in this process,
+//!   the same publishers calling `Broker::publish` (fsync before it
+//!   returns): the log's own ceiling, with no network or sidecar.
+//! - `latency`: as publish-sinew plus a subscriber sidecar delivering to an
+//!   app here (Subscription `ordering: key`, `max_in_flight: 64`); events are
+//!   published at R per second (paced per connection) and each one's
+//!   publish→delivery time is measured from just before its POST to its
+//!   arrival at the app.
+
+#![expect(
+    clippy::print_stdout,
+    reason = "the JSON line on stdout is the tool's output"
+)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use sinew_testkit::{resource, Control, HttpClient, Proxy, Request};
+
+/// Partition keys the publishers cycle through.
+const KEYS: usize = 64;
+
+#[derive(Debug)]
+struct Args {
+    mode: String,
+    sinew: PathBuf,
+    dir: PathBuf,
+    events: Option<String>,
+    url: String,
+    concurrency: usize,
+    seconds: u64,
+    size: usize,
+    rate: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        mode: String::new(),
+        sinew: PathBuf::from("target/release/sinew"),
+        dir: std::env::temp_dir().join("sinew-events-bench"),
+        events: None,
+        url: "nats://127.0.0.1:4222".to_owned(),
+        concurrency: 32,
+        seconds: 10,
+        size: 256,
+        rate: 5000,
+    };
+    let mut it = std::env::args().skip(1);
+    a.mode = it.next().unwrap_or_default();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--sinew" => a.sinew = value().into(),
+            "--dir" => a.dir = value().into(),
+            "--events" => a.events = Some(value()),
+            "--url" => a.url = value(),
+            "-c" | "--concurrency" => a.concurrency = value().parse().expect("-c N"),
+            "-s" | "--seconds" => a.seconds = value().parse().expect("-s SECS"),
+            "--size" => a.size = value().parse().expect("--size BYTES"),
+            "--rate" => a.rate = value().parse().expect("--rate N"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    match a.mode.as_str() {
+        "publish-sinew" => publish_sinew(&a).await,
+        "publish-jetstream" => publish_jetstream(&a).await,
+        "publish-broker" => publish_broker(&a).await,
+        "latency" => latency(&a).await,
+        _ => panic!("mode: publish-sinew | publish-jetstream | publish-broker | latency"),
+    }
+}
+
+/// Microsecond quantiles of `samples` (sorted here).
+fn quantiles(samples: &mut [Duration]) -> serde_json::Value {
+    samples.sort();
+    let q = |p: f64| {
+        if samples.is_empty() {
+            return 0.0;
+        }
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        samples[i].as_secs_f64() * 1e6
+    };
+    serde_json::json!({
+        "p50_us": q(0.5), "p90_us": q(0.9), "p99_us": q(0.99), "max_us": q(1.0),
+    })
+}
+
+async fn control(a: &Args) -> Control {
+    let _ = std::fs::remove_dir_all(&a.dir);
+    std::fs::create_dir_all(&a.dir).expect("create the bench dir");
+    let mut builder = Control::builder(&a.sinew).dir(&a.dir);
+    if let Some(events) = &a.events {
+        builder = builder.events(events);
+    }
+    builder.spawn().await
+}
+
+async fn sidecar(a: &Args, control: &Control, name: &str, app: Option<SocketAddr>) -> Proxy {
+    let mut b = Proxy::builder(&a.sinew)
+        .name(name)
+        .own_service(name.split('-').next().unwrap_or(name))
+        .control_plane(control)
+        .env("SINEW_LOG", "warn");
+    if let Some(app) = app {
+        b = b.app(app);
+    }
+    b.spawn().await
+}
+
+fn event(id: &str, key: usize, data: &Bytes) -> Request {
+    Request::new(Method::POST, "/v1/publish/bench")
+        .host("api")
+        .header("ce-id", id)
+        .header("ce-source", "/bench")
+        .header("ce-type", "bench.event")
+        .header("ce-specversion", "1.0")
+        .header("ce-partitionkey", &format!("k{key}"))
+        .header("content-type", "application/octet-stream")
+        .body(data.clone())
+}
+
+/// Publishes through the sidecar until the deadline; acks and latencies.
+async fn publish_loop(
+    api: SocketAddr,
+    task: usize,
+    deadline: Instant,
+    data: Bytes,
+) -> (usize, usize, Vec<Duration>) {
+    let mut client = HttpClient::http1(api)
+        .await
+        .expect("connect to the sidecar api");
+    let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
+    let mut n = 0usize;
+    while Instant::now() < deadline {
+        let id = format!("t{task}-{n}");
+        let sent = Instant::now();
+        match client.send(event(&id, (task + n) % KEYS, &data)).await {
+            Ok(r) if r.status == StatusCode::OK => {
+                ok += 1;
+                latencies.push(sent.elapsed());
+            }
+            Ok(_) => failed += 1,
+            Err(_) => {
+                failed += 1;
+                client = HttpClient::http1(api).await.expect("reconnect");
+            }
+        }
+        n += 1;
+    }
+    (ok, failed, latencies)
+}
+
+async fn publish_sinew(a: &Args) {
+    let control = control(a).await;
+    let checkout = sidecar(a, &control, "checkout-1", None).await;
+    let data = Bytes::from(vec![b'x'; a.size]);
+    // Warm up: the topic exists, the sidecar holds its certificate.
+    let warm = Instant::now() + Duration::from_secs(1);
+    publish_loop(checkout.api(), usize::MAX, warm, data.clone()).await;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(a.seconds);
+    let tasks: Vec<_> = (0..a.concurrency)
+        .map(|t| tokio::spawn(publish_loop(checkout.api(), t, deadline, data.clone())))
+        .collect();
+    let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
+    for t in tasks {
+        let (o, f, l) = t.await.expect("publisher");
+        ok += o;
+        failed += f;
+        latencies.extend(l);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut out = serde_json::json!({
+        "mode": "publish-sinew",
+        "events": a.events.as_deref().unwrap_or("embedded"),
+        "concurrency": a.concurrency, "size": a.size,
+        "acked": ok, "failed": failed, "per_s": ok as f64 / elapsed,
+    });
+    out["latency"] = quantiles(&mut latencies);
+    println!("{out}");
+}
+
+async fn publish_jetstream(a: &Args) {
+    use async_nats::jetstream::{self, stream};
+    let client = async_nats::connect(a.url.as_str())
+        .await
+        .expect("connect to nats");
+    let js = jetstream::new(client);
+    let _ = js.delete_stream("bench").await;
+    js.create_stream(stream::Config {
+        name: "bench".to_owned(),
+        subjects: vec!["bench.>".to_owned()],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .expect("create the stream");
+    let data = Bytes::from(vec![b'x'; a.size]);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(a.seconds);
+    let tasks: Vec<_> = (0..a.concurrency)
+        .map(|task| {
+            let (js, data) = (js.clone(), data.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut latencies) = (0usize, 0usize, Vec::new());
+                let mut n = 0usize;
+                while Instant::now() < deadline {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert("Nats-Msg-Id", format!("t{task}-{n}").as_str());
+                    let subject = format!("bench.{}", (task + n) % 8);
+                    let sent = Instant::now();
+                    let acked = match js
+                        .publish_with_headers(subject, headers, data.clone())
+                        .await
+                    {
+                        Ok(ack) => ack.await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if acked {
+                        ok += 1;
+                        latencies.push(sent.elapsed());
+                    } else {
+                        failed += 1;
+                    }
+                    n += 1;
+                }
+                (ok, failed, latencies)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
+    for t in tasks {
+        let (o, f, l) = t.await.expect("publisher");
+        ok += o;
+        failed += f;
+        latencies.extend(l);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut out = serde_json::json!({
+        "mode": "publish-jetstream", "url": a.url,
+        "concurrency": a.concurrency, "size": a.size,
+        "acked": ok, "failed": failed, "per_s": ok as f64 / elapsed,
+    });
+    out["latency"] = quantiles(&mut latencies);
+    println!("{out}");
+}
+
+async fn publish_broker(a: &Args) {
+    use sinew_events::{Broker, BrokerConfig, Event};
+    let _ = std::fs::remove_dir_all(&a.dir);
+    let broker = Broker::open(&a.dir, BrokerConfig::default())
+        .await
+        .expect("open the broker");
+    let data = Bytes::from(vec![b'x'; a.size]);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(a.seconds);
+    let tasks: Vec<_> = (0..a.concurrency)
+        .map(|task| {
+            let (broker, data) = (broker.clone(), data.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut latencies) = (0usize, 0usize, Vec::new());
+                let mut n = 0usize;
+                while Instant::now() < deadline {
+                    let event = Event::new(format!("t{task}-{n}"), data.clone())
+                        .with_key(format!("k{}", (task + n) % KEYS));
+                    let sent = Instant::now();
+                    match broker.publish("bench", vec![event]).await {
+                        Ok(_) => {
+                            ok += 1;
+                            latencies.push(sent.elapsed());
+                        }
+                        Err(_) => failed += 1,
+                    }
+                    n += 1;
+                }
+                (ok, failed, latencies)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
+    for t in tasks {
+        let (o, f, l) = t.await.expect("publisher");
+        ok += o;
+        failed += f;
+        latencies.extend(l);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = broker.close().await;
+    let mut out = serde_json::json!({
+        "mode": "publish-broker",
+        "concurrency": a.concurrency, "size": a.size,
+        "acked": ok, "failed": failed, "per_s": ok as f64 / elapsed,
+    });
+    out["latency"] = quantiles(&mut latencies);
+    println!("{out}");
+}
+
+/// An app recording when each event id arrives.
+async fn app(arrived: Arc<Mutex<HashMap<String, Instant>>>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let arrived = arrived.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let now = Instant::now();
+                        let arrived = arrived.clone();
+                        async move {
+                            if let Some(id) =
+                                req.headers().get("ce-id").and_then(|v| v.to_str().ok())
+                            {
+                                arrived
+                                    .lock()
+                                    .expect("lock")
+                                    .entry(id.to_owned())
+                                    .or_insert(now);
+                            }
+                            let _ = req.into_body().collect().await;
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::new(),
+                            )))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn latency(a: &Args) {
+    let control = control(a).await;
+    control
+        .apply(&format!(
+            "{}{}",
+            resource("Service", "inventory", "endpoints: []\n"),
+            resource(
+                "Subscription",
+                "inventory-bench",
+                "topic: bench\nservice: inventory\ndeliver: {path: /events}\nstart: earliest\nordering: key\nmax_in_flight: 64\n",
+            ),
+        ))
+        .await;
+    let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let app_addr = app(arrived.clone()).await;
+    let _inventory = sidecar(a, &control, "inventory-1", Some(app_addr)).await;
+    let checkout = sidecar(a, &control, "checkout-1", None).await;
+    let data = Bytes::from(vec![b'x'; a.size]);
+
+    // Warm up until deliveries flow.
+    let mut client = HttpClient::http1(checkout.api()).await.expect("api");
+    let warm_until = Instant::now() + Duration::from_secs(30);
+    let mut w = 0;
+    loop {
+        let id = format!("warm-{w}");
+        let _ = client.send(event(&id, w % KEYS, &data)).await;
+        w += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if arrived.lock().expect("lock").len() >= 20 {
+            break;
+        }
+        assert!(Instant::now() < warm_until, "no delivery within 30 s");
+    }
+
+    // Paced publishing: `conns` connections, each at rate/conns per second.
+    let conns = 16usize;
+    let interval = Duration::from_secs_f64(conns as f64 / a.rate as f64);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(a.seconds);
+    let tasks: Vec<_> = (0..conns)
+        .map(|task| {
+            let (api, data) = (checkout.api(), data.clone());
+            tokio::spawn(async move {
+                let mut client = HttpClient::http1(api).await.expect("api");
+                let mut sent = Vec::new();
+                let mut next = started + interval.mul_f64(task as f64 / conns as f64);
+                let mut n = 0usize;
+                let mut failed = 0usize;
+                while next < deadline {
+                    tokio::time::sleep_until(next.into()).await;
+                    let id = format!("t{task}-{n}");
+                    let at = Instant::now();
+                    match client.send(event(&id, (task * 7 + n) % KEYS, &data)).await {
+                        Ok(r) if r.status == StatusCode::OK => sent.push((id, at)),
+                        _ => failed += 1,
+                    }
+                    n += 1;
+                    next += interval;
+                }
+                (sent, failed)
+            })
+        })
+        .collect();
+    let (mut sent, mut failed) = (Vec::new(), 0);
+    for t in tasks {
+        let (s, f) = t.await.expect("publisher");
+        sent.extend(s);
+        failed += f;
+    }
+    let published_in = started.elapsed().as_secs_f64();
+    // Drain (bounded).
+    let drain_until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < drain_until {
+        let done = {
+            let arrived = arrived.lock().expect("lock");
+            sent.iter().all(|(id, _)| arrived.contains_key(id))
+        };
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let arrived = arrived.lock().expect("lock").clone();
+    let mut latencies: Vec<Duration> = sent
+        .iter()
+        .filter_map(|(id, at)| arrived.get(id).map(|t| t.saturating_duration_since(*at)))
+        .collect();
+    let delivered = latencies.len();
+    let mut out = serde_json::json!({
+        "mode": "latency",
+        "events": a.events.as_deref().unwrap_or("embedded"),
+        "rate": a.rate, "size": a.size,
+        "published": sent.len(), "failed": failed,
+        "published_per_s": sent.len() as f64 / published_in,
+        "delivered": delivered,
+    });
+    out["latency"] = quantiles(&mut latencies);
+    println!("{out}");
+}
