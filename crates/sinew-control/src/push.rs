@@ -182,6 +182,7 @@ struct Peer {
     labels: std::collections::BTreeMap<String, String>,
     weight: u32,
     applied_version: u64,
+    api: String,
 }
 
 impl Peer {
@@ -213,6 +214,13 @@ impl Peer {
             labels: h.labels.into_iter().collect(),
             weight: h.weight.max(1),
             applied_version: h.applied_version,
+            // Shown to operators (`sinew explain` finds sidecars by it); an
+            // address or nothing.
+            api: h
+                .api
+                .parse::<std::net::SocketAddr>()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
         })
     }
 }
@@ -241,6 +249,7 @@ async fn session(
         last_nack: None,
         last_seen_ms: keys::now_ms(),
         authenticated: authenticated.to_owned(),
+        api: peer.api.clone(),
     };
     replica.status.write(status.clone());
 

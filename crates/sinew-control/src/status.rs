@@ -18,6 +18,10 @@ use crate::{
 pub struct ProxyStatus {
     /// Proxy name.
     pub name: String,
+    /// Its api listener (`host:port`, loopback by default): where
+    /// `sinew explain` asks it; empty when unknown.
+    #[serde(default)]
+    pub api: String,
     /// Proxy namespace.
     pub namespace: String,
     /// The service it fronts.

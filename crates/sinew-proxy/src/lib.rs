@@ -27,6 +27,7 @@ mod dispatch;
 pub mod endpoint;
 pub mod error;
 pub mod events;
+pub mod explain;
 mod fault;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]

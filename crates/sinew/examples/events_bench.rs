@@ -138,8 +138,8 @@ async fn sidecar(a: &Args, control: &Control, name: &str, app: Option<SocketAddr
     b.spawn().await
 }
 
-fn event(id: &str, key: usize, data: &Bytes) -> Request {
-    Request::new(Method::POST, "/v1/publish/bench")
+fn event(topic: &str, id: &str, key: usize, data: &Bytes) -> Request {
+    Request::new(Method::POST, &format!("/v1/publish/{topic}"))
         .host("api")
         .header("ce-id", id)
         .header("ce-source", "/bench")
@@ -165,7 +165,10 @@ async fn publish_loop(
     while Instant::now() < deadline {
         let id = format!("t{task}-{n}");
         let sent = Instant::now();
-        match client.send(event(&id, (task + n) % KEYS, &data)).await {
+        match client
+            .send(event("bench", &id, (task + n) % KEYS, &data))
+            .await
+        {
             Ok(r) if r.status == StatusCode::OK => {
                 ok += 1;
                 latencies.push(sent.elapsed());
@@ -374,7 +377,7 @@ async fn latency(a: &Args) {
             resource(
                 "Subscription",
                 "inventory-bench",
-                "topic: bench\nservice: inventory\ndeliver: {path: /events}\nstart: earliest\nordering: key\nmax_in_flight: 64\n",
+                "topic: latency\nservice: inventory\ndeliver: {path: /events}\nstart: earliest\nordering: key\nmax_in_flight: 64\n",
             ),
         ))
         .await;
@@ -390,7 +393,7 @@ async fn latency(a: &Args) {
     let mut w = 0;
     loop {
         let id = format!("warm-{w}");
-        let _ = client.send(event(&id, w % KEYS, &data)).await;
+        let _ = client.send(event("latency", &id, w % KEYS, &data)).await;
         w += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
         if arrived.lock().expect("lock").len() >= 20 {
@@ -417,7 +420,10 @@ async fn latency(a: &Args) {
                     tokio::time::sleep_until(next.into()).await;
                     let id = format!("t{task}-{n}");
                     let at = Instant::now();
-                    match client.send(event(&id, (task * 7 + n) % KEYS, &data)).await {
+                    match client
+                        .send(event("latency", &id, (task * 7 + n) % KEYS, &data))
+                        .await
+                    {
                         Ok(r) if r.status == StatusCode::OK => sent.push((id, at)),
                         _ => failed += 1,
                     }

@@ -35,6 +35,8 @@ enum Command {
     Status(cmd::status::Args),
     /// Inspect the event broker: topics, tail, a key's history, dead letters and replay.
     Events(cmd::events::Args),
+    /// Explain how a sidecar routes a request: rules, backends, authorization, endpoints.
+    Explain(cmd::explain::Args),
     /// A built-in demo application (used by `sinew up`).
     #[command(hide = true)]
     DemoApp(cmd::demo::Args),
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Delete(args) => cmd::delete::run(args),
         Command::Status(args) => cmd::status::run(args),
         Command::Events(args) => cmd::events::run(args),
+        Command::Explain(args) => cmd::explain::run(args),
         Command::DemoApp(args) => cmd::demo::run(args),
     };
     match result {

@@ -187,7 +187,8 @@ async fn read_json(body: Incoming) -> Result<Value, String> {
     }
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// `%XX` and `+` decoded; `None` on a bad escape or non-UTF-8.
+pub(super) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -11,7 +11,7 @@ use crate::control::Control;
 use crate::server::Shared;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::{convert::Infallible, sync::Arc, time::Duration};
@@ -139,15 +139,138 @@ async fn route(
             let body = serde_json::json!({"version": runtime.version, "clusters": clusters});
             respond(StatusCode::OK, JSON, body.to_string())
         }
+        (&Method::GET, "/explain") => explain(shared, req.uri().query().unwrap_or(""), None),
+        (&Method::POST, "/explain") => {
+            // The body: the callee's AuthorizationPolicies (YAML or JSON,
+            // multi-document), which a sidecar in control mode does not hold
+            // (each proxy gets only the policies of its own service).
+            let query = req.uri().query().unwrap_or("").to_owned();
+            let body = match http_body_util::Limited::new(req.into_body(), 1 << 20)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return respond(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        TEXT,
+                        "the body is over 1 MiB\n",
+                    )
+                }
+            };
+            let text = String::from_utf8_lossy(&body);
+            match sinew_model::parse_str("request", &text) {
+                Ok(resources) => {
+                    let policies = resources
+                        .into_iter()
+                        .filter_map(|r| match r {
+                            sinew_model::Resource::AuthorizationPolicy(p) => Some(p),
+                            _ => None,
+                        })
+                        .collect();
+                    explain(shared, &query, Some(policies))
+                }
+                Err(errors) => respond(
+                    StatusCode::BAD_REQUEST,
+                    JSON,
+                    serde_json::json!({"error": errors.to_string()}).to_string(),
+                ),
+            }
+        }
         (&Method::POST, "/shutdown") => {
             shared.start_drain();
             respond(StatusCode::ACCEPTED, TEXT, "draining\n")
         }
-        (_, "/live" | "/ready" | "/metrics" | "/config" | "/endpoints" | "/shutdown") => {
-            respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n")
-        }
+        (
+            _,
+            "/live" | "/ready" | "/metrics" | "/config" | "/endpoints" | "/explain" | "/shutdown",
+        ) => respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n"),
         _ => respond(StatusCode::NOT_FOUND, TEXT, "not found\n"),
     }
+}
+
+/// `GET /explain?url=URL[&method=M][&header=Name:%20value…]`: how this
+/// sidecar would route the request (see [`crate::explain`]).
+fn explain(
+    shared: &Shared,
+    query: &str,
+    policies: Option<Vec<sinew_model::AuthorizationPolicy>>,
+) -> Response<Full<Bytes>> {
+    const JSON: &str = "application/json";
+    let bad = |message: String| {
+        respond(
+            StatusCode::BAD_REQUEST,
+            JSON,
+            serde_json::json!({ "error": message }).to_string(),
+        )
+    };
+    let (mut url, mut method, mut headers) = (None, "GET".to_owned(), http::HeaderMap::new());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(v) = locks::percent_decode(v) else {
+            return bad(format!("query `{k}`: bad % escape"));
+        };
+        match k {
+            "url" => url = Some(v),
+            "method" => method = v.to_ascii_uppercase(),
+            "header" => {
+                let Some((name, value)) = v.split_once(':') else {
+                    return bad(format!("header `{v}`: expected `Name: value`"));
+                };
+                let name = match http::HeaderName::from_bytes(name.trim().as_bytes()) {
+                    Ok(name) => name,
+                    Err(_) => return bad(format!("header name `{}` is not valid", name.trim())),
+                };
+                let Ok(value) = http::HeaderValue::from_str(value.trim()) else {
+                    return bad(format!("the value of header `{name}` is not valid"));
+                };
+                headers.append(name, value);
+            }
+            other => {
+                return bad(format!(
+                    "unknown parameter `{other}`: use url, method, header"
+                ))
+            }
+        }
+    }
+    let Some(url) = url else {
+        return bad("give the request as url=http://HOST/PATH".to_owned());
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(&url);
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(split);
+    if authority.is_empty() {
+        return bad(format!("`{url}` has no host"));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    if !headers.contains_key(http::header::HOST) {
+        if let Ok(host) = http::HeaderValue::from_str(authority) {
+            headers.insert(http::header::HOST, host);
+        }
+    }
+    let runtime = shared.runtime();
+    let identity = shared.tls().current().map(|m| m.identity().to_string());
+    let question = crate::explain::Question {
+        method: &method,
+        authority,
+        path,
+        query,
+        headers: &headers,
+    };
+    let answer = crate::explain::explain(
+        &runtime,
+        &question,
+        identity.as_deref(),
+        policies.as_deref(),
+    );
+    respond(StatusCode::OK, JSON, answer.to_string())
 }
 
 /// Ready means the config is loaded (it always is once serving) and the

@@ -336,6 +336,7 @@ impl Session {
                 .collect(),
             weight: 1,
             applied_version: self.shared.runtime().config.snapshot.version(),
+            api: self.proxy.spec.listen.api.to_string(),
         }
     }
 

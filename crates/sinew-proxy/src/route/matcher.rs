@@ -45,6 +45,19 @@ impl StringMatcher {
     }
 }
 
+impl std::fmt::Display for StringMatcher {
+    /// The condition as a user wrote it: `"v1"`, `prefix "v1"`, `regex "…"`, `present`, `absent`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exact(v) => write!(f, "{:?}", String::from_utf8_lossy(v)),
+            Self::Prefix(v) => write!(f, "prefix {:?}", String::from_utf8_lossy(v)),
+            Self::Regex(r) => write!(f, "regex {:?}", r.as_str()),
+            Self::Present(true) => f.write_str("present"),
+            Self::Present(false) => f.write_str("absent"),
+        }
+    }
+}
+
 impl From<&ValueMatch> for StringMatcher {
     fn from(m: &ValueMatch) -> Self {
         match m {
@@ -88,6 +101,16 @@ impl PathMatcher {
         match self {
             Self::Exact(p) | Self::Prefix(p) => p,
             Self::Regex(_) => "/",
+        }
+    }
+}
+
+impl std::fmt::Display for PathMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exact(p) => write!(f, "exact {p:?}"),
+            Self::Prefix(p) => write!(f, "prefix {p:?}"),
+            Self::Regex(r) => write!(f, "regex {:?}", r.as_str()),
         }
     }
 }
@@ -165,6 +188,51 @@ impl MatchEntry {
             let decoded: Option<Cow<'_, [u8]>> = raw.map(|v| percent_decode(v.as_bytes()));
             q.value.matches(decoded.as_deref())
         })
+    }
+
+    /// The first condition `req` fails, said for a person (`sinew explain`);
+    /// `None` when the entry matches.
+    pub fn mismatch(&self, req: &RequestView<'_>) -> Option<String> {
+        let shown = |v: Option<&[u8]>| {
+            v.map_or_else(
+                || "absent".to_owned(),
+                |v| format!("{:?}", String::from_utf8_lossy(v)),
+            )
+        };
+        if let Some(path) = &self.path {
+            if !path.matches(req.path) {
+                return Some(format!("path {:?} is not {path}", req.path));
+            }
+        }
+        if let Some(method) = self.method.as_deref() {
+            if method != req.method {
+                return Some(format!("method {} is not {method}", req.method));
+            }
+        }
+        for h in self.headers.iter() {
+            let value = req.headers.header(&h.name);
+            if !h.value.matches(value) {
+                return Some(format!(
+                    "header {} is {}, wants {}",
+                    h.name,
+                    shown(value),
+                    h.value
+                ));
+            }
+        }
+        for q in self.query.iter() {
+            let raw = req.query.and_then(|query| query_param(query, &q.name));
+            let decoded: Option<Cow<'_, [u8]>> = raw.map(|v| percent_decode(v.as_bytes()));
+            if !q.value.matches(decoded.as_deref()) {
+                return Some(format!(
+                    "query parameter {} is {}, wants {}",
+                    q.name,
+                    shown(decoded.as_deref()),
+                    q.value
+                ));
+            }
+        }
+        None
     }
 
     /// The prefix this entry contributes to a rewrite (`/` without a path condition).

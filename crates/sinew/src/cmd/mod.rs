@@ -6,6 +6,7 @@ pub(crate) mod control;
 pub(crate) mod delete;
 pub(crate) mod demo;
 pub(crate) mod events;
+pub(crate) mod explain;
 pub(crate) mod get;
 pub(crate) mod proxy;
 pub(crate) mod status;
