@@ -245,6 +245,12 @@ Ratios (events/s), against JetStream with default settings (the bar: ≥ 1):
   [[ -s $RUN/js-pypi-always.json ]] && printf '\n- Against JetStream %s with `sync_interval: always` (fsync before ack, like Sinew): Sinew end to end **%s**, the broker alone **%s**.' "$PYPI_VERSION" "$(ratio sinew-embedded js-pypi-always)" "$(ratio broker js-pypi-always)"
 )
 
+Reading: a closed-loop publisher's rate is publishers ÷ round trip. JetStream's defaults
+answer from memory (fsync every 2 minutes); every Sinew answer waits for \`fdatasync\`. The
+broker alone, with enough publishers outstanding for group commit to fill its syncs, passes
+JetStream's defaults; the whole Sinew path adds the app → sidecar HTTP hop and the sidecar →
+control plane mTLS gRPC hop to each round trip, on the same 2 CPUs, and stays below.
+
 ### Publish → delivery at $RATE events/s
 
 Paced over 16 connections to the publisher's sidecar; through the control plane and the

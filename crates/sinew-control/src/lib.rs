@@ -22,6 +22,7 @@ pub mod registry;
 mod replica;
 mod rest;
 mod server;
+mod stats;
 pub mod status;
 pub mod store;
 mod view;

@@ -324,6 +324,11 @@ async fn session(
                         break;
                     }
                 };
+                if let Some(proxy_message::Message::Stats(report)) = message.message {
+                    // Every 2 s: kept in memory, no status write.
+                    replica.stats.record(&proxy_id, &peer.namespace, &peer.service, report);
+                    continue;
+                }
                 status.last_seen_ms = keys::now_ms();
                 match message.message {
                     Some(proxy_message::Message::Ack(a)) => {
@@ -337,7 +342,7 @@ async fn session(
                         status.last_nack = Some(Nack { version: n.version, error: n.error });
                     }
                     Some(proxy_message::Message::Health(h)) => health(&replica, &proxy_id, h).await,
-                    Some(proxy_message::Message::Hello(_)) | None => {}
+                    Some(proxy_message::Message::Hello(_) | proxy_message::Message::Stats(_)) | None => {}
                 }
                 replica.status.write(status.clone());
             }

@@ -76,6 +76,8 @@ pub(crate) struct Replica {
     sessions: AtomicU64,
     /// The event store, once open (`--events`).
     pub(crate) broker: std::sync::OnceLock<sinew_events::EventStore>,
+    /// The golden-metric reports of the proxies connected here.
+    pub(crate) stats: crate::stats::Stats,
 }
 
 impl Replica {
@@ -100,6 +102,7 @@ impl Replica {
             leader: AtomicBool::new(false),
             sessions: AtomicU64::new(0),
             broker: std::sync::OnceLock::new(),
+            stats: crate::stats::Stats::default(),
         }
     }
 

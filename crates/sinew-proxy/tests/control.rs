@@ -76,6 +76,8 @@ impl Conn {
                 proxy_message::Message::Ack(a) => return Verdict::Ack(a.version),
                 proxy_message::Message::Nack(n) => return Verdict::Nack(n.version, n.error),
                 proxy_message::Message::Health(h) => self.health.extend(h.endpoints),
+                // Golden-metric reports come every 2 s.
+                proxy_message::Message::Stats(_) => {}
                 proxy_message::Message::Hello(_) => panic!("a second Hello"),
             }
         }
@@ -90,6 +92,7 @@ impl Conn {
             }
             match self.next().await {
                 proxy_message::Message::Health(h) => self.health.extend(h.endpoints),
+                proxy_message::Message::Stats(_) => {}
                 other => panic!("unexpected {other:?}"),
             }
         }

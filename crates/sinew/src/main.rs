@@ -37,6 +37,8 @@ enum Command {
     Events(cmd::events::Args),
     /// Explain how a sidecar routes a request: rules, backends, authorization, endpoints.
     Explain(cmd::explain::Args),
+    /// Live golden metrics per service and edge (requests/s, success, latency).
+    Top(cmd::top::Args),
     /// A built-in demo application (used by `sinew up`).
     #[command(hide = true)]
     DemoApp(cmd::demo::Args),
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cmd::status::run(args),
         Command::Events(args) => cmd::events::run(args),
         Command::Explain(args) => cmd::explain::run(args),
+        Command::Top(args) => cmd::top::run(args),
         Command::DemoApp(args) => cmd::demo::run(args),
     };
     match result {

@@ -84,3 +84,20 @@ async fn two_routes_claiming_one_host_are_rejected() {
     );
     assert_rejected(&rest, "hosts: [shop, second-only]", "hosts").await;
 }
+
+/// The example files shipped for VMs (`deploy/`, docs/guides/vms.md) stay
+/// valid as the model changes.
+#[test]
+fn the_shipped_deploy_examples_validate() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
+        .args(["validate", "-f", &format!("{root}/orders.yaml")])
+        .output()
+        .expect("run sinew validate");
+    assert!(
+        output.status.success(),
+        "deploy/orders.yaml: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -164,6 +164,19 @@ async fn handle(
         (&Method::DELETE, ["v1", "locks", name]) => lock_release(r, name, &query).await,
         (&Method::GET, ["v1", "topics"]) => events::topics(r).await,
         (&Method::GET, ["metrics"]) => events::metrics(r).await,
+        (&Method::GET, ["v1", "stats"]) => {
+            match duration_ms("window", query.get("window"), 30_000) {
+                Ok(ms) if (1..=crate::stats::KEEP.as_millis() as u64).contains(&ms) => json(
+                    StatusCode::OK,
+                    &r.stats.summary(std::time::Duration::from_millis(ms)),
+                ),
+                Ok(_) => error(
+                    StatusCode::BAD_REQUEST,
+                    "window: between 1ms and 10m (the reports kept)",
+                ),
+                Err(message) => error(StatusCode::BAD_REQUEST, message),
+            }
+        }
         (&Method::GET, ["v1", "topics", ns, topic, "events"]) => {
             events::events(r, ns, topic, &query).await
         }
@@ -395,6 +408,7 @@ mod tests {
             ("/v1/locks/{name}", &["post", "put", "delete"]),
             ("/v1/topics", &["get"]),
             ("/metrics", &["get"]),
+            ("/v1/stats", &["get"]),
             ("/v1/topics/{namespace}/{topic}/events", &["get"]),
             ("/v1/topics/{namespace}/{topic}/dlq/replay", &["post"]),
         ] {

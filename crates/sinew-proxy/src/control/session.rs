@@ -11,7 +11,7 @@ use crate::tls::Material;
 use sinew_model::Proxy;
 use sinew_proto::{
     control_client::ControlClient, control_message, proxy_message, Ack, EndpointHealth, Hello,
-    Nack, ProxyMessage, Update,
+    Nack, ProxyMessage, Stats, StatsSeries, Update,
 };
 use std::{sync::Arc, time::Duration};
 use tokio::sync::mpsc;
@@ -19,6 +19,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{info, warn};
 
+/// How often the request counters go to the control plane (`sinew top`).
+const STATS_EVERY: Duration = Duration::from_secs(2);
 /// First reconnect delay ceiling; doubles per failed attempt.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Largest reconnect delay ceiling.
@@ -192,6 +194,8 @@ impl Session {
         tokio::pin!(renew);
         let mut sample = tokio::time::interval(health::SAMPLE);
         sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stats = tokio::time::interval(STATS_EVERY);
+        stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 received = inbound.message() => match received {
@@ -228,6 +232,12 @@ impl Session {
                         }
                     };
                     renew.as_mut().reset(tokio::time::Instant::now() + next);
+                }
+                _ = stats.tick() => {
+                    let msg = message(proxy_message::Message::Stats(self.stats()));
+                    if tx.send(msg).await.is_err() {
+                        return End::Failed("the stream closed while reporting stats".into());
+                    }
                 }
                 _ = sample.tick() => {
                     let changes = reported.changes(health::sample(&self.shared.runtime()));
@@ -320,6 +330,26 @@ impl Session {
             .cert_auth
             .store(identity.is_some(), std::sync::atomic::Ordering::Release);
         Ok(config)
+    }
+
+    /// The request counters for the control plane's golden metrics.
+    fn stats(&self) -> Stats {
+        let totals = self.shared.metrics().request_totals();
+        Stats {
+            bounds_ms: crate::telemetry::names::LATENCY_BUCKETS
+                .iter()
+                .map(|b| b.as_secs_f64() * 1000.0)
+                .collect(),
+            series: totals
+                .into_iter()
+                .map(|(direction, service, by_class, buckets)| StatsSeries {
+                    direction: direction.to_owned(),
+                    service,
+                    by_class: by_class.to_vec(),
+                    buckets,
+                })
+                .collect(),
+        }
     }
 
     fn hello(&self) -> Hello {

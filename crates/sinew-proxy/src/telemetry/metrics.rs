@@ -231,6 +231,49 @@ impl Metrics {
         ])
     }
 
+    /// Requests so far summed per (direction, service) over routes and
+    /// backends, HTTP directions only: `(direction, service, by status
+    /// class, latency per bucket)`, in label order. What a proxy reports to
+    /// the control plane for golden metrics.
+    pub fn request_totals(&self) -> Vec<(&'static str, String, [u64; 5], Vec<u64>)> {
+        let mut out: Vec<(&'static str, String, [u64; 5], Vec<u64>)> = Vec::new();
+        for (labels, series) in self.requests.lock().iter() {
+            let direction = match labels.first().map(|d| &**d) {
+                Some("inbound") => "inbound",
+                Some("outbound") => "outbound",
+                Some("ingress") => "ingress",
+                _ => continue,
+            };
+            let service = labels.get(1).map_or("", |s| &**s);
+            let mut by_class = [0u64; 5];
+            for (slot, counter) in by_class.iter_mut().zip(&series.status) {
+                *slot = counter.get();
+            }
+            let cumulative = series.latency.cumulative();
+            let mut buckets: Vec<u64> = Vec::with_capacity(cumulative.len());
+            let mut before = 0;
+            for c in cumulative {
+                buckets.push(c.wrapping_sub(before));
+                before = c;
+            }
+            match out
+                .iter_mut()
+                .find(|(d, s, _, _)| *d == direction && s == service)
+            {
+                Some((_, _, classes, latency)) => {
+                    for (a, b) in classes.iter_mut().zip(by_class) {
+                        *a += b;
+                    }
+                    for (a, b) in latency.iter_mut().zip(buckets) {
+                        *a += b;
+                    }
+                }
+                None => out.push((direction, service.to_owned(), by_class, buckets)),
+            }
+        }
+        out
+    }
+
     /// The downstream connection metrics of `direction`.
     pub fn connections(&self, direction: Direction) -> &Arc<ConnectionMetrics> {
         &self.connections[direction.index()]

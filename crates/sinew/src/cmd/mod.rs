@@ -10,5 +10,6 @@ pub(crate) mod explain;
 pub(crate) mod get;
 pub(crate) mod proxy;
 pub(crate) mod status;
+pub(crate) mod top;
 pub(crate) mod up;
 pub(crate) mod validate;
