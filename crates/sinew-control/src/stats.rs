@@ -50,10 +50,16 @@ struct Sum {
     buckets: Vec<u64>,
     bounds_ms: Vec<f64>,
     instances: usize,
+    /// Requests per second, summed over proxies (each over its own span:
+    /// a proxy that started inside the window counts from its start).
+    rps: f64,
 }
 
 impl Sum {
-    fn add(&mut self, by_class: &[u64], buckets: &[u64], bounds_ms: &[f64]) {
+    fn add(&mut self, by_class: &[u64], buckets: &[u64], bounds_ms: &[f64], seconds: f64) {
+        if seconds > 0.0 {
+            self.rps += by_class.iter().sum::<u64>() as f64 / seconds;
+        }
         for (a, b) in self.by_class.iter_mut().zip(by_class) {
             *a += b;
         }
@@ -88,12 +94,12 @@ impl Sum {
         self.bounds_ms.last().copied()
     }
 
-    fn json(&self, seconds: f64) -> Value {
+    fn json(&self) -> Value {
         let total = self.total();
         let failed = self.by_class[4];
         json!({
             "requests": total,
-            "rps": round(total as f64 / seconds, 2),
+            "rps": round(self.rps, 2),
             "success_rate": (total > 0).then(|| round(1.0 - failed as f64 / total as f64, 4)),
             "p50_ms": self.quantile_ms(0.5),
             "p99_ms": self.quantile_ms(0.99),
@@ -160,7 +166,8 @@ impl Stats {
                 Some((t, series)) if t < latest_at => (*t, Some(series)),
                 _ => (*latest_at, None),
             };
-            seconds = seconds.max(latest_at.duration_since(base_at).as_secs_f64());
+            let span = latest_at.duration_since(base_at).as_secs_f64();
+            seconds = seconds.max(span);
             let mut counted_inbound = false;
             for series in latest {
                 let before = base.and_then(|b| {
@@ -176,7 +183,7 @@ impl Stats {
                         let sum = services
                             .entry((proxy.namespace.clone(), proxy.service.clone()))
                             .or_default();
-                        sum.add(&by_class, &buckets, &proxy.bounds_ms);
+                        sum.add(&by_class, &buckets, &proxy.bounds_ms, span);
                         if !counted_inbound {
                             sum.instances += 1;
                             counted_inbound = true;
@@ -190,7 +197,7 @@ impl Stats {
                                 series.service.clone(),
                             ))
                             .or_default()
-                            .add(&by_class, &buckets, &proxy.bounds_ms);
+                            .add(&by_class, &buckets, &proxy.bounds_ms, span);
                     }
                     _ => {}
                 }
@@ -204,7 +211,7 @@ impl Stats {
         let services: Vec<Value> = services
             .iter()
             .map(|((namespace, service), sum)| {
-                let mut v = sum.json(seconds);
+                let mut v = sum.json();
                 v["namespace"] = json!(namespace);
                 v["service"] = json!(service);
                 v["instances"] = json!(sum.instances);
@@ -214,7 +221,7 @@ impl Stats {
         let edges: Vec<Value> = edges
             .iter()
             .map(|((namespace, from, to), sum)| {
-                let mut v = sum.json(seconds);
+                let mut v = sum.json();
                 v["namespace"] = json!(namespace);
                 v["from"] = json!(from);
                 v["to"] = json!(to);
@@ -337,7 +344,8 @@ mod tests {
     #[test]
     fn quantiles_come_from_bucket_bounds() {
         let mut sum = Sum::default();
-        sum.add(&[0, 100, 0, 0, 0], &[0, 99, 1, 0], &[0.5, 1.0, 100.0]);
+        sum.add(&[0, 100, 0, 0, 0], &[0, 99, 1, 0], &[0.5, 1.0, 100.0], 10.0);
+        assert_eq!(sum.rps, 10.0);
         assert_eq!(sum.quantile_ms(0.5), Some(1.0));
         assert_eq!(sum.quantile_ms(0.999), Some(100.0));
         assert_eq!(Sum::default().quantile_ms(0.5), None);

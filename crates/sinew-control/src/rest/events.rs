@@ -162,6 +162,66 @@ fn prometheus(text: String) -> http::Response<Body> {
     r
 }
 
+/// `GET /v1/subscriptions`: each Subscription with its consumer group's
+/// lag (events stored after its cursors, over partitions with a cursor)
+/// and the events in its dead-letter topic.
+pub(super) async fn subscriptions(r: &Replica) -> http::Response<Body> {
+    let kvs = match r
+        .store
+        .range(&crate::keys::resource_kind(sinew_model::Kind::Subscription))
+        .await
+    {
+        Ok((_, kvs)) => kvs,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let store = r.broker.get();
+    let mut items = Vec::new();
+    for kv in kvs {
+        let Ok(doc) = serde_json::from_slice::<Value>(&kv.value) else {
+            continue;
+        };
+        let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let topic = doc["spec"]["topic"].as_str().unwrap_or_default();
+        let dead_letter = doc["spec"]["dead_letter"]
+            .as_str()
+            .map_or_else(|| format!("{topic}.dlq"), str::to_owned);
+        let (mut lag, mut dead) = (Value::Null, Value::Null);
+        if let Some(store) = store {
+            let key = format!("{namespace}.{topic}");
+            if let Ok(partitions) = store.partitions(&key).await {
+                let mut total = 0u64;
+                for p in 0..partitions {
+                    let (Ok(range), Ok(Some(at))) = (
+                        store.offsets(&key, p).await,
+                        store.committed(name, &key, p).await,
+                    ) else {
+                        continue;
+                    };
+                    total += range.end.saturating_sub(at.max(range.start));
+                }
+                lag = json!(total);
+            }
+            let dlq = format!("{namespace}.{dead_letter}");
+            if let Ok(partitions) = store.partitions(&dlq).await {
+                let mut total = 0u64;
+                for p in 0..partitions {
+                    if let Ok(range) = store.offsets(&dlq, p).await {
+                        total += range.end - range.start;
+                    }
+                }
+                dead = json!(total);
+            }
+        }
+        items.push(json!({
+            "namespace": namespace, "name": name, "topic": topic,
+            "service": doc["spec"]["service"], "dead_letter": dead_letter,
+            "lag": lag, "dead_letters": dead,
+        }));
+    }
+    json(StatusCode::OK, &json!({ "items": items }))
+}
+
 /// `GET /v1/topics`.
 pub(super) async fn topics(r: &Replica) -> http::Response<Body> {
     let broker = match broker(r) {

@@ -31,6 +31,8 @@ use locks::{lock_acquire, lock_release, lock_renew};
 
 /// The OpenAPI document.
 const OPENAPI: &str = include_str!("../openapi.json");
+/// The dashboard: one page, its styles and script inline (no assets to serve).
+const DASHBOARD: &str = include_str!("../dashboard.html");
 /// Largest request body (an apply of a big file).
 const MAX_BODY: usize = 16 << 20;
 
@@ -74,6 +76,39 @@ async fn handle(
                 StatusCode::OK,
                 &json!({"status": "ok", "replica": replica.id, "leader": replica.is_leader(), "store": replica.store.describe()}),
             ))
+        }
+        // The dashboard page: no data in it; its calls carry the admin token.
+        (&Method::GET, [] | ["dashboard"]) => {
+            if seg.is_empty() {
+                let mut r = Response::new(Body::new(Bytes::new()));
+                *r.status_mut() = StatusCode::FOUND;
+                r.headers_mut().insert(
+                    http::header::LOCATION,
+                    http::HeaderValue::from_static("/dashboard"),
+                );
+                return Ok(r);
+            }
+            let mut r = Response::new(Body::new(Bytes::from_static(DASHBOARD.as_bytes())));
+            let headers = r.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            headers.insert(
+                http::header::CONTENT_SECURITY_POLICY,
+                http::HeaderValue::from_static(
+                    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+                ),
+            );
+            headers.insert(
+                http::header::REFERRER_POLICY,
+                http::HeaderValue::from_static("no-referrer"),
+            );
+            headers.insert(
+                http::header::X_FRAME_OPTIONS,
+                http::HeaderValue::from_static("DENY"),
+            );
+            return Ok(r);
         }
         (&Method::GET, ["openapi.json"]) => {
             let mut r = Response::new(Body::new(Bytes::from_static(OPENAPI.as_bytes())));
@@ -163,6 +198,7 @@ async fn handle(
         (&Method::PUT, ["v1", "locks", name]) => lock_renew(r, name, &body).await,
         (&Method::DELETE, ["v1", "locks", name]) => lock_release(r, name, &query).await,
         (&Method::GET, ["v1", "topics"]) => events::topics(r).await,
+        (&Method::GET, ["v1", "subscriptions"]) => events::subscriptions(r).await,
         (&Method::GET, ["metrics"]) => events::metrics(r).await,
         (&Method::GET, ["v1", "stats"]) => {
             match duration_ms("window", query.get("window"), 30_000) {
@@ -407,6 +443,8 @@ mod tests {
             ),
             ("/v1/locks/{name}", &["post", "put", "delete"]),
             ("/v1/topics", &["get"]),
+            ("/v1/subscriptions", &["get"]),
+            ("/dashboard", &["get"]),
             ("/metrics", &["get"]),
             ("/v1/stats", &["get"]),
             ("/v1/topics/{namespace}/{topic}/events", &["get"]),

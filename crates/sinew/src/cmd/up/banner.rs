@@ -13,11 +13,18 @@ use super::traffic::Totals;
 /// The first line of the ready banner.
 pub(crate) const READY: &str = "sinew up: the demo mesh is ready";
 
-/// The control plane: where its API is and how to point the CLI at it.
+/// The control plane: the dashboard, where its API is and how to point the
+/// CLI at it. The dashboard URL carries the admin token in its fragment
+/// (a browser never sends a fragment to the server).
 pub(crate) fn control(http: std::net::SocketAddr, token: &Path) -> String {
+    let secret = std::fs::read_to_string(token).unwrap_or_default();
     format!(
-        "\n  control plane: http://{http}/openapi.json\n  \
-         try:   SINEW_SERVER=http://{http} SINEW_TOKEN_FILE={} sinew status\n",
+        "\n  dashboard:     http://{http}/dashboard#token={}\n  \
+         control plane: http://{http}/openapi.json\n  \
+         try:   SINEW_SERVER=http://{http} SINEW_TOKEN_FILE={} sinew top\n  \
+         try:   SINEW_SERVER=http://{http} SINEW_TOKEN_FILE={} sinew explain --from web http://catalog/\n",
+        secret.trim(),
+        token.display(),
         token.display()
     )
 }
