@@ -138,23 +138,40 @@ async fn up_serves_the_demo_shop_and_stops_cleanly_on_ctrl_c() {
         "{body}"
     );
 
-    // Events: each visit publishes an order (stored by the broker), and
-    // inventory's sidecars deliver them to their app.
-    assert_eq!(json["published"], true, "{body}");
+    // Events: on each visit web calls orders, which publishes an
+    // order.created event (stored by the broker), and shipping's sidecar
+    // delivers them to its app.
+    let orders = json["calls"]
+        .as_array()
+        .and_then(|calls| calls.iter().find(|c| c["service"] == "orders"))
+        .unwrap_or_else(|| panic!("web calls orders: {body}"));
+    assert_eq!(orders["answer"]["published"], true, "{body}");
+    let shipping_metrics = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("shipping-1"))
+        .and_then(|l| l.split_whitespace().find(|w| w.ends_with("/metrics")))
+        .unwrap_or_else(|| panic!("no shipping-1 metrics URL in:\n{banner}"))
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .parse::<SocketAddr>()
+        .expect("shipping-1's api address");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let mut client = HttpClient::http1(web).await.expect("connect");
-        let reply = client.get("web", "/").await.expect("web answers");
-        let received = reply.json()["calls"][0]["answer"]["calls"][0]["answer"]["events_received"]
-            .as_u64()
-            .unwrap_or(0);
-        if received > 0 {
+        let mut client = HttpClient::http1(shipping_metrics)
+            .await
+            .expect("connect to shipping-1's api");
+        let metrics = client.get("api", "/metrics").await.expect("metrics").text();
+        let delivered = metrics.lines().any(|l| {
+            l.starts_with(
+                "sinew_events_total{subscription=\"shipping-orders\",outcome=\"delivered\"}",
+            ) && !l.ends_with(" 0")
+        });
+        if delivered {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "no order event reached inventory: {}",
-            reply.text()
+            "no order event delivered by shipping's sidecar:\n{metrics}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -173,7 +190,7 @@ async fn up_serves_the_demo_shop_and_stops_cleanly_on_ctrl_c() {
     );
     assert_ne!(response.header("x-sinew-error"), Some("no-route"));
 
-    // The sidecars and the gateway run on the control plane: all six connected, each having
+    // The sidecars and the gateway run on the control plane: all eight connected, each having
     // applied the version it was sent, and registered in the catalog.
     let api = control_addr(&banner);
     let token = std::fs::read_to_string(work.join("control/admin.token")).expect("admin token");
@@ -189,7 +206,7 @@ async fn up_serves_the_demo_shop_and_stops_cleanly_on_ctrl_c() {
     };
     let proxies = get("/v1/proxies").await;
     let items = proxies["items"].as_array().cloned().unwrap_or_default();
-    assert_eq!(items.len(), 6, "{proxies}");
+    assert_eq!(items.len(), 8, "{proxies}");
     for p in &items {
         assert_eq!(p["connected"], true, "{p}");
         assert!(p["applied_version"].as_u64() > Some(0), "{p}");
@@ -208,8 +225,8 @@ async fn up_serves_the_demo_shop_and_stops_cleanly_on_ctrl_c() {
     let children = children_of(up.pid());
     assert_eq!(
         children.len(),
-        11,
-        "5 demo apps, 5 sidecars and the gateway: {children:?}"
+        15,
+        "7 demo apps, 7 sidecars and the gateway: {children:?}"
     );
 
     up.signal("INT").expect("send SIGINT");

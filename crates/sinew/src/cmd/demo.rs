@@ -45,7 +45,7 @@ pub(crate) struct Args {
     #[arg(long = "call", value_name = "SERVICE=ADDR")]
     calls: Vec<Call>,
     /// Publish an event to TOPIC through the sidecar API at ADDR on each
-    /// `GET /` (`TOPIC=ADDR`): an `order.placed` CloudEvent keyed by one of
+    /// `GET /` (`TOPIC=ADDR`): an `order.created` CloudEvent keyed by one of
     /// 50 customers.
     #[arg(long = "publish", value_name = "TOPIC=ADDR")]
     publish: Option<Publish>,
@@ -291,14 +291,14 @@ async fn call_downstream(call: &Call) -> (Value, bool) {
     }
 }
 
-/// Publishes one `order.placed` event; whether the broker stored it.
+/// Publishes one `order.created` event; whether the broker stored it.
 async fn publish_order(app: &Args, publish: &Publish) -> bool {
     let customer = fastrand::u32(0..50);
     let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let headers = [
         ("ce-id", id),
         ("ce-specversion", "1.0".to_owned()),
-        ("ce-type", "order.placed".to_owned()),
+        ("ce-type", "order.created".to_owned()),
         ("ce-source", format!("/{}", instance(app))),
         ("ce-partitionkey", format!("customer-{customer}")),
         ("content-type", "application/json".to_owned()),

@@ -153,7 +153,7 @@ async fn start_control(
     shop: &Shop,
 ) -> Result<sinew_control::ControlPlane, String> {
     let source = match source {
-        PortSource::Base(base) => PortSource::Base(base.saturating_add(20)),
+        PortSource::Base(base) => PortSource::Base(base.saturating_add(shop::INSTANCE_PORTS)),
         PortSource::Free => PortSource::Free,
     };
     let ports = ports::allocate(source, 2).map_err(|e| format!("cannot pick ports: {e}"))?;
@@ -199,8 +199,8 @@ fn child_specs(exe: &Path, work: &WorkDir, instance: &Instance, token: &Path) ->
         app_args.push("--call".to_owned());
         app_args.push(format!("{service}={}", p.outbound));
     }
-    if instance.service == shop::ENTRY {
-        // Every visit places an order: an event through web's sidecar.
+    if instance.service == shop::PUBLISHER {
+        // Every call places an order: an event through orders' sidecar.
         app_args.push("--publish".to_owned());
         app_args.push(format!("{}={}", config::ORDERS_TOPIC, p.api));
     }

@@ -21,11 +21,10 @@ pub(crate) fn control(http: std::net::SocketAddr, token: &Path) -> String {
     format!(
         "\n  dashboard:     http://{http}/dashboard#token={}\n  \
          control plane: http://{http}/openapi.json\n  \
-         try:   SINEW_SERVER=http://{http} SINEW_TOKEN_FILE={} sinew top\n  \
-         try:   SINEW_SERVER=http://{http} SINEW_TOKEN_FILE={} sinew explain --from web http://catalog/\n",
+         cli:   export SINEW_SERVER=http://{http} SINEW_TOKEN_FILE={}\n  \
+         try:   sinew status;  sinew top;  sinew explain --from web http://catalog/\n",
         secret.trim(),
         token.display(),
-        token.display()
     )
 }
 
@@ -88,7 +87,7 @@ pub(crate) fn ready(shop: &Shop, logs: &Path, control: &str) -> String {
     let _ = writeln!(out, "\n  logs:  {}", logs.display());
     let _ = writeln!(
         out,
-        "\n  events: each visit to web publishes an order event (topic `orders`); inventory's\n         sidecars deliver them to their app. Watch them with `sinew events tail orders`\n         (same SINEW_SERVER and SINEW_TOKEN_FILE as `sinew status` above)."
+        "\n  events: on each visit web calls orders, which publishes an order.created event (topic\n         `orders`); shipping's sidecar delivers them to its app. Watch them with\n         `sinew events tail orders` (same SINEW_SERVER and SINEW_TOKEN_FILE as above)."
     );
     out.push_str("\nDemo traffic: 4 requests/s to web. A status line follows every few seconds; Ctrl-C stops everything.\n");
     out
@@ -151,7 +150,11 @@ mod tests {
         let text = ready(&shop, Path::new("logs-dir"), &control);
         assert!(text.starts_with(READY));
         assert!(text.contains("control plane: http://127.0.0.1:32100/openapi.json"));
-        assert!(text.contains("SINEW_TOKEN_FILE=dir/admin.token sinew status"));
+        assert!(text.contains(
+            "export SINEW_SERVER=http://127.0.0.1:32100 SINEW_TOKEN_FILE=dir/admin.token"
+        ));
+        assert!(text.contains("sinew status;  sinew top;  sinew explain --from web"));
+        assert!(text.contains("dashboard:     http://127.0.0.1:32100/dashboard#token="));
         let web = shop.entry().expect("web");
         assert!(text.contains(&format!("  web:   http://{}/", shop.gateway.ingress)));
         assert!(text.contains(&format!(

@@ -9,11 +9,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::shop::{GatewayPorts, Instance, Shop, ENTRY, GATEWAY};
+use super::shop::{GatewayPorts, Instance, Shop, ENTRY, GATEWAY, SUBSCRIBER};
 
 const API_VERSION: &str = "sinew.dev/v1alpha1";
 
-/// The topic web publishes an event to on each visit; inventory subscribes.
+/// The topic orders publishes an `order.created` event to on each call
+/// (web calls it on every visit); shipping subscribes.
 pub(crate) const ORDERS_TOPIC: &str = "orders";
 
 /// The weighted split of `catalog` traffic: (subset, weight).
@@ -134,12 +135,12 @@ pub(crate) fn mesh_resources(shop: &Shop) -> String {
          ---\napiVersion: {API_VERSION}\nkind: Service\nmetadata: {{name: {GATEWAY}}}\nspec:\n  \
          protocol: http\n"
     );
-    // Events: inventory's sidecars deliver web's orders to their app, the
-    // topic's partitions shared between the two instances.
+    // Events: shipping's sidecar delivers the orders service's events to
+    // its app.
     let _ = write!(
         out,
-        "---\napiVersion: {API_VERSION}\nkind: Subscription\nmetadata: {{name: inventory-orders}}\nspec:\n  \
-         topic: {ORDERS_TOPIC}\n  service: inventory\n  deliver: {{path: /events/orders}}\n  \
+        "---\napiVersion: {API_VERSION}\nkind: Subscription\nmetadata: {{name: shipping-orders}}\nspec:\n  \
+         topic: {ORDERS_TOPIC}\n  service: {SUBSCRIBER}\n  deliver: {{path: /events/orders}}\n  \
          retry: {{max_attempts: 5, backoff: {{base: 100ms, max: 5s}}}}\n"
     );
     out

@@ -64,23 +64,34 @@ pub(crate) const GATEWAY: &str = "gateway";
 /// The service the demo traffic enters by.
 pub(crate) const ENTRY: &str = "web";
 
+/// The service that publishes an `order.created` event per call.
+pub(crate) const PUBLISHER: &str = "orders";
+
+/// The service whose sidecar delivers the order events to its app.
+pub(crate) const SUBSCRIBER: &str = "shipping";
+
 /// (name, service, version, fail ratio, calls), leaves first.
-const LAYOUT: [(&str, &str, &str, f64, &[&str]); 5] = [
+const LAYOUT: [(&str, &str, &str, f64, &[&str]); 7] = [
     ("inventory-1", "inventory", "v1", 0.0, &[]),
     ("inventory-2", "inventory", "v1", 0.2, &[]),
     ("catalog-v1", "catalog", "v1", 0.0, &["inventory"]),
     ("catalog-v2", "catalog", "v2", 0.0, &["inventory"]),
-    ("web-1", "web", "v1", 0.0, &["catalog"]),
+    ("shipping-1", "shipping", "v1", 0.0, &[]),
+    ("orders-1", "orders", "v1", 0.0, &[]),
+    ("web-1", "web", "v1", 0.0, &["catalog", "orders"]),
 ];
+
+/// Ports the instances use (four each), before the control plane's two.
+pub(crate) const INSTANCE_PORTS: u16 = LAYOUT.len() as u16 * 4;
 
 impl Shop {
     /// The demo shop with ports from `source`.
     pub(crate) fn demo(source: PortSource) -> io::Result<Shop> {
         let addrs = allocate(source, LAYOUT.len() * 4)?;
-        // After the instances' 20 ports and the control plane's two.
+        // After the instances' ports and the control plane's two.
         let gateway = allocate(
             match source {
-                PortSource::Base(base) => PortSource::Base(base.saturating_add(22)),
+                PortSource::Base(base) => PortSource::Base(base.saturating_add(INSTANCE_PORTS + 2)),
                 PortSource::Free => PortSource::Free,
             },
             4,
@@ -147,7 +158,10 @@ mod tests {
     #[test]
     fn demo_shop_has_the_expected_shape() {
         let shop = Shop::demo(PortSource::Base(30000)).expect("ports");
-        assert_eq!(shop.services(), ["inventory", "catalog", "web"]);
+        assert_eq!(
+            shop.services(),
+            ["inventory", "catalog", "shipping", "orders", "web"]
+        );
         let versions: Vec<&str> = shop.instances_of("catalog").map(|i| i.version).collect();
         assert_eq!(versions, ["v1", "v2"]);
         let flaky = shop
@@ -156,7 +170,7 @@ mod tests {
             .count();
         assert_eq!(flaky, 1);
         let web = shop.entry().expect("web");
-        assert_eq!(web.calls, ["catalog"]);
+        assert_eq!(web.calls, ["catalog", "orders"]);
         // Every socket is distinct.
         let mut all: Vec<SocketAddr> = shop
             .instances
@@ -167,10 +181,10 @@ mod tests {
         all.extend([g.ingress, g.outbound, g.inbound, g.api]);
         all.sort_unstable();
         all.dedup();
-        assert_eq!(all.len(), 24);
+        assert_eq!(all.len(), 32);
         assert_eq!(
             g.ingress.port(),
-            30022,
+            30030,
             "after the control plane's two ports"
         );
     }

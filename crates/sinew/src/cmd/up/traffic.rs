@@ -34,7 +34,7 @@ pub(crate) struct Totals {
     pub(crate) failed: u64,
     /// Answers per catalog version found in the bodies.
     pub(crate) versions: BTreeMap<String, u64>,
-    /// Order events web says it published (stored by the broker).
+    /// Order events orders says it published (stored by the broker).
     pub(crate) events: u64,
 }
 
@@ -56,8 +56,7 @@ impl Stats {
         counter.fetch_add(1, Ordering::Relaxed);
         let published = serde_json::from_slice::<Value>(&reply.body)
             .ok()
-            .and_then(|v| v.get("published")?.as_bool())
-            == Some(true);
+            .is_some_and(|v| published(&v));
         if published {
             self.events.fetch_add(1, Ordering::Relaxed);
         }
@@ -97,6 +96,16 @@ pub(crate) async fn run(target: SocketAddr, host: &'static str, stats: Arc<Stats
 }
 
 /// The version of `service`'s answer nested anywhere in a demo app's JSON body.
+/// Whether an answer (or one of its downstream answers) says it published
+/// an event.
+fn published(value: &Value) -> bool {
+    value.get("published").and_then(Value::as_bool) == Some(true)
+        || value
+            .get("calls")
+            .and_then(Value::as_array)
+            .is_some_and(|calls| calls.iter().filter_map(|c| c.get("answer")).any(published))
+}
+
 pub(crate) fn answer_version(body: &[u8], service: &str) -> Option<String> {
     let value: Value = serde_json::from_slice(body).ok()?;
     find_version(&value, service)
