@@ -16,7 +16,7 @@ mod types;
 pub use config::ProxyConfig;
 pub use duration::{Duration, DurationError};
 pub use error::{Error, ErrorKind, Errors};
-pub use parse::{parse_file, parse_str};
+pub use parse::{parse_file, parse_str, parse_up_file, parse_up_str};
 pub use pattern::Pattern;
 pub use snapshot::Snapshot;
 pub use types::*;

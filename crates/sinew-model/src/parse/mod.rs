@@ -10,6 +10,9 @@ mod reader;
 mod resource;
 mod route;
 mod service;
+mod up;
+
+pub use up::{parse_up_file, parse_up_str};
 
 use std::path::Path;
 

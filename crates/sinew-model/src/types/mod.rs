@@ -11,6 +11,7 @@ mod resource;
 mod route;
 mod service;
 mod subscription;
+mod up;
 
 pub use common::{Backoff, Percent, RateLimit, Retries, RetryBudget, RetryOn, ValueMatch};
 pub use location::{FieldPositions, Location, Place};
@@ -37,3 +38,4 @@ pub use service::{
 pub use subscription::{
     Deliver, Ordering, StartPosition, Subscription, SubscriptionRetry, SubscriptionSpec,
 };
+pub use up::{Command, UpFile, UpService};

@@ -1,9 +1,12 @@
-//! `sinew up`: a local demo mesh on loopback — a control plane (in this
-//! process, embedded store in the work directory), and web → catalog (v1 and
-//! v2, split 90/10) → inventory (one instance flaky), each instance a
-//! supervised `sinew demo-app` child with its own `sinew proxy` sidecar
-//! child that registers with the control plane and gets its config by push,
-//! plus demo traffic and a status line.
+//! `sinew up`: a local mesh on loopback — a control plane (in this process,
+//! embedded store in the work directory) and, by default, the demo shop:
+//! web → catalog (v1 and v2, split 90/10) → inventory (one instance flaky),
+//! web → orders, which publishes events shipping's sidecar delivers; each
+//! instance a supervised `sinew demo-app` child with its own `sinew proxy`
+//! sidecar child that registers with the control plane and gets its config
+//! by push, plus demo traffic and a status line. With `-f FILE`, the user's
+//! services instead (their commands, replicas and env), each replica beside
+//! its own sidecar, and the file's resources.
 
 mod banner;
 pub(crate) mod client;
@@ -23,7 +26,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use ports::PortSource;
-use shop::{Instance, Shop};
+use shop::{App, Instance, Shop};
 use supervise::{ChildSpec, Supervisor};
 use workdir::WorkDir;
 
@@ -34,13 +37,18 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// Time children get between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
 
-/// Start a local mesh: demo services, each with its sidecar, and demo traffic.
+/// Start a local mesh: demo services (or yours, with -f), each with its sidecar.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Use 22 consecutive loopback ports from N instead of free ports picked by the OS
-    /// (20 for the demo instances and their sidecars, then the control plane's REST and gRPC).
+    /// Use consecutive loopback ports from N instead of free ports picked by the OS:
+    /// four per instance, then the control plane's REST and gRPC, then the gateway's four.
     #[arg(long, value_name = "N")]
     port_base: Option<u16>,
+    /// Run your services instead of the demo: a YAML file whose first document lists
+    /// them (name, command, port, replicas, env) and whose other documents are Sinew
+    /// resources (docs/reference/cli.md#sinew-up).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), String> {
@@ -55,10 +63,22 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
 
 async fn up(args: Args) -> Result<(), String> {
     let source = args.port_base.map_or(PortSource::Free, PortSource::Base);
-    let shop = Shop::demo(source).map_err(|e| format!("cannot pick ports: {e}"))?;
-    shop.entry().ok_or("the demo shop has no entry service")?;
+    let (shop, extra) = match &args.file {
+        None => (
+            Shop::demo(source).map_err(|e| format!("cannot pick ports: {e}"))?,
+            String::new(),
+        ),
+        Some(path) => {
+            let file = sinew_model::parse_up_file(path).map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let shop = Shop::user(&file, source).map_err(|e| format!("cannot pick ports: {e}"))?;
+            (shop, config::user_resources(&file, &text))
+        }
+    };
+    shop.entry().ok_or("no instance of the entry service")?;
     let work = WorkDir::create().map_err(|e| format!("cannot create the work directory: {e}"))?;
-    let control = start_control(source, &work, &shop).await?;
+    let control = start_control(source, &work, &shop, &extra).await?;
     config::write_all(work.path(), &shop, control.grpc_addr).map_err(|e| {
         format!(
             "cannot write sidecar configs in {}: {e}",
@@ -106,23 +126,34 @@ async fn up(args: Args) -> Result<(), String> {
                 .collect();
             eprint!("{}", banner::not_ready(&failed, &tails));
             children.stop().await;
-            return Err(format!(
-                "the demo mesh was not ready within {READY_WITHIN:?}"
-            ));
+            return Err(format!("the mesh was not ready within {READY_WITHIN:?}"));
         }
         Some(Ok(())) => {}
     }
-    let control_banner = banner::control(control.http_addr, &control.admin_token_file);
+    let explain = if shop.demo {
+        "--from web http://catalog/".to_owned()
+    } else {
+        let services = shop.services();
+        let to = services
+            .get(1)
+            .or(services.first())
+            .copied()
+            .unwrap_or("SERVICE");
+        format!("--from {} http://{to}/", shop.entry)
+    };
+    let control_banner = banner::control(control.http_addr, &control.admin_token_file, &explain);
     say(&banner::ready(&shop, &work.logs(), &control_banner));
 
     let stats = Arc::new(traffic::Stats::default());
     // Demo traffic enters like a user's: through the gateway, which
-    // reaches web's sidecar over mTLS.
-    let traffic = tokio::spawn(traffic::run(
-        shop.gateway.ingress,
-        shop::ENTRY,
-        Arc::clone(&stats),
-    ));
+    // reaches web's sidecar over mTLS. A user's mesh gets no made-up traffic.
+    let traffic = shop.demo.then(|| {
+        tokio::spawn(traffic::run(
+            shop.gateway.ingress,
+            shop::ENTRY,
+            Arc::clone(&stats),
+        ))
+    });
     let mut ticks =
         tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
     let mut prev = stats.totals();
@@ -130,13 +161,20 @@ async fn up(args: Args) -> Result<(), String> {
         tokio::select! {
             _ = ticks.tick() => {
                 let now = stats.totals();
-                say(&format!("{}\n", banner::status(&prev, &now, STATUS_EVERY, children.restarts())));
+                let line = if shop.demo {
+                    banner::status(&prev, &now, STATUS_EVERY, children.restarts())
+                } else {
+                    format!("status: restarts {}", children.restarts())
+                };
+                say(&format!("{line}\n"));
                 prev = now;
             }
             () = stop.recv() => break,
         }
     }
-    traffic.abort();
+    if let Some(traffic) = traffic {
+        traffic.abort();
+    }
     say("sinew up: stopping\n");
     children.stop().await;
     control.stop();
@@ -146,14 +184,15 @@ async fn up(args: Args) -> Result<(), String> {
 }
 
 /// Starts the control plane on the two ports after the shop's and applies
-/// the mesh resources.
+/// the mesh resources (and `extra`, the user's).
 async fn start_control(
     source: PortSource,
     work: &WorkDir,
     shop: &Shop,
+    extra: &str,
 ) -> Result<sinew_control::ControlPlane, String> {
     let source = match source {
-        PortSource::Base(base) => PortSource::Base(base.saturating_add(shop::INSTANCE_PORTS)),
+        PortSource::Base(base) => PortSource::Base(base.saturating_add(shop.instance_ports())),
         PortSource::Free => PortSource::Free,
     };
     let ports = ports::allocate(source, 2).map_err(|e| format!("cannot pick ports: {e}"))?;
@@ -171,45 +210,83 @@ async fn start_control(
     let control = sinew_control::ControlPlane::start(options)
         .await
         .map_err(|e| format!("cannot start the control plane: {e}"))?;
+    let mut resources = config::mesh_resources(shop, extra);
+    resources.push_str(extra);
     control
-        .apply("sinew-up-mesh.yaml", &config::mesh_resources(shop))
+        .apply("sinew-up-mesh.yaml", &resources)
         .await
-        .map_err(|e| format!("cannot apply the demo mesh: {e}"))?;
+        .map_err(|e| format!("cannot apply the mesh: {e}"))?;
     Ok(control)
 }
 
-/// The demo app and the sidecar of one instance.
+/// The app and the sidecar of one instance.
 fn child_specs(exe: &Path, work: &WorkDir, instance: &Instance, token: &Path) -> [ChildSpec; 2] {
     let p = &instance.ports;
-    let mut app_args = vec![
-        "demo-app".to_owned(),
-        "--name".to_owned(),
-        instance.service.to_owned(),
-        "--listen".to_owned(),
-        p.app.to_string(),
-        "--version".to_owned(),
-        instance.version.to_owned(),
-        "--instance".to_owned(),
-        instance.name.clone(),
-        "--fail-ratio".to_owned(),
-        instance.fail_ratio.to_string(),
-        "--exit-on-stdin-eof".to_owned(),
-    ];
-    for service in instance.calls {
-        app_args.push("--call".to_owned());
-        app_args.push(format!("{service}={}", p.outbound));
-    }
-    if instance.service == shop::PUBLISHER {
-        // Every call places an order: an event through orders' sidecar.
-        app_args.push("--publish".to_owned());
-        app_args.push(format!("{}={}", config::ORDERS_TOPIC, p.api));
-    }
+    let (program, args, env) = match &instance.app {
+        App::Demo { fail_ratio, calls } => {
+            let mut args = vec![
+                "demo-app".to_owned(),
+                "--name".to_owned(),
+                instance.service.clone(),
+                "--listen".to_owned(),
+                p.app.to_string(),
+                "--version".to_owned(),
+                instance.version.clone(),
+                "--instance".to_owned(),
+                instance.name.clone(),
+                "--fail-ratio".to_owned(),
+                fail_ratio.to_string(),
+                "--exit-on-stdin-eof".to_owned(),
+            ];
+            for service in calls {
+                args.push("--call".to_owned());
+                args.push(format!("{service}={}", p.outbound));
+            }
+            if instance.service == shop::PUBLISHER {
+                // Every call places an order: an event through orders' sidecar.
+                args.push("--publish".to_owned());
+                args.push(format!("{}={}", config::ORDERS_TOPIC, p.api));
+            }
+            (exe.to_owned(), args, Vec::new())
+        }
+        App::User { command, env, .. } => {
+            let port = p.app.port().to_string();
+            let (program, args) = match command {
+                sinew_model::Command::Argv(argv) => (
+                    std::path::PathBuf::from(argv[0].replace("{port}", &port)),
+                    argv[1..]
+                        .iter()
+                        .map(|a| a.replace("{port}", &port))
+                        .collect(),
+                ),
+                sinew_model::Command::Shell(line) => (
+                    std::path::PathBuf::from("sh"),
+                    vec!["-c".to_owned(), line.replace("{port}", &port)],
+                ),
+            };
+            // What a meshed app needs to know; the user's own env wins.
+            let mut vars = vec![
+                ("PORT".to_owned(), port),
+                ("SINEW_SERVICE".to_owned(), instance.service.clone()),
+                ("SINEW_INSTANCE".to_owned(), instance.name.clone()),
+                (
+                    "SINEW_OUTBOUND".to_owned(),
+                    format!("http://{}", p.outbound),
+                ),
+                ("SINEW_API".to_owned(), format!("http://{}", p.api)),
+            ];
+            vars.retain(|(k, _)| !env.contains_key(k));
+            vars.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            (program, args, vars)
+        }
+    };
     let config = config::config_path(work.path(), instance);
     [
         ChildSpec {
             name: format!("{}/app", instance.name),
-            program: exe.to_owned(),
-            args: app_args,
+            program,
+            args,
+            env,
             log: work.logs().join(format!("{}.app.log", instance.name)),
         },
         ChildSpec {
@@ -223,6 +300,7 @@ fn child_specs(exe: &Path, work: &WorkDir, instance: &Instance, token: &Path) ->
                 token.display().to_string(),
                 "--exit-on-stdin-eof".to_owned(),
             ],
+            env: Vec::new(),
             log: work.logs().join(format!("{}.sidecar.log", instance.name)),
         },
     ]
@@ -241,6 +319,7 @@ fn gateway_spec(exe: &Path, work: &WorkDir, token: &Path) -> ChildSpec {
             token.display().to_string(),
             "--exit-on-stdin-eof".to_owned(),
         ],
+        env: Vec::new(),
         log: work.logs().join(format!("{}.sidecar.log", shop::GATEWAY)),
     }
 }

@@ -16,13 +16,13 @@ pub(crate) const READY: &str = "sinew up: the demo mesh is ready";
 /// The control plane: the dashboard, where its API is and how to point the
 /// CLI at it. The dashboard URL carries the admin token in its fragment
 /// (a browser never sends a fragment to the server).
-pub(crate) fn control(http: std::net::SocketAddr, token: &Path) -> String {
+pub(crate) fn control(http: std::net::SocketAddr, token: &Path, explain: &str) -> String {
     let secret = std::fs::read_to_string(token).unwrap_or_default();
     format!(
         "\n  dashboard:     http://{http}/dashboard#token={}\n  \
          control plane: http://{http}/openapi.json\n  \
          cli:   export SINEW_SERVER=http://{http} SINEW_TOKEN_FILE={}\n  \
-         try:   sinew status;  sinew top;  sinew explain --from web http://catalog/\n",
+         try:   sinew status;  sinew top;  sinew explain {explain}\n",
         secret.trim(),
         token.display(),
     )
@@ -34,7 +34,16 @@ pub(crate) fn ready(shop: &Shop, logs: &Path, control: &str) -> String {
         "{READY} ({} instances, each with its sidecar)\n\n",
         shop.instances.len()
     );
-    if let Some(web) = shop.entry() {
+    if let (Some(web), false) = (shop.entry(), shop.demo) {
+        let _ = writeln!(
+            out,
+            "  {}:   http://{}/   (through the gateway, then mTLS to {}'s sidecar)\n  \
+             apps:  each gets PORT, SINEW_OUTBOUND (call http://SERVICE/… through it, e.g. as\n         \
+             http_proxy) and SINEW_API (publish events at $SINEW_API/v1/publish/TOPIC)",
+            shop.entry, shop.gateway.ingress, web.name
+        );
+    }
+    if let (Some(web), true) = (shop.entry(), shop.demo) {
         let _ = writeln!(
             out,
             "  web:   http://{}/   (through the gateway, then mTLS to {}'s sidecar)",
@@ -75,16 +84,20 @@ pub(crate) fn ready(shop: &Shop, logs: &Path, control: &str) -> String {
         format!("http://{}/metrics", shop.gateway.api),
         shop.gateway.api
     );
-    for flaky in shop.instances.iter().filter(|i| i.fail_ratio > 0.0) {
+    for flaky in shop.instances.iter().filter(|i| i.fail_ratio() > 0.0) {
         let _ = writeln!(
             out,
             "\n  note:  {} answers {:.0}% of its requests with 503 on purpose; the sidecars retry\n         those on the healthy instance (see sinew_retries_total in the metrics)",
             flaky.name,
-            flaky.fail_ratio * 100.0
+            flaky.fail_ratio() * 100.0
         );
     }
     out.push_str(control);
     let _ = writeln!(out, "\n  logs:  {}", logs.display());
+    if !shop.demo {
+        out.push_str("\nA status line follows every few seconds; Ctrl-C stops everything.\n");
+        return out;
+    }
     let _ = writeln!(
         out,
         "\n  events: on each visit web calls orders, which publishes an order.created event (topic\n         `orders`); shipping's sidecar delivers them to its app. Watch them with\n         `sinew events tail orders` (same SINEW_SERVER and SINEW_TOKEN_FILE as above)."
@@ -146,7 +159,11 @@ mod tests {
     fn ready_banner_points_at_web_metrics_and_config() {
         let shop = Shop::demo(PortSource::Base(32000)).expect("ports");
         let api: std::net::SocketAddr = "127.0.0.1:32100".parse().expect("addr");
-        let control = control(api, Path::new("dir/admin.token"));
+        let control = control(
+            api,
+            Path::new("dir/admin.token"),
+            "--from web http://catalog/",
+        );
         let text = ready(&shop, Path::new("logs-dir"), &control);
         assert!(text.starts_with(READY));
         assert!(text.contains("control plane: http://127.0.0.1:32100/openapi.json"));

@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::shop::{GatewayPorts, Instance, Shop, ENTRY, GATEWAY, SUBSCRIBER};
+use super::shop::{App, GatewayPorts, Instance, Shop, GATEWAY, SUBSCRIBER};
 
 const API_VERSION: &str = "sinew.dev/v1alpha1";
 
@@ -83,12 +83,18 @@ pub(crate) fn sidecar_config(instance: &Instance, control: SocketAddr) -> String
     )
 }
 
-/// The Services of the shop and the catalog Route. Services list no
-/// endpoints: each sidecar registers its inbound address, labelled with its
-/// Proxy's labels, and the control plane merges them in.
-pub(crate) fn mesh_resources(shop: &Shop) -> String {
+/// The Services of the shop (unless `extra`, the user's resources, defines
+/// one of the name), the gateway's Route to the entry service, and for the
+/// demo its catalog Route and Subscription. Services list no endpoints:
+/// each sidecar registers its inbound address, labelled with its Proxy's
+/// labels, and the control plane merges them in.
+pub(crate) fn mesh_resources(shop: &Shop, extra: &str) -> String {
     let mut out = String::new();
+    let user_services = defined_services(extra);
     for service in shop.services() {
+        if user_services.iter().any(|s| s == service) {
+            continue;
+        }
         let _ = write!(
             out,
             "---\napiVersion: {API_VERSION}\nkind: Service\nmetadata: {{name: {service}}}\nspec:\n  \
@@ -96,8 +102,8 @@ pub(crate) fn mesh_resources(shop: &Shop) -> String {
         );
         let mut versions: Vec<&str> = Vec::new();
         for i in shop.instances_of(service) {
-            if !versions.contains(&i.version) {
-                versions.push(i.version);
+            if !versions.contains(&i.version.as_str()) {
+                versions.push(&i.version);
             }
         }
         if versions.len() > 1 {
@@ -109,41 +115,98 @@ pub(crate) fn mesh_resources(shop: &Shop) -> String {
         out.push_str("  timeout: 5s\n");
         // Connection failures (an instance restarting) are always retried; the
         // flaky leaf's 503s too, so callers rarely see them.
-        let on = if shop.instances_of(service).any(|i| i.fail_ratio > 0.0) {
+        let on = if shop.instances_of(service).any(|i| i.fail_ratio() > 0.0) {
             "[connect-failure, gateway-error]"
         } else {
             "[connect-failure]"
         };
         let _ = writeln!(out, "  retries: {{attempts: 2, on: {on}}}");
-        out.push_str("  health_check: {http: {path: /healthz}, interval: 2s, timeout: 1s}\n");
+        let health = shop
+            .instances_of(service)
+            .next()
+            .and_then(|i| match &i.app {
+                App::Demo { .. } => Some("/healthz".to_owned()),
+                App::User { health_path, .. } => health_path.clone(),
+            });
+        if let Some(path) = health {
+            let _ = writeln!(
+                out,
+                "  health_check: {{http: {{path: \"{path}\"}}, interval: 2s, timeout: 1s}}"
+            );
+        }
     }
-    let backends: Vec<String> = CATALOG_SPLIT
-        .iter()
-        .map(|(subset, weight)| format!("{{service: catalog, subset: {subset}, weight: {weight}}}"))
-        .collect();
+    if shop.demo {
+        let backends: Vec<String> = CATALOG_SPLIT
+            .iter()
+            .map(|(subset, weight)| {
+                format!("{{service: catalog, subset: {subset}, weight: {weight}}}")
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "---\napiVersion: {API_VERSION}\nkind: Route\nmetadata: {{name: catalog}}\nspec:\n  \
+             hosts: [catalog]\n  rules:\n    - backends: [{}]\n",
+            backends.join(", ")
+        );
+    }
+    // The gateway: `curl http://127.0.0.1:<ingress>/` (or `localhost`) is the entry service.
     let _ = write!(
         out,
-        "---\napiVersion: {API_VERSION}\nkind: Route\nmetadata: {{name: catalog}}\nspec:\n  \
-         hosts: [catalog]\n  rules:\n    - backends: [{}]\n",
-        backends.join(", ")
-    );
-    // The gateway: `curl http://127.0.0.1:<ingress>/` (or `localhost`) is the shop.
-    let _ = write!(
-        out,
-        "---\napiVersion: {API_VERSION}\nkind: Route\nmetadata: {{name: shop}}\nspec:\n  \
-         hosts: [localhost, 127.0.0.1]\n  rules:\n    - backends: [{{service: {ENTRY}}}]\n\
+        "---\napiVersion: {API_VERSION}\nkind: Route\nmetadata: {{name: {route}}}\nspec:\n  \
+         hosts: [localhost, 127.0.0.1]\n  rules:\n    - backends: [{{service: {entry}}}]\n\
          ---\napiVersion: {API_VERSION}\nkind: Service\nmetadata: {{name: {GATEWAY}}}\nspec:\n  \
-         protocol: http\n"
+         protocol: http\n",
+        route = if shop.demo { "shop" } else { "up-gateway" },
+        entry = shop.entry,
     );
-    // Events: shipping's sidecar delivers the orders service's events to
-    // its app.
-    let _ = write!(
-        out,
-        "---\napiVersion: {API_VERSION}\nkind: Subscription\nmetadata: {{name: shipping-orders}}\nspec:\n  \
-         topic: {ORDERS_TOPIC}\n  service: {SUBSCRIBER}\n  deliver: {{path: /events/orders}}\n  \
-         retry: {{max_attempts: 5, backoff: {{base: 100ms, max: 5s}}}}\n"
-    );
+    if shop.demo {
+        // Events: shipping's sidecar delivers the orders service's events to
+        // its app.
+        let _ = write!(
+            out,
+            "---\napiVersion: {API_VERSION}\nkind: Subscription\nmetadata: {{name: shipping-orders}}\nspec:\n  \
+             topic: {ORDERS_TOPIC}\n  service: {SUBSCRIBER}\n  deliver: {{path: /events/orders}}\n  \
+             retry: {{max_attempts: 5, backoff: {{base: 100ms, max: 5s}}}}\n"
+        );
+    }
     out
+}
+
+/// The names of the Services the user's resources define.
+fn defined_services(extra: &str) -> Vec<String> {
+    sinew_model::parse_str("up", extra)
+        .map(|resources| {
+            resources
+                .into_iter()
+                .filter_map(|r| match r {
+                    sinew_model::Resource::Service(s) => Some(s.metadata.name),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The documents of a `sinew up -f` file after its first (the resources),
+/// as text to apply: everything after the first `---` line that follows the
+/// services document. Empty when the file has only the services.
+pub(crate) fn user_resources(file: &sinew_model::UpFile, text: &str) -> String {
+    if file.resources.is_empty() {
+        return String::new();
+    }
+    let mut seen_content = false;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_end();
+        if (trimmed == "---" || trimmed.starts_with("--- ")) && seen_content {
+            return format!("\n{}", &text[offset..]);
+        }
+        if !trimmed.is_empty() && !trimmed.starts_with('#') && trimmed != "---" {
+            seen_content = true;
+        }
+        offset += line.len();
+    }
+    String::new()
 }
 
 #[cfg(test)]
@@ -181,7 +244,7 @@ mod tests {
     #[test]
     fn mesh_resources_check_and_subsets_select_registered_labels() {
         let shop = shop();
-        let resources = sinew_model::parse_str("mesh", &mesh_resources(&shop)).expect("parses");
+        let resources = sinew_model::parse_str("mesh", &mesh_resources(&shop, "")).expect("parses");
         sinew_model::Snapshot::build(resources.clone(), 1).expect("checks");
         let catalog = resources
             .iter()
@@ -212,7 +275,8 @@ mod tests {
 
     #[test]
     fn catalog_route_splits_ninety_ten() {
-        let resources = sinew_model::parse_str("mesh", &mesh_resources(&shop())).expect("parses");
+        let resources =
+            sinew_model::parse_str("mesh", &mesh_resources(&shop(), "")).expect("parses");
         let route = resources
             .iter()
             .find_map(|r| match r {

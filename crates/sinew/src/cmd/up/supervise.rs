@@ -32,6 +32,8 @@ pub(crate) struct ChildSpec {
     pub(crate) program: PathBuf,
     /// Its arguments.
     pub(crate) args: Vec<String>,
+    /// Extra environment variables.
+    pub(crate) env: Vec<(String, String)>,
     /// File receiving its stdout and stderr (appended across restarts).
     pub(crate) log: PathBuf,
 }
@@ -92,6 +94,7 @@ fn spawn(spec: &ChildSpec) -> io::Result<Child> {
     let log_err = log.try_clone()?;
     Command::new(&spec.program)
         .args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         // A pipe we never write: it closes when `sinew up` dies, however it dies.
         .stdin(Stdio::piped())
         .stdout(log)
@@ -236,6 +239,7 @@ mod tests {
             name: name.to_owned(),
             program: PathBuf::from("sh"),
             args: vec!["-c".to_owned(), script.to_owned()],
+            env: Vec::new(),
             log,
         }
     }
