@@ -34,6 +34,8 @@ struct Proxy {
     service: String,
     /// Latency bucket upper bounds of its reports (ms).
     bounds_ms: Vec<f64>,
+    /// What its outlier detection has ejected, as of its last report.
+    ejections: Vec<sinew_proto::Ejection>,
     reports: VecDeque<(Instant, Vec<StatsSeries>)>,
 }
 
@@ -122,9 +124,11 @@ impl Stats {
             namespace: namespace.to_owned(),
             service: service.to_owned(),
             bounds_ms: Vec::new(),
+            ejections: Vec::new(),
             reports: VecDeque::new(),
         });
         proxy.bounds_ms = report.bounds_ms;
+        proxy.ejections = report.ejections;
         proxy.reports.push_back((now, report.series));
         while proxy
             .reports
@@ -148,6 +152,25 @@ impl Stats {
         let mut services: BTreeMap<(String, String), Sum> = BTreeMap::new();
         let mut edges: BTreeMap<(String, String, String), Sum> = BTreeMap::new();
         let mut seconds: f64 = 0.0;
+        // (namespace, service) → (address, subset) → the proxies ejecting it.
+        let mut ejected: BTreeMap<(String, String), BTreeMap<(String, String), Vec<String>>> =
+            BTreeMap::new();
+        for (id, proxy) in proxies.iter() {
+            if proxy
+                .reports
+                .back()
+                .is_some_and(|(t, _)| now.duration_since(*t) <= Duration::from_secs(10))
+            {
+                for e in &proxy.ejections {
+                    ejected
+                        .entry((proxy.namespace.clone(), e.service.clone()))
+                        .or_default()
+                        .entry((e.address.clone(), e.subset.clone()))
+                        .or_default()
+                        .push(id.clone());
+                }
+            }
+        }
         for proxy in proxies.values() {
             let Some((latest_at, latest)) = proxy.reports.back() else {
                 continue;
@@ -215,6 +238,7 @@ impl Stats {
                 v["namespace"] = json!(namespace);
                 v["service"] = json!(service);
                 v["instances"] = json!(sum.instances);
+                v["ejections"] = ejections(ejected.get(&(namespace.clone(), service.clone())));
                 v
             })
             .collect();
@@ -234,6 +258,22 @@ impl Stats {
             "edges": edges,
         })
     }
+}
+
+/// A service's ejected endpoints: `[{address, subset, by: [proxy…]}]`.
+fn ejections(of: Option<&BTreeMap<(String, String), Vec<String>>>) -> Value {
+    Value::Array(
+        of.into_iter()
+            .flatten()
+            .map(|((address, subset), by)| {
+                json!({
+                    "address": address,
+                    "subset": (!subset.is_empty()).then_some(subset),
+                    "by": by,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// `series` − `before` (the whole of `series` when a counter went down: the
@@ -287,6 +327,7 @@ mod tests {
         Report {
             bounds_ms: vec![0.5, 1.0, 100.0],
             series,
+            ejections: Vec::new(),
         }
     }
 
@@ -331,6 +372,21 @@ mod tests {
             (Some("web"), Some("catalog"))
         );
         assert_eq!(edge["requests"], 100);
+        assert_eq!(service["ejections"], json!([]));
+
+        // web's outlier detection ejects one catalog endpoint.
+        let mut with_ejection = report(vec![series("outbound", "catalog", 100, 10)]);
+        with_ejection.ejections.push(sinew_proto::Ejection {
+            service: "catalog".into(),
+            subset: String::new(),
+            address: "10.0.0.9:8080".into(),
+        });
+        stats.record("default/web-1", "default", "web", with_ejection);
+        let s = stats.summary(Duration::from_millis(10));
+        assert_eq!(
+            s["services"][0]["ejections"],
+            json!([{"address": "10.0.0.9:8080", "subset": null, "by": ["default/web-1"]}])
+        );
     }
 
     #[test]

@@ -124,4 +124,55 @@ async fn top_shows_rates_success_and_latency_per_service_and_edge() {
             .any(|l| l.contains("web") && l.contains("catalog")),
         "a web → catalog row:\n{text}"
     );
+
+    // A second catalog instance that fails everything: web's outlier
+    // detection ejects it, and the control plane says so.
+    let broken = Backend::http().name("broken").fail("/", 503).spawn().await;
+    control
+        .apply(&resource(
+            "Service",
+            "catalog",
+            "endpoints: []\nbalancer: {algorithm: round-robin}\noutlier_detection: {consecutive_errors: 2, interval: 10s, base_ejection: 60s, max_ejection_percent: 50}\n",
+        ))
+        .await;
+    let broken_sidecar = Proxy::builder(SINEW)
+        .name("catalog-2")
+        .own_service("catalog")
+        .app(broken.addr())
+        .control_plane(&control)
+        .spawn()
+        .await;
+    let registered = || async {
+        control
+            .proxies()
+            .await
+            .iter()
+            .find(|p| p["name"] == "catalog-2")
+            .and_then(|p| p["address"].as_str().map(str::to_owned))
+            .filter(|a| !a.is_empty())
+    };
+    assert_eventually!(
+        registered().await.is_some(),
+        Duration::from_secs(5),
+        "catalog-2 registers its address"
+    );
+    let ejected_address = registered().await.expect("registered");
+    assert_eventually!(
+        {
+            for _ in 0..10 {
+                web.get("catalog", "/").await;
+            }
+            stats().await["services"].as_array().is_some_and(|a| {
+                a.iter().any(|s| {
+                    s["service"] == "catalog"
+                        && s["ejections"][0]["address"] == ejected_address.as_str()
+                        && s["ejections"][0]["by"][0] == "default/web-1"
+                })
+            })
+        },
+        Duration::from_secs(15),
+        "catalog-2 ({ejected_address}) reported ejected by web-1: {}",
+        stats().await
+    );
+    drop(broken_sidecar);
 }

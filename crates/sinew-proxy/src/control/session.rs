@@ -10,8 +10,8 @@ use crate::server::Shared;
 use crate::tls::Material;
 use sinew_model::Proxy;
 use sinew_proto::{
-    control_client::ControlClient, control_message, proxy_message, Ack, EndpointHealth, Hello,
-    Nack, ProxyMessage, Stats, StatsSeries, Update,
+    control_client::ControlClient, control_message, proxy_message, Ack, Ejection, EndpointHealth,
+    Hello, Nack, ProxyMessage, Stats, StatsSeries, Update,
 };
 use std::{sync::Arc, time::Duration};
 use tokio::sync::mpsc;
@@ -335,7 +335,27 @@ impl Session {
     /// The request counters for the control plane's golden metrics.
     fn stats(&self) -> Stats {
         let totals = self.shared.metrics().request_totals();
+        let now = std::time::Instant::now();
+        let runtime = self.shared.runtime();
+        let ejections = runtime
+            .clusters()
+            .iter()
+            .flat_map(|cluster| {
+                let outlier = cluster.outlier.as_ref();
+                cluster
+                    .endpoints
+                    .iter()
+                    .enumerate()
+                    .filter(move |(i, _)| outlier.is_some_and(|o| o.is_ejected(*i, now)))
+                    .map(move |(_, e)| Ejection {
+                        service: cluster.service.to_string(),
+                        subset: cluster.subset.as_deref().unwrap_or_default().to_owned(),
+                        address: e.addr.to_string(),
+                    })
+            })
+            .collect();
         Stats {
+            ejections,
             bounds_ms: crate::telemetry::names::LATENCY_BUCKETS
                 .iter()
                 .map(|b| b.as_secs_f64() * 1000.0)
