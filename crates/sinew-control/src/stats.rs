@@ -153,8 +153,7 @@ impl Stats {
         let mut edges: BTreeMap<(String, String, String), Sum> = BTreeMap::new();
         let mut seconds: f64 = 0.0;
         // (namespace, service) → (address, subset) → the proxies ejecting it.
-        let mut ejected: BTreeMap<(String, String), BTreeMap<(String, String), Vec<String>>> =
-            BTreeMap::new();
+        let mut ejected: BTreeMap<(String, String), Ejected> = BTreeMap::new();
         for (id, proxy) in proxies.iter() {
             if proxy
                 .reports
@@ -260,8 +259,11 @@ impl Stats {
     }
 }
 
+/// One service's ejected endpoints: (address, subset) → the proxies ejecting it.
+type Ejected = BTreeMap<(String, String), Vec<String>>;
+
 /// A service's ejected endpoints: `[{address, subset, by: [proxy…]}]`.
-fn ejections(of: Option<&BTreeMap<(String, String), Vec<String>>>) -> Value {
+fn ejections(of: Option<&Ejected>) -> Value {
     Value::Array(
         of.into_iter()
             .flatten()
