@@ -141,7 +141,12 @@ async fn up(args: Args) -> Result<(), String> {
             .unwrap_or("SERVICE");
         format!("--from {} http://{to}/", shop.entry)
     };
-    let control_banner = banner::control(control.http_addr, &control.admin_token_file, &explain);
+    let control_banner = banner::control(
+        control.http_addr,
+        &control.admin_token_file,
+        &shell_name(&exe),
+        &explain,
+    );
     say(&banner::ready(&shop, &work.logs(), &control_banner));
 
     let stats = Arc::new(traffic::Stats::default());
@@ -322,6 +327,28 @@ fn gateway_spec(exe: &Path, work: &WorkDir, token: &Path) -> ChildSpec {
         env: Vec::new(),
         log: work.logs().join(format!("{}.sidecar.log", shop::GATEWAY)),
     }
+}
+
+/// How the user's shell reaches this binary: `sinew` when that is what
+/// `PATH` finds, else its path relative to the working directory (as
+/// `./target/release/sinew` after `cargo run --release`), else in full.
+fn shell_name(exe: &Path) -> String {
+    let exe = exe.canonicalize().unwrap_or_else(|_| exe.to_owned());
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("sinew"))
+            .any(|candidate| candidate.canonicalize().is_ok_and(|c| c == exe))
+    });
+    if on_path {
+        return "sinew".to_owned();
+    }
+    if let Some(relative) = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf))
+    {
+        return format!("./{}", relative.display());
+    }
+    exe.display().to_string()
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM.

@@ -15,14 +15,21 @@ pub(crate) const READY: &str = "sinew up: the demo mesh is ready";
 
 /// The control plane: the dashboard, where its API is and how to point the
 /// CLI at it. The dashboard URL carries the admin token in its fragment
-/// (a browser never sends a fragment to the server).
-pub(crate) fn control(http: std::net::SocketAddr, token: &Path, explain: &str) -> String {
+/// (a browser never sends a fragment to the server). `sinew` is how to run
+/// this binary from the user's shell (`./target/release/sinew` after
+/// `cargo run`).
+pub(crate) fn control(
+    http: std::net::SocketAddr,
+    token: &Path,
+    sinew: &str,
+    explain: &str,
+) -> String {
     let secret = std::fs::read_to_string(token).unwrap_or_default();
     format!(
         "\n  dashboard:     http://{http}/dashboard#token={}\n  \
          control plane: http://{http}/openapi.json\n  \
          cli:   export SINEW_SERVER=http://{http} SINEW_TOKEN_FILE={}\n  \
-         try:   sinew status;  sinew top;  sinew explain {explain}\n",
+         try:   {sinew} status;  {sinew} top;  {sinew} explain {explain}\n",
         secret.trim(),
         token.display(),
     )
@@ -100,7 +107,7 @@ pub(crate) fn ready(shop: &Shop, logs: &Path, control: &str) -> String {
     }
     let _ = writeln!(
         out,
-        "\n  events: on each visit web calls orders, which publishes an order.created event (topic\n         `orders`); shipping's sidecar delivers them to its app. Watch them with\n         `sinew events tail orders` (same SINEW_SERVER and SINEW_TOKEN_FILE as above)."
+        "\n  events: on each visit web calls orders, which publishes an order.created event (topic\n         `orders`); shipping's sidecar delivers them to its app. Watch them with\n         `events tail orders` (same SINEW_SERVER and SINEW_TOKEN_FILE as above)."
     );
     out.push_str("\nDemo traffic: 4 requests/s to web. A status line follows every few seconds; Ctrl-C stops everything.\n");
     out
@@ -162,6 +169,7 @@ mod tests {
         let control = control(
             api,
             Path::new("dir/admin.token"),
+            "sinew",
             "--from web http://catalog/",
         );
         let text = ready(&shop, Path::new("logs-dir"), &control);
