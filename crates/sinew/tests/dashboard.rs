@@ -1,8 +1,9 @@
 //! The dashboard in a real browser: `sinew up` runs the demo shop, headless
 //! Chromium (Debian's `chromium`) opens the dashboard URL the banner prints,
-//! and the rendered page shows the demo services with live numbers. A
-//! screenshot is saved (`target/dashboard.png`, or `SINEW_SCREENSHOT`);
-//! `docs/dashboard.png` is one such.
+//! and the rendered page shows the demo services with live numbers; the
+//! catalog page and the events page render too. Screenshots are saved (in
+//! the test's target directory, or `SINEW_SCREENSHOTS=DIR`);
+//! `docs/dashboard*.png` are such.
 //!
 //! `SKIPPED: chromium not installed` when there is no browser, unless
 //! `SINEW_REQUIRE_EXTERNAL=1` (CI installs it).
@@ -129,22 +130,58 @@ async fn the_dashboard_of_sinew_up_shows_the_demo_services_with_live_numbers() {
     assert!(text.contains("availability 10 min"), "{text}");
     assert!(!text.contains("token is missing"), "{text}");
 
-    let shot = std::env::var_os("SINEW_SCREENSHOT").map_or_else(
-        || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png"),
-        PathBuf::from,
+    // The service page and the events page, addressed by the fragment.
+    let catalog = text_of(
+        &chromium(
+            &browser,
+            &format!("{url}&service=default/catalog"),
+            &["--dump-dom"],
+        )
+        .await,
     );
-    chromium(
-        &browser,
-        &url,
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1280,900",
-        ],
-    )
-    .await;
-    let png = std::fs::read(&shot).expect("the screenshot was written");
-    assert!(png.starts_with(b"\x89PNG"), "a PNG at {}", shot.display());
-    eprintln!("screenshot: {} ({} bytes)", shot.display(), png.len());
+    for part in [
+        "Endpoints",
+        "Ejections",
+        "Callers",
+        "Routes",
+        "Authorization policies",
+        "Sidecars",
+        "catalog-v1",
+        "catalog-v2",
+    ] {
+        assert!(
+            catalog.contains(part),
+            "the catalog page shows {part}: {catalog}"
+        );
+    }
+    let events = text_of(&chromium(&browser, &format!("{url}&page=events"), &["--dump-dom"]).await);
+    assert!(
+        events.contains("shipping-orders") && events.contains("orders"),
+        "{events}"
+    );
+
+    // Screenshots: SINEW_SCREENSHOTS=DIR keeps them there (docs/ holds a set).
+    let dir = std::env::var_os("SINEW_SCREENSHOTS")
+        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+    for (name, fragment) in [
+        ("dashboard.png", ""),
+        ("dashboard-service.png", "&service=default/catalog"),
+        ("dashboard-events.png", "&page=events"),
+    ] {
+        let shot = dir.join(name);
+        chromium(
+            &browser,
+            &format!("{url}{fragment}"),
+            &[
+                &format!("--screenshot={}", shot.display()),
+                "--window-size=1280,900",
+            ],
+        )
+        .await;
+        let png = std::fs::read(&shot).expect("the screenshot was written");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG at {}", shot.display());
+        eprintln!("screenshot: {} ({} bytes)", shot.display(), png.len());
+    }
 
     let _ = up.signal("INT");
     let _ = up.wait_exit(Duration::from_secs(15)).await;
