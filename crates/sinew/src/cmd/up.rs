@@ -141,13 +141,14 @@ async fn up(args: Args) -> Result<(), String> {
             .unwrap_or("SERVICE");
         format!("--from {} http://{to}/", shop.entry)
     };
+    let sinew = shell_name(&exe);
     let control_banner = banner::control(
         control.http_addr,
         &control.admin_token_file,
-        &shell_name(&exe),
+        &sinew,
         &explain,
     );
-    say(&banner::ready(&shop, &work.logs(), &control_banner));
+    say(&banner::ready(&shop, &work.logs(), &control_banner, &sinew));
 
     let stats = Arc::new(traffic::Stats::default());
     // Demo traffic enters like a user's: through the gateway, which

@@ -36,7 +36,7 @@ pub(crate) fn control(
 }
 
 /// Where to look: the web URL, a curl example, each sidecar's metrics and config, the logs.
-pub(crate) fn ready(shop: &Shop, logs: &Path, control: &str) -> String {
+pub(crate) fn ready(shop: &Shop, logs: &Path, control: &str, sinew: &str) -> String {
     let mut out = format!(
         "{READY} ({} instances, each with its sidecar)\n\n",
         shop.instances.len()
@@ -107,7 +107,7 @@ pub(crate) fn ready(shop: &Shop, logs: &Path, control: &str) -> String {
     }
     let _ = writeln!(
         out,
-        "\n  events: on each visit web calls orders, which publishes an order.created event (topic\n         `orders`); shipping's sidecar delivers them to its app. Watch them with\n         `events tail orders` (same SINEW_SERVER and SINEW_TOKEN_FILE as above)."
+        "\n  events: on each visit web calls orders, which publishes an order.created event (topic\n         `orders`); shipping's sidecar delivers them to its app. Watch them with\n         `{sinew} events tail orders` (with the export above)."
     );
     out.push_str("\nDemo traffic: 4 requests/s to web. A status line follows every few seconds; Ctrl-C stops everything.\n");
     out
@@ -172,7 +172,8 @@ mod tests {
             "sinew",
             "--from web http://catalog/",
         );
-        let text = ready(&shop, Path::new("logs-dir"), &control);
+        let text = ready(&shop, Path::new("logs-dir"), &control, "sinew");
+        assert!(text.contains("`sinew events tail orders`"), "{text}");
         assert!(text.starts_with(READY));
         assert!(text.contains("control plane: http://127.0.0.1:32100/openapi.json"));
         assert!(text.contains(
