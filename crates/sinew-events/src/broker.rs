@@ -466,8 +466,9 @@ impl Broker {
 
     /// Joins `member` to `group` on `topic`, or renews its membership;
     /// returns its partitions and the group's generation (bumped whenever
-    /// membership changes). Partitions are dealt round robin over the live
-    /// members sorted by id: partition `p` to member `p mod n`.
+    /// membership changes). Partitions are shared evenly over the live
+    /// members, and a member keeps what it holds up to its share, so a
+    /// join or a leave moves only what must move (see `broker/group.rs`).
     pub async fn heartbeat(&self, group: &str, topic: &str, member: &str) -> Result<Assignment> {
         let _pass = self.gate.enter()?;
         check_name("group", group)?;

@@ -7,10 +7,17 @@
 //! commit(member, generation, partition) ─ owner(partition) == member && owned since ≤ generation ≤ current
 //! ```
 //!
-//! **Assignment**: live members sorted by id (byte order); partition `p`
-//! goes to member `p mod n` (round robin), so with more members than
-//! partitions the last ones get none. The same members always give the same
-//! assignment, whichever broker computes it.
+//! **Assignment** is even and sticky: with `n` live members each gets
+//! `⌊P/n⌋` or `⌈P/n⌉` of the `P` partitions (the larger shares to those
+//! already holding most, then by id), and a member keeps the partitions it
+//! holds up to its share, so a join or a leave moves only the partitions
+//! that must move (each move is a redelivery window: the old owner's
+//! uncommitted deliveries happen again). Freed partitions go, in order, to
+//! the member with the most room left (ties by id). With more members than
+//! partitions the last ones get none. A group's first member takes every
+//! partition; each later one takes its share from the others. The
+//! assignment depends on the group's history, which lives in one broker
+//! (membership is not persisted: after a restart members rejoin one by one).
 //!
 //! **Generations** are `epoch << 32 | count`: the broker's epoch is
 //! persisted and bumped at every open, the count grows with every
@@ -84,15 +91,16 @@ impl Group {
         silent
     }
 
-    /// A new generation and assignment for the current members.
+    /// A new generation and an even, sticky assignment for the current
+    /// members (see the module doc).
     fn rebalance(&mut self) {
         self.generation += 1;
-        let members: Vec<&String> = self.members.keys().collect();
-        for (partition, owner) in self.owners.iter_mut().enumerate() {
-            let next = (!members.is_empty()).then(|| members[partition % members.len()]);
-            if owner.member.as_ref() != next {
+        let members: Vec<String> = self.members.keys().cloned().collect();
+        let next = sticky(&self.owners, &members);
+        for (owner, member) in self.owners.iter_mut().zip(next) {
+            if owner.member != member {
                 *owner = Owner {
-                    member: next.cloned(),
+                    member,
                     since: self.generation,
                 };
             }
@@ -113,6 +121,57 @@ impl Group {
             partitions,
         }
     }
+}
+
+/// Each partition's owner after a rebalance: every live member of `members`
+/// (sorted) gets an even share, keeping what it holds in `owners` up to it.
+fn sticky(owners: &[Owner], members: &[String]) -> Vec<Option<String>> {
+    if members.is_empty() {
+        return vec![None; owners.len()];
+    }
+    let held = |m: &String| {
+        owners
+            .iter()
+            .filter(|o| o.member.as_ref() == Some(m))
+            .count()
+    };
+    let (base, extra) = (owners.len() / members.len(), owners.len() % members.len());
+    // The larger shares go to the members holding most (then by id).
+    let mut order: Vec<&String> = members.iter().collect();
+    order.sort_by_key(|m| (std::cmp::Reverse(held(m)), *m));
+    let mut room: BTreeMap<&String, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (*m, base + usize::from(i < extra)))
+        .collect();
+    let mut next: Vec<Option<String>> = owners
+        .iter()
+        .map(|o| {
+            let m = o.member.as_ref()?;
+            let left = room.get_mut(m)?;
+            if *left == 0 {
+                return None;
+            }
+            *left -= 1;
+            Some(m.clone())
+        })
+        .collect();
+    for slot in next.iter_mut().filter(|s| s.is_none()) {
+        // The most room left; ties to the first by id (the map's order).
+        let Some(m) = room
+            .iter()
+            .filter(|(_, left)| **left > 0)
+            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+            .map(|(m, _)| *m)
+        else {
+            break;
+        };
+        if let Some(left) = room.get_mut(m) {
+            *left -= 1;
+        }
+        *slot = Some(m.clone());
+    }
+    next
 }
 
 /// Why a commit was refused: the group's current generation.
@@ -249,7 +308,7 @@ mod tests {
     const TIMEOUT: Duration = Duration::from_secs(3);
 
     #[test]
-    fn members_split_partitions_round_robin_by_sorted_id() {
+    fn members_share_partitions_evenly_and_keep_what_they_hold() {
         let mut groups = Groups::new(7);
         let t0 = Instant::now();
         let c = groups.heartbeat(G, 8, "c", t0, TIMEOUT);
@@ -263,9 +322,11 @@ mod tests {
         let c = groups.heartbeat(G, 8, "c", t0, TIMEOUT);
         assert_eq!(a.generation, (7 << 32) + 3);
         assert_eq!((b.generation, c.generation), (a.generation, a.generation));
-        assert_eq!(a.partitions, [0, 3, 6]);
-        assert_eq!(b.partitions, [1, 4, 7]);
-        assert_eq!(c.partitions, [2, 5]);
+        // c held all 8, a took half when it joined; b's join moves only
+        // one partition from each to b.
+        assert_eq!(a.partitions, [4, 5, 6]);
+        assert_eq!(b.partitions, [3, 7]);
+        assert_eq!(c.partitions, [0, 1, 2]);
         // More members than partitions: the last get none.
         let mut small = Groups::new(0);
         small.heartbeat(G, 1, "x", t0, TIMEOUT);
@@ -292,14 +353,56 @@ mod tests {
         let a = groups.heartbeat(G, 6, "a", later, TIMEOUT);
         let b = groups.heartbeat(G, 6, "b", later, TIMEOUT);
         assert!(a.generation > before.generation);
-        assert_eq!(a.partitions, [0, 2, 4]);
-        assert_eq!(b.partitions, [1, 3, 5]);
+        // c's two partitions went one to each survivor; nothing else moved.
+        assert_eq!(a.partitions, [0, 1, 2]);
+        assert_eq!(b.partitions, [3, 4, 5]);
         assert!(groups.leave(G, "b"));
         assert!(!groups.leave(G, "b"));
         assert_eq!(
             groups.heartbeat(G, 6, "a", later, TIMEOUT).partitions,
             (0..6).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_fresh_group_is_dealt_round_robin_and_rebalances_move_little() {
+        let mut groups = Groups::new(0);
+        let t0 = Instant::now();
+        // Renewals only: the current assignment of each of `members`.
+        let owners = |groups: &mut Groups, members: &[&str]| -> Vec<Vec<u32>> {
+            members
+                .iter()
+                .map(|m| groups.heartbeat(G, 12, m, t0, TIMEOUT).partitions)
+                .collect()
+        };
+        // A fresh broker: members rejoin after a restart, one after another.
+        for m in ["a", "b", "c", "d"] {
+            groups.heartbeat(G, 12, m, t0, TIMEOUT);
+        }
+        let four = owners(&mut groups, &["a", "b", "c", "d"]);
+        assert_eq!(four.iter().map(Vec::len).sum::<usize>(), 12, "{four:?}");
+        assert!(four.iter().all(|p| p.len() == 3), "even: {four:?}");
+        // A fifth member: each of the others gives up at most one partition,
+        // and only what the newcomer needs moves.
+        groups.heartbeat(G, 12, "e", t0, TIMEOUT);
+        let five = owners(&mut groups, &["a", "b", "c", "d", "e"]);
+        assert_eq!(five.iter().map(Vec::len).sum::<usize>(), 12, "{five:?}");
+        assert!(five.iter().all(|p| (2..=3).contains(&p.len())), "{five:?}");
+        let kept = four
+            .iter()
+            .zip(&five)
+            .map(|(before, after)| before.iter().filter(|p| after.contains(p)).count())
+            .sum::<usize>();
+        assert_eq!(kept, 12 - five[4].len(), "{four:?} → {five:?}");
+        // e leaves again: its partitions go back, nothing else moves.
+        assert!(groups.leave(G, "e"));
+        let back = owners(&mut groups, &["a", "b", "c", "d"]);
+        let kept = five
+            .iter()
+            .zip(&back)
+            .map(|(before, after)| before.iter().filter(|p| after.contains(p)).count())
+            .sum::<usize>();
+        assert_eq!(kept, 12 - five[4].len(), "{five:?} → {back:?}");
     }
 
     #[test]
