@@ -19,7 +19,7 @@ struct Cli {
 enum Command {
     /// Run a sidecar proxy from a config file (static mode).
     Proxy(cmd::proxy::Args),
-    /// Start a local mesh: demo services, each with its sidecar, and demo traffic.
+    /// Start a local mesh: the demo shop (or your services with -f), each with its sidecar.
     Up(cmd::up::Args),
     /// Run the control plane: resource store, registry, push to proxies, REST API.
     Control(cmd::control::Args),
