@@ -151,6 +151,7 @@ impl Stats {
         let proxies = self.proxies.lock().unwrap_or_else(PoisonError::into_inner);
         let mut services: BTreeMap<(String, String), Sum> = BTreeMap::new();
         let mut edges: BTreeMap<(String, String, String), Sum> = BTreeMap::new();
+        let mut publishes: BTreeMap<(String, String, String), Sum> = BTreeMap::new();
         let mut seconds: f64 = 0.0;
         // (namespace, service) → (address, subset) → the proxies ejecting it.
         let mut ejected: BTreeMap<(String, String), Ejected> = BTreeMap::new();
@@ -211,6 +212,16 @@ impl Stats {
                             counted_inbound = true;
                         }
                     }
+                    "publish" => {
+                        publishes
+                            .entry((
+                                proxy.namespace.clone(),
+                                proxy.service.clone(),
+                                series.service.clone(),
+                            ))
+                            .or_default()
+                            .add(&by_class, &[], &[], span);
+                    }
                     "outbound" | "ingress" => {
                         edges
                             .entry((
@@ -251,10 +262,21 @@ impl Stats {
                 v
             })
             .collect();
+        let publishes: Vec<Value> = publishes
+            .iter()
+            .map(|((namespace, from, topic), sum)| {
+                json!({
+                    "namespace": namespace, "from": from, "topic": topic,
+                    "events": sum.by_class[1], "rps": round(sum.rps, 2),
+                    "refused": sum.by_class[3], "failed": sum.by_class[4],
+                })
+            })
+            .collect();
         json!({
             "window_s": round(seconds, 1),
             "services": services,
             "edges": edges,
+            "publishes": publishes,
         })
     }
 }
@@ -375,6 +397,7 @@ mod tests {
         );
         assert_eq!(edge["requests"], 100);
         assert_eq!(service["ejections"], json!([]));
+        assert_eq!(s["publishes"], json!([]));
 
         // web's outlier detection ejects one catalog endpoint.
         let mut with_ejection = report(vec![series("outbound", "catalog", 100, 10)]);

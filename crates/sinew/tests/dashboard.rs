@@ -128,6 +128,11 @@ async fn the_dashboard_of_sinew_up_shows_the_demo_services_with_live_numbers() {
     // services table (rates, success, availability).
     assert!(text.contains("Topology"), "{text}");
     assert!(text.contains("availability 10 min"), "{text}");
+    // The events: orders publishes to `orders`, shipping's sidecar delivers.
+    assert!(
+        text.contains("⇢ orders ·"),
+        "an event edge orders ⇢ shipping: {text}"
+    );
     assert!(!text.contains("token is missing"), "{text}");
 
     // The service page and the events page, addressed by the fragment.

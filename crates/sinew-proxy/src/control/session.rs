@@ -368,6 +368,14 @@ impl Session {
                     by_class: by_class.to_vec(),
                     buckets,
                 })
+                .chain(self.shared.metrics().publish_totals().into_iter().map(
+                    |(topic, by_class)| StatsSeries {
+                        direction: "publish".to_owned(),
+                        service: topic,
+                        by_class: by_class.to_vec(),
+                        buckets: Vec::new(),
+                    },
+                ))
                 .collect(),
         }
     }

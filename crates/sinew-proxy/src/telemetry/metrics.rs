@@ -274,6 +274,32 @@ impl Metrics {
         out
     }
 
+    /// Publish calls so far per topic, as request classes: `ok` as 2xx,
+    /// `refused` as 4xx, `failed` as 5xx. Reported beside
+    /// [`Metrics::request_totals`] (direction `publish`, the topic as service).
+    pub fn publish_totals(&self) -> Vec<(String, [u64; 5])> {
+        let mut out: Vec<(String, [u64; 5])> = Vec::new();
+        for (labels, counter) in self.events_published.lock().iter() {
+            let (Some(topic), Some(result)) = (labels.first(), labels.get(1)) else {
+                continue;
+            };
+            let class = match &**result {
+                "ok" => 1,
+                "refused" => 3,
+                _ => 4,
+            };
+            match out.iter_mut().find(|(t, _)| **t == **topic) {
+                Some((_, classes)) => classes[class] += counter.get(),
+                None => {
+                    let mut classes = [0u64; 5];
+                    classes[class] = counter.get();
+                    out.push((topic.to_string(), classes));
+                }
+            }
+        }
+        out
+    }
+
     /// The downstream connection metrics of `direction`.
     pub fn connections(&self, direction: Direction) -> &Arc<ConnectionMetrics> {
         &self.connections[direction.index()]
