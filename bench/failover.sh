@@ -397,17 +397,5 @@ cat "$REPORT"
 log "section written to $REPORT (raw outputs in $RUN)"
 
 if [[ $UPDATE_DOCS -eq 1 ]]; then
-  block="$RUN/docs-block.md"
-  { echo "$BEGIN_MARK"; cat "$REPORT"; echo "$END_MARK"; } >"$block"
-  if [[ -f $DOCS ]] && grep -qF "$BEGIN_MARK" "$DOCS" && grep -qF "$END_MARK" "$DOCS"; then
-    awk -v b="$BEGIN_MARK" -v e="$END_MARK" -v f="$block" '
-      $0 == b { while ((getline line < f) > 0) print line; skip = 1; next }
-      $0 == e { skip = 0; next }
-      !skip' "$DOCS" >"$RUN/benchmarks.md.new"
-    cat "$RUN/benchmarks.md.new" >"$DOCS"
-    log "replaced the failover section in $DOCS"
-  else
-    { [[ -s $DOCS ]] && echo; cat "$block"; } >>"$DOCS"
-    log "appended the failover section to $DOCS"
-  fi
+  put_section "$DOCS" "$REPORT" failover
 fi

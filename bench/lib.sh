@@ -88,3 +88,25 @@ need_oha() {
   log "installing oha (cargo install oha --locked; takes several minutes)"
   cargo install oha --locked >&2
 }
+
+# ---------------------------------------------------------------- reports
+# put_section TARGET SECTION NAME: puts the file SECTION into TARGET between
+# the lines $BEGIN_MARK and $END_MARK, replacing what is there, or appends it
+# (with the markers) when TARGET has none; NAME is for the log line.
+put_section() {
+  local target=$1 section=$2 name=$3
+  local block="$RUN/$name.block.md"
+  { echo "$BEGIN_MARK"; cat "$section"; echo "$END_MARK"; } >"$block"
+  mkdir -p "$(dirname "$target")"
+  if [[ -f $target ]] && grep -qxF "$BEGIN_MARK" "$target" && grep -qxF "$END_MARK" "$target"; then
+    awk -v b="$BEGIN_MARK" -v e="$END_MARK" -v f="$block" '
+      $0 == b { while ((getline line < f) > 0) print line; skip = 1; next }
+      $0 == e { skip = 0; next }
+      !skip' "$target" >"$block.new"
+    cat "$block.new" >"$target"
+    log "replaced the $name section in $target"
+  else
+    { [[ -s $target ]] && echo; cat "$block"; } >>"$target"
+    log "appended the $name section to $target"
+  fi
+}

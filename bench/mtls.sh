@@ -842,18 +842,6 @@ MD
 }
 
 report | cat -s >"$RUN/mtls.section.md"
-{ echo "$BEGIN_MARK"; cat "$RUN/mtls.section.md"; echo "$END_MARK"; } >"$RUN/mtls.block.md"
-mkdir -p "$(dirname "$REPORT")"
-if [[ -f $REPORT ]] && grep -qxF "$BEGIN_MARK" "$REPORT" && grep -qxF "$END_MARK" "$REPORT"; then
-  awk -v b="$BEGIN_MARK" -v e="$END_MARK" -v f="$RUN/mtls.block.md" '
-    $0 == b { while ((getline line < f) > 0) print line; skip = 1; next }
-    $0 == e { skip = 0; next }
-    !skip' "$REPORT" >"$RUN/report.new"
-  cat "$RUN/report.new" >"$REPORT"
-  log "replaced the mTLS section in $REPORT"
-else
-  { [[ -s $REPORT ]] && echo; cat "$RUN/mtls.block.md"; } >>"$REPORT"
-  log "appended the mTLS section to $REPORT"
-fi
+put_section "$REPORT" "$RUN/mtls.section.md" mTLS
 cat "$RUN/mtls.section.md"
 log "report written to $REPORT (raw outputs in $RUN)"

@@ -69,7 +69,7 @@ mod gate;
 pub(crate) mod group;
 pub(crate) mod layout;
 pub(crate) mod partitioner;
-mod publish;
+pub(crate) mod publish;
 mod topic;
 
 use std::collections::HashMap;
@@ -528,16 +528,7 @@ impl Broker {
         check_name("group", group)?;
         check_name("member", member)?;
         let part_next = self.topic(topic).await?.partition(partition)?.next_offset();
-        lock(&self.groups)
-            .check_owner((group, topic), partition, member, generation)
-            .map_err(|fenced| Error::NotOwner {
-                group: group.to_owned(),
-                topic: topic.to_owned(),
-                partition,
-                member: member.to_owned(),
-                generation,
-                current: fenced.current,
-            })?;
+        lock(&self.groups).fence((group, topic), partition, member, generation)?;
         self.set_cursor(group, topic, partition, next_offset, part_next, false)
             .await
     }
@@ -773,11 +764,11 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Reads `lock`, ignoring poisoning (see [`lock`]).
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+pub(crate) fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Writes `lock`, ignoring poisoning (see [`lock`]).
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+pub(crate) fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }

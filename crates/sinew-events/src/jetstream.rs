@@ -38,8 +38,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use async_nats::header::HeaderMap;
 use async_nats::jetstream::{self, kv, stream};
@@ -51,7 +51,8 @@ use tracing::info;
 use crate::broker::group::{Assignment, Groups};
 use crate::broker::layout::{check_name, check_topic};
 use crate::broker::partitioner::partition_for;
-use crate::broker::{Event, Published, ID_HEADER, MAX_ID_BYTES};
+use crate::broker::publish::check_event;
+use crate::broker::{lock, now_ms, read, write, Event, Published, ID_HEADER};
 use crate::error::{Error, Result};
 use crate::record::{Header, Record};
 
@@ -545,16 +546,7 @@ impl JetStream {
             offsets(topic.partition(partition)?).await?.end
         };
         let ready = self.ready().await?;
-        lock(&ready.groups)
-            .check_owner((group, topic), partition, member, generation)
-            .map_err(|fenced| Error::NotOwner {
-                group: group.to_owned(),
-                topic: topic.to_owned(),
-                partition,
-                member: member.to_owned(),
-                generation,
-                current: fenced.current,
-            })?;
+        lock(&ready.groups).fence((group, topic), partition, member, generation)?;
         self.set_cursor(
             ready,
             group,
@@ -711,13 +703,8 @@ async fn offsets(part: &Partition) -> Result<Range<u64>> {
 
 /// Builds event `index`'s message: (ce-id, key, headers, payload).
 fn message(index: usize, event: Event) -> Result<(String, Option<Bytes>, HeaderMap, Bytes)> {
+    check_event(index, &event)?;
     let refuse = |reason| Err(Error::InvalidEvent { index, reason });
-    if event.id.is_empty() {
-        return refuse("an event needs an id (ce-id)");
-    }
-    if event.id.len() > MAX_ID_BYTES {
-        return refuse("an event id has at most 256 bytes");
-    }
     if !is_text(event.id.as_bytes()) {
         return refuse("the JetStream store needs an id without control characters");
     }
@@ -739,9 +726,6 @@ fn message(index: usize, event: Event) -> Result<(String, Option<Bytes>, HeaderM
     };
     headers.insert(TIME_HEADER, timestamp.to_string().as_str());
     for header in &event.headers {
-        if header.name.eq_ignore_ascii_case(ID_HEADER) {
-            return refuse("the ce-id header is written by the broker: give the id as Event::id");
-        }
         let reserved = ["nats-", "sinew-"].iter().any(|p| {
             header.name.len() >= p.len() && header.name[..p.len()].eq_ignore_ascii_case(p)
         });
@@ -928,24 +912,6 @@ fn parse_offset(value: &[u8]) -> Result<u64> {
 /// Text a NATS header can carry: no control characters.
 fn is_text(bytes: &[u8]) -> bool {
     std::str::from_utf8(bytes).is_ok_and(|s| !s.chars().any(char::is_control))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -101,6 +101,35 @@ async fn main() {
     }
 }
 
+/// What one publisher of a throughput run did: acknowledged, failed, and
+/// each acknowledged publish's round trip.
+type Tally = (usize, usize, Vec<Duration>);
+
+/// Waits for the publishers started at `started`, then prints the run's
+/// JSON line: `run`'s fields, the totals and rate, the latency quantiles.
+async fn report(
+    mut run: serde_json::Value,
+    a: &Args,
+    started: Instant,
+    tasks: Vec<tokio::task::JoinHandle<Tally>>,
+) {
+    let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
+    for t in tasks {
+        let (o, f, l) = t.await.expect("publisher");
+        ok += o;
+        failed += f;
+        latencies.extend(l);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    run["concurrency"] = a.concurrency.into();
+    run["size"] = a.size.into();
+    run["acked"] = ok.into();
+    run["failed"] = failed.into();
+    run["per_s"] = (ok as f64 / elapsed).into();
+    run["latency"] = quantiles(&mut latencies);
+    println!("{run}");
+}
+
 /// Microsecond quantiles of `samples` (sorted here).
 fn quantiles(samples: &mut [Duration]) -> serde_json::Value {
     samples.sort();
@@ -151,12 +180,7 @@ fn event(topic: &str, id: &str, key: usize, data: &Bytes) -> Request {
 }
 
 /// Publishes through the sidecar until the deadline; acks and latencies.
-async fn publish_loop(
-    api: SocketAddr,
-    task: usize,
-    deadline: Instant,
-    data: Bytes,
-) -> (usize, usize, Vec<Duration>) {
+async fn publish_loop(api: SocketAddr, task: usize, deadline: Instant, data: Bytes) -> Tally {
     let mut client = HttpClient::http1(api)
         .await
         .expect("connect to the sidecar api");
@@ -196,22 +220,11 @@ async fn publish_sinew(a: &Args) {
     let tasks: Vec<_> = (0..a.concurrency)
         .map(|t| tokio::spawn(publish_loop(checkout.api(), t, deadline, data.clone())))
         .collect();
-    let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
-    for t in tasks {
-        let (o, f, l) = t.await.expect("publisher");
-        ok += o;
-        failed += f;
-        latencies.extend(l);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut out = serde_json::json!({
+    let run = serde_json::json!({
         "mode": "publish-sinew",
         "events": a.events.as_deref().unwrap_or("embedded"),
-        "concurrency": a.concurrency, "size": a.size,
-        "acked": ok, "failed": failed, "per_s": ok as f64 / elapsed,
     });
-    out["latency"] = quantiles(&mut latencies);
-    println!("{out}");
+    report(run, a, started, tasks).await;
 }
 
 async fn publish_jetstream(a: &Args) {
@@ -262,21 +275,8 @@ async fn publish_jetstream(a: &Args) {
             })
         })
         .collect();
-    let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
-    for t in tasks {
-        let (o, f, l) = t.await.expect("publisher");
-        ok += o;
-        failed += f;
-        latencies.extend(l);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut out = serde_json::json!({
-        "mode": "publish-jetstream", "url": a.url,
-        "concurrency": a.concurrency, "size": a.size,
-        "acked": ok, "failed": failed, "per_s": ok as f64 / elapsed,
-    });
-    out["latency"] = quantiles(&mut latencies);
-    println!("{out}");
+    let run = serde_json::json!({"mode": "publish-jetstream", "url": a.url});
+    report(run, a, started, tasks).await;
 }
 
 async fn publish_broker(a: &Args) {
@@ -311,22 +311,14 @@ async fn publish_broker(a: &Args) {
             })
         })
         .collect();
-    let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
-    for t in tasks {
-        let (o, f, l) = t.await.expect("publisher");
-        ok += o;
-        failed += f;
-        latencies.extend(l);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    report(
+        serde_json::json!({"mode": "publish-broker"}),
+        a,
+        started,
+        tasks,
+    )
+    .await;
     let _ = broker.close().await;
-    let mut out = serde_json::json!({
-        "mode": "publish-broker",
-        "concurrency": a.concurrency, "size": a.size,
-        "acked": ok, "failed": failed, "per_s": ok as f64 / elapsed,
-    });
-    out["latency"] = quantiles(&mut latencies);
-    println!("{out}");
 }
 
 /// An app recording when each event id arrives.

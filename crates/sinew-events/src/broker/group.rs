@@ -271,6 +271,26 @@ impl Groups {
         }
     }
 
+    /// [`Groups::check_owner`] as the error callers answer with:
+    /// [`Error::NotOwner`](crate::Error::NotOwner) naming the commit refused.
+    pub(crate) fn fence(
+        &self,
+        (group, topic): (&str, &str),
+        partition: u32,
+        member: &str,
+        generation: u64,
+    ) -> crate::Result<()> {
+        self.check_owner((group, topic), partition, member, generation)
+            .map_err(|fenced| crate::Error::NotOwner {
+                group: group.to_owned(),
+                topic: topic.to_owned(),
+                partition,
+                member: member.to_owned(),
+                generation,
+                current: fenced.current,
+            })
+    }
+
     /// Whether `member` may move `partition`'s cursor with what it delivered
     /// in `generation` (see the module doc).
     pub(crate) fn check_owner(

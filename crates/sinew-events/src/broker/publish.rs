@@ -29,6 +29,26 @@ use super::{lock, now_ms, Event, Published, ID_HEADER, MAX_ID_BYTES};
 use crate::error::{Error, Result};
 use crate::record::{self, Header, NewRecord};
 
+/// The checks every store makes of event `index` before writing anything:
+/// an id of 1..=[`MAX_ID_BYTES`] bytes, and no `ce-id` header of its own.
+pub(crate) fn check_event(index: usize, event: &Event) -> Result<()> {
+    let refuse = |reason| Err(Error::InvalidEvent { index, reason });
+    if event.id.is_empty() {
+        return refuse("an event needs an id (ce-id)");
+    }
+    if event.id.len() > MAX_ID_BYTES {
+        return refuse("an event id has at most 256 bytes");
+    }
+    if event
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case(ID_HEADER))
+    {
+        return refuse("the ce-id header is written by the broker: give the id as Event::id");
+    }
+    Ok(())
+}
+
 /// A validated event, ready to append.
 #[derive(Debug)]
 pub(crate) struct Item {
@@ -42,20 +62,7 @@ impl Item {
     /// Checks event `index` and builds its record, stamped `now_ms` when
     /// the event has no timestamp.
     pub(crate) fn new(index: usize, event: Event, now_ms: u64) -> Result<Self> {
-        let refuse = |reason| Err(Error::InvalidEvent { index, reason });
-        if event.id.is_empty() {
-            return refuse("an event needs an id (ce-id)");
-        }
-        if event.id.len() > MAX_ID_BYTES {
-            return refuse("an event id has at most 256 bytes");
-        }
-        if event
-            .headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case(ID_HEADER))
-        {
-            return refuse("the ce-id header is written by the broker: give the id as Event::id");
-        }
+        check_event(index, &event)?;
         let mut headers = Vec::with_capacity(event.headers.len() + 1);
         headers.push(Header {
             name: ID_HEADER.to_owned(),
