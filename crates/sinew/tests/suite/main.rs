@@ -1,0 +1,36 @@
+//! The `sinew` binary's black-box tests, one module per capability, built as one
+//! test binary (one link instead of one per file: faster builds, a smaller target
+//! directory). Run one module with `cargo test -p sinew --test suite -- MODULE::`.
+
+mod api;
+mod authorization;
+mod balancing;
+mod config_errors;
+mod control_cli;
+mod control_identity;
+mod control_plane;
+mod dashboard;
+mod events;
+mod events_durability;
+mod explain;
+mod failover;
+mod fault;
+mod gateway;
+mod h2_retries;
+mod hardening;
+mod hot_reload;
+mod http1;
+mod interop;
+mod mtls;
+mod overload;
+mod protocols;
+mod rate_limit;
+mod retries;
+mod route_resilience;
+mod routing;
+mod telemetry;
+mod timeouts;
+mod top;
+mod up_file;
+mod up_smoke;
+mod workers;
