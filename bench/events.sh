@@ -33,7 +33,7 @@ all data directories are on the disk under the run directory, never tmpfs):
 Bars (issue 6): publish throughput ≥ JetStream with default settings; p99 ≤ 5 ms at 5,000/s.
 
 Prints a markdown section and writes it to bench/out/events-<UTC time>.md; raw JSON and logs
-stay in bench/out/events-<UTC time>/.
+stay in bench/out/events-<UTC time>/ (the stored events are deleted after each run).
 
 Options:
   --no-build       use the existing target/release/sinew and target/release/examples/events_bench
@@ -158,6 +158,15 @@ run() {
   cat "$RUN/$name.json" >&2
 }
 
+# prune DIR...: deletes a finished run's stored events (gigabytes per run), keeping its logs.
+prune() {
+  local dir
+  for dir in "$@"; do
+    [[ -d $dir ]] && find "$dir" -type f ! -name '*.log' -delete
+  done
+  return 0
+}
+
 COMMON=(-c "$CONCURRENCY" -s "$SECONDS_EACH")
 
 # 1. Throughput.
@@ -166,6 +175,7 @@ run sinew-embedded publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-em
 run broker publish-broker --dir "$ROOT/$RUN/broker" "${COMMON[@]}"
 run sinew-embedded-high publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-embedded-high" "${HIGH[@]}"
 run broker-high publish-broker --dir "$ROOT/$RUN/broker-high" "${HIGH[@]}"
+prune "$RUN"/sinew-embedded* "$RUN"/broker*
 
 PORT=$(free_port)
 nats nats-debian "$(command -v nats-server)" "$PORT"
@@ -178,6 +188,7 @@ run sinew-jetstream publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-j
 run latency-jetstream latency --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/latency-jetstream" \
   --events "jetstream:nats://127.0.0.1:$PORT" --rate "$RATE" -s "$SECONDS_EACH"
 stop_started "$NATS_DEBIAN_PID"
+prune "$RUN"/nats-debian-store "$RUN"/sinew-jetstream "$RUN"/latency-jetstream
 
 if [[ -n $PYPI_NATS ]]; then
   PORT=$(free_port)
@@ -188,10 +199,12 @@ if [[ -n $PYPI_NATS ]]; then
   nats nats-pypi-always "$PYPI_NATS" "$PORT" always
   run js-pypi-always publish-jetstream --url "nats://127.0.0.1:$PORT" "${COMMON[@]}"
   stop_started "$STARTED_PID"
+  prune "$RUN"/nats-pypi*-store
 fi
 
 # 2. Latency at a fixed rate.
 run latency latency --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/latency" --rate "$RATE" -s "$SECONDS_EACH"
+prune "$RUN/latency"
 
 # ---------------------------------------------------------------- report
 j() { jq -r "$2" "$RUN/$1.json" 2>/dev/null || echo "n/a"; }
