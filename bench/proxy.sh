@@ -659,9 +659,10 @@ MD
 
 mkdir -p "$(dirname "$REPORT")"
 report | cat -s >"$RUN/report.md"
-# Keep the sections bench/failover.sh, bench/control.sh and bench/mtls.sh maintain in the same file.
-for section in failover control mtls; do
-  if [[ -f $REPORT ]] && grep -q "^<!-- $section:begin -->\$" "$REPORT"; then
+# Keep the sections the other scripts maintain in the same file (failover, control, mtls,
+# events, profile: whatever sits between <!-- NAME:begin --> and <!-- NAME:end --> lines).
+for section in $(sed -n 's/^<!-- \([a-z]*\):begin -->$/\1/p' "$REPORT" 2>/dev/null); do
+  if grep -q "^<!-- $section:end -->\$" "$REPORT"; then
     { echo; awk "/^<!-- $section:begin -->\$/,/^<!-- $section:end -->\$/" "$REPORT"; } >>"$RUN/report.md"
   fi
 done
