@@ -110,18 +110,22 @@ async fn open_events(
             ));
         }
         (EventsSpec::JetStream(url), _) => {
-            let js = sinew_events::jetstream::JetStream::connect(
-                sinew_events::jetstream::JetStreamConfig::new(url.clone()),
-            )
-            .await
-            .map_err(|e| StartError(format!("cannot use JetStream at {url}: {e}")))?;
+            let mut config = sinew_events::jetstream::JetStreamConfig::new(url.clone());
+            config.partitions = options.event_partitions;
+            let js = sinew_events::jetstream::JetStream::connect(config)
+                .await
+                .map_err(|e| StartError(format!("cannot use JetStream at {url}: {e}")))?;
             return Ok(Some(sinew_events::EventStore::JetStream(js)));
         }
         (EventsSpec::Auto | EventsSpec::Embedded, StoreSpec::Embedded(_)) => {
             data_dir.join("events")
         }
     };
-    let broker = sinew_events::Broker::open(&embedded, sinew_events::BrokerConfig::default())
+    let config = sinew_events::BrokerConfig {
+        partitions: options.event_partitions,
+        ..sinew_events::BrokerConfig::default()
+    };
+    let broker = sinew_events::Broker::open(&embedded, config)
         .await
         .map_err(|e| {
             StartError(format!(
@@ -152,6 +156,9 @@ pub struct Options {
     pub ca: Option<crate::ca::UserCa>,
     /// Where events are kept.
     pub events: EventsSpec,
+    /// Partitions of a topic created from now on (1..=1024; the usual 8).
+    /// A topic keeps the count it was created with.
+    pub event_partitions: u32,
 }
 
 /// A running replica.

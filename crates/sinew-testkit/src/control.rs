@@ -32,6 +32,8 @@ pub struct ControlBuilder {
     grace: String,
     replica: Option<String>,
     events: Option<String>,
+    /// Further arguments, after the others.
+    extra: Vec<String>,
 }
 
 impl Control {
@@ -44,6 +46,7 @@ impl Control {
             grace: "2s".to_owned(),
             replica: None,
             events: None,
+            extra: Vec::new(),
         }
     }
 
@@ -166,6 +169,12 @@ impl ControlBuilder {
         self
     }
 
+    /// Any further `sinew control` argument, e.g. `.arg("--events-partitions").arg("2")`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra.push(arg.to_owned());
+        self
+    }
+
     /// Starts it and waits until its REST API answers.
     pub async fn spawn(self) -> Control {
         let (temp, dir) = match self.dir {
@@ -200,6 +209,7 @@ impl ControlBuilder {
         if let Some(events) = self.events {
             args.extend(["--events".to_owned(), events]);
         }
+        args.extend(self.extra);
         let mut process = spawn(&self.bin, &args);
         wait_ready(&mut process, http, &dir).await;
         let token = std::fs::read_to_string(dir.join("admin.token"))

@@ -3,18 +3,24 @@
 //! JSON line.
 //!
 //! ```text
-//! events_bench publish-sinew     --sinew BIN --dir DIR [--events SPEC] [-c C] [-s SECS] [--size B]
-//! events_bench publish-jetstream --url NATS_URL [-c C] [-s SECS] [--size B]
-//! events_bench publish-broker    --dir DIR [-c C] [-s SECS] [--size B]
-//! events_bench latency           --sinew BIN --dir DIR [--events SPEC] [--rate R] [-s SECS]
+//! events_bench publish-sinew     --sinew BIN --dir DIR [--events SPEC] [-c C] [-s SECS] [--size B] [--partitions P]
+//! events_bench publish-jetstream --url NATS_URL [-c C] [-s SECS] [--size B] [--partitions P]
+//! events_bench publish-broker    --dir DIR [-c C] [-s SECS] [--size B] [--partitions P]
+//! events_bench latency           --sinew BIN --dir DIR [--events SPEC] [--rate R] [-s SECS] [--partitions P]
 //! ```
+//!
+//! `--control-arg ARG` passes a further argument to `sinew control`
+//! (repeat it, e.g. `--control-arg --workers --control-arg 1`).
+//! `--partitions P` (default 8): the topic's partitions (`sinew control
+//! --events-partitions`, or the library broker's), and for JetStream the
+//! number of subjects its one stream spreads the messages over.
 //!
 //! - `publish-sinew`: a control plane (data in DIR, events on its embedded
 //!   broker or SPEC) and one sidecar; C HTTP/1.1 connections each POST one
 //!   CloudEvent at a time to `/v1/publish/bench` (binary mode, 64 keys)
 //!   for SECS. The 200 comes once the event is fsynced (embedded broker).
 //! - `publish-jetstream`: C tasks each publish one message at a time to a
-//!   file-storage stream (8 subjects, like 8 partitions) with async-nats
+//!   file-storage stream (P subjects) with async-nats
 //!   and await its PubAck: the same load straight to JetStream.
 //! - `publish-broker`: the embedded broker as a library in this process,
 //!   the same publishers calling `Broker::publish` (fsync before it
@@ -56,6 +62,9 @@ struct Args {
     seconds: u64,
     size: usize,
     rate: u64,
+    partitions: u32,
+    /// Further `sinew control` arguments (`--control-arg ARG`, repeated).
+    control_args: Vec<String>,
 }
 
 fn args() -> Args {
@@ -69,6 +78,8 @@ fn args() -> Args {
         seconds: 10,
         size: 256,
         rate: 5000,
+        partitions: 8,
+        control_args: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     a.mode = it.next().unwrap_or_default();
@@ -83,6 +94,8 @@ fn args() -> Args {
             "-s" | "--seconds" => a.seconds = value().parse().expect("-s SECS"),
             "--size" => a.size = value().parse().expect("--size BYTES"),
             "--rate" => a.rate = value().parse().expect("--rate N"),
+            "--partitions" => a.partitions = value().parse().expect("--partitions N"),
+            "--control-arg" => a.control_args.push(value()),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -123,6 +136,7 @@ async fn report(
     let elapsed = started.elapsed().as_secs_f64();
     run["concurrency"] = a.concurrency.into();
     run["size"] = a.size.into();
+    run["partitions"] = a.partitions.into();
     run["acked"] = ok.into();
     run["failed"] = failed.into();
     run["per_s"] = (ok as f64 / elapsed).into();
@@ -148,7 +162,13 @@ fn quantiles(samples: &mut [Duration]) -> serde_json::Value {
 async fn control(a: &Args) -> Control {
     let _ = std::fs::remove_dir_all(&a.dir);
     std::fs::create_dir_all(&a.dir).expect("create the bench dir");
-    let mut builder = Control::builder(&a.sinew).dir(&a.dir);
+    let mut builder = Control::builder(&a.sinew)
+        .dir(&a.dir)
+        .arg("--events-partitions")
+        .arg(&a.partitions.to_string());
+    for arg in &a.control_args {
+        builder = builder.arg(arg);
+    }
     if let Some(events) = &a.events {
         builder = builder.events(events);
     }
@@ -243,6 +263,7 @@ async fn publish_jetstream(a: &Args) {
     .await
     .expect("create the stream");
     let data = Bytes::from(vec![b'x'; a.size]);
+    let subjects = a.partitions as usize;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.seconds);
     let tasks: Vec<_> = (0..a.concurrency)
@@ -254,7 +275,7 @@ async fn publish_jetstream(a: &Args) {
                 while Instant::now() < deadline {
                     let mut headers = async_nats::HeaderMap::new();
                     headers.insert("Nats-Msg-Id", format!("t{task}-{n}").as_str());
-                    let subject = format!("bench.{}", (task + n) % 8);
+                    let subject = format!("bench.{}", (task + n) % subjects);
                     let sent = Instant::now();
                     let acked = match js
                         .publish_with_headers(subject, headers, data.clone())
@@ -282,9 +303,11 @@ async fn publish_jetstream(a: &Args) {
 async fn publish_broker(a: &Args) {
     use sinew_events::{Broker, BrokerConfig, Event};
     let _ = std::fs::remove_dir_all(&a.dir);
-    let broker = Broker::open(&a.dir, BrokerConfig::default())
-        .await
-        .expect("open the broker");
+    let config = BrokerConfig {
+        partitions: a.partitions,
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::open(&a.dir, config).await.expect("open the broker");
     let data = Bytes::from(vec![b'x'; a.size]);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.seconds);

@@ -40,6 +40,12 @@ pub(crate) struct Args {
     /// on a NATS JetStream server, shared by every replica) or `none`.
     #[arg(long, default_value = "auto")]
     events: EventsSpec,
+    /// Partitions of each topic created from now on, 1 to 1024 (a topic keeps
+    /// the count it was created with). Partitions are the unit of ordering and
+    /// of sharing among a service's replicas: a topic with N partitions feeds
+    /// at most N replicas at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    events_partitions: u32,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -67,6 +73,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         replica_id: args.replica,
         ca,
         events: args.events,
+        event_partitions: args.events_partitions,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))

@@ -212,6 +212,7 @@ async fn start_control(
         replica_id: Some("up".to_owned()),
         ca: None,
         events: sinew_control::EventsSpec::Embedded,
+        event_partitions: 8,
     };
     let control = sinew_control::ControlPlane::start(options)
         .await

@@ -403,6 +403,59 @@ async fn publishing_is_refused_clearly() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }
 
+/// `sinew control --events-partitions N` sets the partitions of the topics
+/// created after it starts, on either backend; a count outside 1..=1024 is
+/// refused at start, naming the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_topics_get_the_configured_partition_count() {
+    let control = Control::builder(SINEW)
+        .arg("--events-partitions")
+        .arg("3")
+        .spawn()
+        .await;
+    topic_partitions(&control, 3).await;
+
+    let refused = tokio::process::Command::new(SINEW)
+        .args(["control", "--events-partitions", "0"])
+        .output()
+        .await
+        .expect("run sinew control");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--events-partitions"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_jetstream_new_topics_get_the_configured_partition_count() {
+    let Some(nats) = Nats::start().await else {
+        return;
+    };
+    let control = Control::builder(SINEW)
+        .events(&format!("jetstream:{}", nats.url()))
+        .arg("--events-partitions")
+        .arg("2")
+        .spawn()
+        .await;
+    topic_partitions(&control, 2).await;
+}
+
+/// Publishes to a new topic through a sidecar and checks its partition count.
+async fn topic_partitions(control: &Control, want: u64) {
+    let checkout = sidecar(control, "checkout-1", "checkout", None).await;
+    assert_eventually!(
+        publish(&checkout, "payments", "p-1", "k").await.0 == StatusCode::OK,
+        Duration::from_secs(5),
+        "checkout may publish:\n{}",
+        checkout.stderr_tail()
+    );
+    let topics = control.call(Method::GET, "/v1/topics", None).await.json();
+    let payments = topics["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|t| t["topic"] == "payments"))
+        .unwrap_or_else(|| panic!("payments in {topics}"));
+    assert_eq!(payments["partitions"].as_u64(), Some(want), "{payments}");
+}
+
 /// The latency of the other keys' deliveries with a poison key in the topic
 /// stays close to the latency without one: a failing key holds back only
 /// its own events.
