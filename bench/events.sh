@@ -24,6 +24,8 @@ all data directories are on the disk under the run directory, never tmpfs):
      the JetStream backend.
    - The embedded broker alone (the sinew-events library in the load tool's process,
      `Broker::publish`, fsync before it returns): the log's own ceiling.
+   Sinew and the broker alone run with the default 8 partitions and again with 1 (one log
+   file, the layout of the JetStream runs' one stream).
    Then with H publishers (default 256): Sinew, the broker alone and JetStream (Debian).
 2. Publish→delivery latency at R events/s (default 5,000), paced over 16 connections,
    through the publisher's sidecar, the control plane and the subscriber's sidecar to an app
@@ -176,6 +178,12 @@ run broker publish-broker --dir "$ROOT/$RUN/broker" "${COMMON[@]}"
 run sinew-embedded-high publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-embedded-high" "${HIGH[@]}"
 run broker-high publish-broker --dir "$ROOT/$RUN/broker-high" "${HIGH[@]}"
 prune "$RUN"/sinew-embedded* "$RUN"/broker*
+# The same with one partition: one log file, as the JetStream runs' one stream.
+run sinew-embedded-p1 publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-embedded-p1" --partitions 1 "${COMMON[@]}"
+run broker-p1 publish-broker --dir "$ROOT/$RUN/broker-p1" --partitions 1 "${COMMON[@]}"
+run sinew-embedded-high-p1 publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-embedded-high-p1" --partitions 1 "${HIGH[@]}"
+run broker-high-p1 publish-broker --dir "$ROOT/$RUN/broker-high-p1" --partitions 1 "${HIGH[@]}"
+prune "$RUN"/sinew-embedded* "$RUN"/broker*
 
 PORT=$(free_port)
 nats nats-debian "$(command -v nats-server)" "$PORT"
@@ -210,7 +218,7 @@ prune "$RUN/latency"
 j() { jq -r "$2" "$RUN/$1.json" 2>/dev/null || echo "n/a"; }
 row() { # NAME LABEL
   [[ -s $RUN/$1.json ]] || return 0
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$2" "$(j "$1" .concurrency)" \
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$2" "${3:-$(j "$1" .partitions)}" "$(j "$1" .concurrency)" \
     "$(j "$1" '.per_s | floor')" \
     "$(j "$1" '.latency.p50_us / 10 | floor / 100')" \
     "$(j "$1" '.latency.p99_us / 10 | floor / 100')" \
@@ -239,30 +247,37 @@ the control plane or nats-server.
 Closed loop: each publisher has one publish outstanding; 256-byte events over 64 keys,
 ${SECONDS_EACH} s each. Latency is each publish's round trip (the 200 or the PubAck).
 
-| system | publishers | events/s | p50 ms | p99 ms | failed |
-|---|---|---|---|---|---|
+| system | partitions | publishers | events/s | p50 ms | p99 ms | failed |
+|---|---|---|---|---|---|---|
 $(row sinew-embedded "Sinew: app → sidecar API → control plane → embedded broker (fsync before ack)")
-$(row sinew-jetstream "Sinew: app → sidecar API → control plane → JetStream backend (nats-server $DEBIAN_VERSION)")
+$(row sinew-embedded-p1 "Sinew: app → sidecar API → control plane → embedded broker (fsync before ack)")
+$(row sinew-jetstream "Sinew: app → sidecar API → control plane → JetStream backend (nats-server $DEBIAN_VERSION)" "8 streams")
 $(row broker "embedded broker alone (library, fsync before ack)")
-$(row js-debian "nats-server $DEBIAN_VERSION (Debian) JetStream, file storage, defaults (fsync every 2 min)")
-$(row js-pypi-default "nats-server $PYPI_VERSION (PyPI) JetStream, file storage, defaults")
-$(row js-pypi-always "nats-server $PYPI_VERSION (PyPI) JetStream, file storage, \`sync_interval: always\`")
+$(row broker-p1 "embedded broker alone (library, fsync before ack)")
+$(row js-debian "nats-server $DEBIAN_VERSION (Debian) JetStream, file storage, defaults (fsync every 2 min)" "1 stream")
+$(row js-pypi-default "nats-server $PYPI_VERSION (PyPI) JetStream, file storage, defaults" "1 stream")
+$(row js-pypi-always "nats-server $PYPI_VERSION (PyPI) JetStream, file storage, \`sync_interval: always\`" "1 stream")
 $(row sinew-embedded-high "Sinew: app → sidecar API → control plane → embedded broker")
+$(row sinew-embedded-high-p1 "Sinew: app → sidecar API → control plane → embedded broker")
 $(row broker-high "embedded broker alone")
-$(row js-debian-high "nats-server $DEBIAN_VERSION (Debian) JetStream, defaults")
+$(row broker-high-p1 "embedded broker alone")
+$(row js-debian-high "nats-server $DEBIAN_VERSION (Debian) JetStream, defaults" "1 stream")
 
 Ratios (events/s), against JetStream with default settings (the bar: ≥ 1):
 
 - Sinew end to end / JetStream $DEBIAN_VERSION: **$(ratio sinew-embedded js-debian)** with $CONCURRENCY publishers, **$(ratio sinew-embedded-high js-debian-high)** with $HIGH_CONCURRENCY.
-- The embedded broker alone / JetStream $DEBIAN_VERSION: **$(ratio broker js-debian)** with $CONCURRENCY publishers, **$(ratio broker-high js-debian-high)** with $HIGH_CONCURRENCY.$(
+- The embedded broker alone / JetStream $DEBIAN_VERSION: **$(ratio broker js-debian)** with $CONCURRENCY publishers, **$(ratio broker-high js-debian-high)** with $HIGH_CONCURRENCY.
+- With one partition (one log file, like the JetStream stream): Sinew end to end **$(ratio sinew-embedded-p1 js-debian)** and **$(ratio sinew-embedded-high-p1 js-debian-high)**; the broker alone **$(ratio broker-p1 js-debian)** and **$(ratio broker-high-p1 js-debian-high)** ($CONCURRENCY and $HIGH_CONCURRENCY publishers).$(
   [[ -s $RUN/js-pypi-always.json ]] && printf '\n- Against JetStream %s with `sync_interval: always` (fsync before ack, like Sinew): Sinew end to end **%s**, the broker alone **%s**.' "$PYPI_VERSION" "$(ratio sinew-embedded js-pypi-always)" "$(ratio broker js-pypi-always)"
 )
 
 Reading: a closed-loop publisher's rate is publishers ÷ round trip. JetStream's defaults
 answer from memory (fsync every 2 minutes); every Sinew answer waits for \`fdatasync\`. The
-broker alone, with enough publishers outstanding for group commit to fill its syncs, passes
-JetStream's defaults; the whole Sinew path adds the app → sidecar HTTP hop and the sidecar →
-control plane mTLS gRPC hop to each round trip, on the same 2 CPUs, and stays below.
+JetStream runs publish to one stream (one set of files, whatever the subjects); a Sinew topic
+is one log per partition, each synced on its own, so a publish over 8 partitions pays up to 8
+syncs where one partition pays one: the one-partition rows compare the same layout. The whole
+Sinew path adds the app → sidecar HTTP hop and the sidecar → control plane mTLS gRPC hop to
+each round trip, all on the same 2 CPUs as the load and the broker.
 
 ### Publish → delivery at $RATE events/s
 
