@@ -35,7 +35,7 @@ all data directories are on the disk under the run directory, never tmpfs):
 Bars (issue 6): publish throughput ≥ JetStream with default settings; p99 ≤ 5 ms at 5,000/s.
 
 Prints a markdown section and writes it to bench/out/events-<UTC time>.md; raw JSON and logs
-stay in bench/out/events-<UTC time>/ (the stored events are deleted after each run).
+stay in bench/out/events-<UTC time>/ (the runs' data directories are deleted once done).
 
 Options:
   --no-build       use the existing target/release/sinew and target/release/examples/events_bench
@@ -160,11 +160,12 @@ run() {
   cat "$RUN/$name.json" >&2
 }
 
-# prune DIR...: deletes a finished run's stored events (gigabytes per run), keeping its logs.
+# prune DIR...: deletes finished runs' data directories (gigabytes per run; their segment
+# files are *.log too). The runs' own logs and JSON are files beside them, kept.
 prune() {
   local dir
   for dir in "$@"; do
-    [[ -d $dir ]] && find "$dir" -type f ! -name '*.log' -delete
+    [[ -d $dir ]] && rm -rf -- "$dir"
   done
   return 0
 }
