@@ -5,6 +5,9 @@
 //! ID, whether it may publish (Publish) or subscribe (every consuming call).
 //! A caller authenticated by the join token has no identity: it passes only
 //! topics no allow policy governs.
+//!
+//! `sinew broker` serves the same API alone ([`Admission::Token`]): no mesh,
+//! no policies; the holder of the broker's token may use every topic.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,8 +20,9 @@ use sinew_model::{AuthorizationPolicy, Kind, Resource, TopicOperation};
 use sinew_proto::events_server::Events;
 use sinew_proto::{
     Assignment, CommitReply, CommitRequest, CursorReply, CursorRequest, Event, FetchReply,
-    FetchRequest, HeartbeatRequest, LeaveReply, OffsetsReply, OffsetsRequest, PublishReply,
-    PublishRequest, Published, StoredEvent,
+    FetchRequest, HeartbeatRequest, LeaveReply, OffsetsReply, OffsetsRequest, PartitionOfReply,
+    PartitionOfRequest, PublishReply, PublishRequest, Published, StoredEvent, TopicPartitions,
+    TopicsReply, TopicsRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -30,10 +34,20 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Largest fetch answer.
 const MAX_FETCH_BYTES: u32 = 4 << 20;
 
+/// Who may call, and what decides their access to a topic.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// In the control plane: a workload certificate and the topic's
+    /// AuthorizationPolicies, or the join (or admin) token.
+    Mesh(Arc<Replica>),
+    /// A standalone broker: the bearer of this token, for every topic.
+    Token(String),
+}
+
 /// The Events service.
 #[derive(Debug)]
 pub(crate) struct EventsService {
-    replica: Arc<Replica>,
+    admission: Admission,
     /// The event store; `None` without one (`--events none`, or etcd without JetStream).
     broker: Option<EventStore>,
     /// The topic policies, parsed once per view version.
@@ -41,17 +55,17 @@ pub(crate) struct EventsService {
 }
 
 impl EventsService {
-    pub(crate) fn new(replica: Arc<Replica>, broker: Option<EventStore>) -> Self {
+    pub(crate) fn new(admission: Admission, broker: Option<EventStore>) -> Self {
         Self {
-            replica,
+            admission,
             broker,
             policies: Mutex::new((u64::MAX, Arc::default())),
         }
     }
 
     /// The AuthorizationPolicies of the current view.
-    fn policies(&self) -> Arc<Vec<AuthorizationPolicy>> {
-        let view = self.replica.view.borrow().clone();
+    fn policies(&self, replica: &Replica) -> Arc<Vec<AuthorizationPolicy>> {
+        let view = replica.view.borrow().clone();
         let mut cached = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
         if cached.0 != view.version {
             let parsed = view
@@ -85,7 +99,18 @@ impl EventsService {
                 "no event store: run the control plane with the embedded store or `--events jetstream:URL`",
             )
         })?;
-        let caller = Caller::of(&self.replica, request)?;
+        let caller = match &self.admission {
+            Admission::Mesh(replica) => Some((replica, Caller::of(replica, request)?)),
+            Admission::Token(token) => {
+                check_bearer(request, token)?;
+                if namespace.is_empty() {
+                    // The broker's own name (the control plane's remote
+                    // store); the broker checks it.
+                    return Ok((broker, topic.to_owned()));
+                }
+                None
+            }
+        };
         let namespace = crate::view::namespace_or_default(Some(namespace));
         if !crate::keys::valid_segment(namespace) {
             return Err(Status::invalid_argument(format!(
@@ -97,6 +122,10 @@ impl EventsService {
                 "`{topic}` is not a valid topic: 1-249 of [a-z0-9._-]"
             )));
         }
+        let Some((replica, caller)) = caller else {
+            // The standalone broker's token holder.
+            return Ok((broker, format!("{namespace}.{topic}")));
+        };
         let identity = match &caller {
             Caller::Workload(id) => {
                 if spiffe_namespace(id) != Some(namespace) {
@@ -108,7 +137,13 @@ impl EventsService {
             }
             Caller::Token => None,
         };
-        let verdict = topic_access(self.policies().iter(), namespace, topic, op, identity);
+        let verdict = topic_access(
+            self.policies(replica).iter(),
+            namespace,
+            topic,
+            op,
+            identity,
+        );
         if !verdict.allowed() {
             let policy = verdict.policy().unwrap_or("default-deny");
             let what = match op {
@@ -121,6 +156,33 @@ impl EventsService {
             )));
         }
         Ok((broker, format!("{namespace}.{topic}")))
+    }
+}
+
+/// Refuses the standalone broker's own calls in the control plane.
+fn standalone_only(admission: &Admission) -> Result<(), Status> {
+    match admission {
+        Admission::Token(_) => Ok(()),
+        Admission::Mesh(_) => Err(Status::unimplemented(
+            "served by `sinew broker` only: the control plane's REST API lists topics and resets cursors",
+        )),
+    }
+}
+
+/// Checks `authorization: Bearer TOKEN` against the standalone broker's
+/// token, in time independent of where they differ.
+fn check_bearer<T>(request: &Request<T>, token: &str) -> Result<(), Status> {
+    let given = request
+        .metadata()
+        .get(sinew_proto::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::replica::bearer);
+    if given.is_some_and(|given| crate::replica::same(given, token)) {
+        Ok(())
+    } else {
+        Err(Status::unauthenticated(
+            "a missing or wrong token: send `authorization: Bearer TOKEN` (the broker's DIR/broker.token)",
+        ))
     }
 }
 
@@ -354,6 +416,62 @@ impl Events for EventsService {
             has_at_time: at_time.is_some(),
             at_time: at_time.unwrap_or(0),
         }))
+    }
+
+    async fn topics(
+        &self,
+        request: Request<TopicsRequest>,
+    ) -> Result<Response<TopicsReply>, Status> {
+        standalone_only(&self.admission)?;
+        if let Admission::Token(token) = &self.admission {
+            check_bearer(&request, token)?;
+        }
+        let broker = self
+            .broker
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("no event store"))?;
+        let topics = broker.topics().await.map_err(|e| status(&e))?;
+        Ok(Response::new(TopicsReply {
+            topics: topics
+                .into_iter()
+                .map(|(topic, partitions)| TopicPartitions { topic, partitions })
+                .collect(),
+        }))
+    }
+
+    async fn partition_of(
+        &self,
+        request: Request<PartitionOfRequest>,
+    ) -> Result<Response<PartitionOfReply>, Status> {
+        standalone_only(&self.admission)?;
+        let r = request.get_ref();
+        let (broker, topic) =
+            self.admit(&request, &r.namespace, &r.topic, TopicOperation::Subscribe)?;
+        let partitions = broker.partitions(&topic).await.map_err(|e| status(&e))?;
+        let partition = broker
+            .partition_of(&topic, &request.get_ref().key)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(PartitionOfReply {
+            partition,
+            partitions,
+        }))
+    }
+
+    async fn reset_cursor(
+        &self,
+        request: Request<CommitRequest>,
+    ) -> Result<Response<CommitReply>, Status> {
+        standalone_only(&self.admission)?;
+        let r = request.get_ref();
+        let (broker, topic) =
+            self.admit(&request, &r.namespace, &r.topic, TopicOperation::Subscribe)?;
+        let r = request.into_inner();
+        broker
+            .reset_cursor(&r.group, &topic, r.partition, r.next_offset)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(CommitReply {}))
     }
 }
 

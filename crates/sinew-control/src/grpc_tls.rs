@@ -201,6 +201,37 @@ pub(crate) async fn incoming(
             }
         });
     }
+    Ok(accept(listener, current))
+}
+
+/// Serves TLS on `listener` with one fixed certificate and no client
+/// certificates (the standalone broker's: its clients carry its token).
+pub(crate) fn incoming_fixed(
+    listener: TcpListener,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<tokio_stream::wrappers::ReceiverStream<io::Result<Conn>>, String> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the certificate: {e}"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("the key: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(accept(listener, Arc::new(ArcSwap::from_pointee(config))))
+}
+
+/// Accepts connections on `listener` and handshakes each with the config
+/// `current` holds at its accept, handing the connections to tonic.
+fn accept(
+    listener: TcpListener,
+    current: Arc<ArcSwap<rustls::ServerConfig>>,
+) -> tokio_stream::wrappers::ReceiverStream<io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -237,7 +268,7 @@ pub(crate) async fn incoming(
             });
         }
     });
-    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Writes the trust bundle proxies use to verify the control plane, unless

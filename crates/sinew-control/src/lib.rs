@@ -22,10 +22,12 @@ pub mod registry;
 mod replica;
 mod rest;
 mod server;
+mod standalone;
 mod stats;
 pub mod status;
 pub mod store;
 mod view;
 
 pub use ca::UserCa;
-pub use server::{ControlPlane, EventsSpec, Options, StartError, StoreSpec};
+pub use server::{BrokerCredentials, ControlPlane, EventsSpec, Options, StartError, StoreSpec};
+pub use standalone::{BrokerOptions, StandaloneBroker};

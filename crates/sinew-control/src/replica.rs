@@ -31,7 +31,7 @@ pub(crate) struct Tokens {
     pub(crate) join: String,
 }
 
-fn bearer(header: &str) -> Option<&str> {
+pub(crate) fn bearer(header: &str) -> Option<&str> {
     header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
@@ -39,7 +39,7 @@ fn bearer(header: &str) -> Option<&str> {
 }
 
 /// Compares without an early exit, so timing does not reveal a prefix.
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

@@ -69,6 +69,10 @@ pub enum EventsSpec {
     /// `jetstream:URL`: streams on a NATS JetStream server, shared by every
     /// replica.
     JetStream(String),
+    /// `broker:https://HOST:PORT`: a standalone broker (`sinew broker`),
+    /// shared by every replica; its token and certificate come in
+    /// [`Options::broker`].
+    Broker(String),
     /// `none`: no Events API (it answers 503).
     None,
 }
@@ -81,6 +85,13 @@ impl std::str::FromStr for EventsSpec {
             "auto" => Ok(EventsSpec::Auto),
             "embedded" => Ok(EventsSpec::Embedded),
             "none" => Ok(EventsSpec::None),
+            _ if s.starts_with("broker:") => match s.strip_prefix("broker:") {
+                Some(url) if url.starts_with("https://") => Ok(EventsSpec::Broker(url.to_owned())),
+                _ => Err(
+                    "`broker:` needs the broker's https URL, e.g. broker:https://127.0.0.1:7450"
+                        .into(),
+                ),
+            },
             _ => match s.strip_prefix("jetstream:") {
                 Some(url) if !url.is_empty() => Ok(EventsSpec::JetStream(url.to_owned())),
                 Some(_) => Err(
@@ -88,7 +99,7 @@ impl std::str::FromStr for EventsSpec {
                         .into(),
                 ),
                 None => Err(format!(
-                    "unknown events backend `{s}`: use auto, embedded, jetstream:URL or none"
+                    "unknown events backend `{s}`: use auto, embedded, jetstream:URL, broker:URL or none"
                 )),
             },
         }
@@ -116,6 +127,22 @@ async fn open_events(
                 .await
                 .map_err(|e| StartError(format!("cannot use JetStream at {url}: {e}")))?;
             return Ok(Some(sinew_events::EventStore::JetStream(js)));
+        }
+        (EventsSpec::Broker(url), _) => {
+            let Some(credentials) = &options.broker else {
+                return Err(StartError(
+                    "--events broker:URL needs the broker's token and certificate (--broker-token-file, --broker-cert)"
+                        .into(),
+                ));
+            };
+            let remote =
+                sinew_events::remote::RemoteBroker::connect(sinew_events::remote::RemoteConfig {
+                    url: url.clone(),
+                    token: credentials.token.clone(),
+                    cert_pem: credentials.cert_pem.clone(),
+                })
+                .map_err(|e| StartError(format!("cannot use the broker at {url}: {e}")))?;
+            return Ok(Some(sinew_events::EventStore::Remote(remote)));
         }
         (EventsSpec::Auto | EventsSpec::Embedded, StoreSpec::Embedded(_)) => {
             data_dir.join("events")
@@ -159,6 +186,26 @@ pub struct Options {
     /// Partitions of a topic created from now on (1..=1024; the usual 8).
     /// A topic keeps the count it was created with.
     pub event_partitions: u32,
+    /// How to reach the standalone broker of `--events broker:URL`.
+    pub broker: Option<BrokerCredentials>,
+}
+
+/// The standalone broker's token and certificate (`DIR/broker.token`,
+/// `DIR/broker.pem` where it runs).
+#[derive(Clone)]
+pub struct BrokerCredentials {
+    /// The token.
+    pub token: String,
+    /// The certificate to trust, PEM.
+    pub cert_pem: String,
+}
+
+impl std::fmt::Debug for BrokerCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerCredentials")
+            .field("token", &"…")
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running replica.
@@ -193,7 +240,7 @@ impl From<StoreError> for StartError {
     }
 }
 
-fn write_secret(path: &std::path::Path, value: &str) -> std::io::Result<()> {
+pub(crate) fn write_secret(path: &std::path::Path, value: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == value) {
@@ -316,9 +363,11 @@ impl ControlPlane {
                 }));
             }
         }
-        let events = sinew_proto::events_server::EventsServer::new(
-            crate::events::EventsService::new(replica.clone(), broker),
-        );
+        let events =
+            sinew_proto::events_server::EventsServer::new(crate::events::EventsService::new(
+                crate::events::Admission::Mesh(replica.clone()),
+                broker,
+            ));
         let bundle_file = data_dir.join("ca.pem");
         let incoming = crate::grpc_tls::incoming(grpc, replica.clone(), bundle_file)
             .await

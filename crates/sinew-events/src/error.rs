@@ -138,6 +138,16 @@ pub enum Error {
         /// The server is out of storage.
         storage_full: bool,
     },
+    /// A standalone broker (`sinew broker`) refused the call: its error,
+    /// by kind, as it answered.
+    Refused {
+        /// What the store was doing (`"publish"`, `"commit"`, …).
+        op: &'static str,
+        /// How the broker classed its error.
+        kind: ErrorKind,
+        /// What it said.
+        message: String,
+    },
     /// A file or directory under the broker's directory is not laid out as
     /// the broker writes it.
     Layout {
@@ -200,6 +210,7 @@ impl Error {
             | Self::CursorOutOfRange { .. } => ErrorKind::InvalidInput,
             Self::Poisoned | Self::Locked { .. } | Self::Closed => ErrorKind::Unavailable,
             Self::NotOwner { .. } => ErrorKind::Fenced,
+            Self::Refused { kind, .. } => *kind,
             Self::Remote { storage_full, .. } => {
                 if *storage_full {
                     ErrorKind::StorageFull
@@ -298,6 +309,7 @@ impl fmt::Display for Error {
             ),
             Self::Layout { path, reason } => write!(f, "{}: {reason}", path.display()),
             Self::Remote { op, message, .. } => write!(f, "event store {op}: {message}"),
+            Self::Refused { op, message, .. } => write!(f, "broker {op}: {message}"),
         }
     }
 }

@@ -111,6 +111,8 @@ mod index;
 pub mod jetstream;
 mod log;
 pub mod record;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod segment;
 mod store;
 

@@ -19,6 +19,9 @@ pub enum EventStore {
     /// A NATS JetStream server.
     #[cfg(feature = "jetstream")]
     JetStream(Arc<crate::jetstream::JetStream>),
+    /// A standalone broker (`sinew broker`) over gRPC.
+    #[cfg(feature = "remote")]
+    Remote(Arc<crate::remote::RemoteBroker>),
 }
 
 /// Calls the same method on whichever backend holds the events.
@@ -28,17 +31,22 @@ macro_rules! each {
             EventStore::Embedded($store) => $call,
             #[cfg(feature = "jetstream")]
             EventStore::JetStream($store) => $call,
+            #[cfg(feature = "remote")]
+            EventStore::Remote($store) => $call,
         }
     };
 }
 
 impl EventStore {
-    /// The backend's name, for logs and `/v1/topics`: `embedded` or `jetstream`.
+    /// The backend's name, for logs and `/v1/topics`: `embedded`,
+    /// `jetstream` or `broker`.
     pub fn backend(&self) -> &'static str {
         match self {
             EventStore::Embedded(_) => "embedded",
             #[cfg(feature = "jetstream")]
             EventStore::JetStream(_) => "jetstream",
+            #[cfg(feature = "remote")]
+            EventStore::Remote(_) => "broker",
         }
     }
 
@@ -53,6 +61,8 @@ impl EventStore {
             EventStore::Embedded(broker) => Ok(broker.topics()),
             #[cfg(feature = "jetstream")]
             EventStore::JetStream(js) => js.topics().await,
+            #[cfg(feature = "remote")]
+            EventStore::Remote(remote) => remote.topics().await,
         }
     }
 

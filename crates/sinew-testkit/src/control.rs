@@ -169,6 +169,16 @@ impl ControlBuilder {
         self
     }
 
+    /// Events on the standalone `broker` (`--events broker:URL` with its
+    /// token and certificate).
+    pub fn on_broker(self, broker: &crate::Broker) -> Self {
+        self.events(&format!("broker:{}", broker.url()))
+            .arg("--broker-token-file")
+            .arg(&broker.token_file().display().to_string())
+            .arg("--broker-cert")
+            .arg(&broker.cert_file().display().to_string())
+    }
+
     /// Any further `sinew control` argument, e.g. `.arg("--events-partitions").arg("2")`.
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra.push(arg.to_owned());

@@ -19,6 +19,7 @@
 mod backend;
 mod blackhole;
 mod body;
+mod broker;
 mod client;
 mod control;
 mod curl;
@@ -44,6 +45,7 @@ mod websocket;
 pub use backend::{digest, pattern_bytes, Backend, BackendBuilder, RecordedRequest};
 pub use blackhole::{AddrOnly, BlackHole};
 pub use body::ChannelBody;
+pub use broker::Broker;
 pub use client::{ClientError, HttpClient, HttpVersion, Request, Response};
 pub use control::{Control, ControlBuilder};
 pub use curl::{Curl, CurlResponse};

@@ -23,6 +23,8 @@ enum Command {
     Up(cmd::up::Args),
     /// Run the control plane: resource store, registry, push to proxies, REST API.
     Control(cmd::control::Args),
+    /// Run the event broker alone: its log, gRPC API and token, no control plane.
+    Broker(cmd::broker::Args),
     /// Check config files without running anything.
     Validate(cmd::validate::Args),
     /// Apply resources from a file to the control plane (all or nothing).
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Up(args) => cmd::up::run(args),
         Command::Control(args) => cmd::control::run(args),
+        Command::Broker(args) => cmd::broker::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Apply(args) => cmd::apply::run(args),
         Command::Get(args) => cmd::get::run(args),

@@ -37,7 +37,9 @@ pub(crate) struct Args {
     ca_bundle: Option<PathBuf>,
     /// Where events are kept: `auto` (the embedded broker with the embedded
     /// store, none with etcd), `embedded`, `jetstream:nats://HOST:4222` (streams
-    /// on a NATS JetStream server, shared by every replica) or `none`.
+    /// on a NATS JetStream server, shared by every replica),
+    /// `broker:https://HOST:PORT` (a `sinew broker`, shared by every replica;
+    /// with --broker-token-file and --broker-cert) or `none`.
     #[arg(long, default_value = "auto")]
     events: EventsSpec,
     /// Partitions of each topic created from now on, 1 to 1024 (a topic keeps
@@ -46,6 +48,12 @@ pub(crate) struct Args {
     /// at most N replicas at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     events_partitions: u32,
+    /// The token of the `sinew broker` in `--events broker:URL` (its DIR/broker.token).
+    #[arg(long)]
+    broker_token_file: Option<PathBuf>,
+    /// The certificate of the `sinew broker` in `--events broker:URL` (its DIR/broker.pem).
+    #[arg(long)]
+    broker_cert: Option<PathBuf>,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -64,6 +72,21 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         }),
         _ => None,
     };
+    let broker = match (&args.events, &args.broker_token_file, &args.broker_cert) {
+        (EventsSpec::Broker(_), Some(token), Some(cert)) => {
+            Some(sinew_control::BrokerCredentials {
+                token: read(token)?.trim().to_owned(),
+                cert_pem: read(cert)?,
+            })
+        }
+        (EventsSpec::Broker(_), _, _) => {
+            return Err(
+                "--events broker:URL needs --broker-token-file (the broker's DIR/broker.token) and --broker-cert (its DIR/broker.pem)"
+                    .into(),
+            )
+        }
+        _ => None,
+    };
     let options = Options {
         store: args.store,
         grpc_listen: args.grpc_listen,
@@ -74,6 +97,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         ca,
         events: args.events,
         event_partitions: args.events_partitions,
+        broker,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.max(1))

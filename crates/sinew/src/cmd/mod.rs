@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 pub(crate) mod apply;
+pub(crate) mod broker;
 pub(crate) mod client;
 pub(crate) mod control;
 pub(crate) mod delete;

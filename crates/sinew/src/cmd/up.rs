@@ -213,6 +213,7 @@ async fn start_control(
         ca: None,
         events: sinew_control::EventsSpec::Embedded,
         event_partitions: 8,
+        broker: None,
     };
     let control = sinew_control::ControlPlane::start(options)
         .await

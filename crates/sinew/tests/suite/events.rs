@@ -16,7 +16,7 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use sinew_testkit::{
-    assert_eventually, resource, Backend, Control, HttpClient, Nats, Proxy, Request,
+    assert_eventually, resource, Backend, Broker, Control, HttpClient, Nats, Proxy, Request,
 };
 
 const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
@@ -159,6 +159,57 @@ async fn on_jetstream_events_reach_the_subscriber_in_key_order_and_a_poison_key_
         return;
     };
     key_order_and_dead_letters(&control).await;
+}
+
+/// The same on a standalone broker (`sinew broker`): the control plane
+/// keeps its events there (`--events broker:URL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_broker_events_reach_the_subscriber_in_key_order_and_a_poison_key_is_dead_lettered() {
+    let broker = Broker::spawn(SINEW, &[]).await;
+    let control = Control::builder(SINEW).on_broker(&broker).spawn().await;
+    key_order_and_dead_letters(&control).await;
+    // The topics live in the broker's own log.
+    assert!(broker.dir().join("events/topics/default.orders").is_dir());
+}
+
+/// The standalone broker refuses a caller without its token, and a control
+/// plane given a wrong one answers publishers 503, never 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_broker_refuses_a_wrong_token() {
+    let broker = Broker::spawn(SINEW, &[]).await;
+    let wrong = sinew_testkit::TempDir::new("wrong-token");
+    std::fs::write(wrong.join("token"), "not-the-token\n").unwrap();
+    let control = Control::builder(SINEW)
+        .events(&format!("broker:{}", broker.url()))
+        .arg("--broker-token-file")
+        .arg(&wrong.join("token").display().to_string())
+        .arg("--broker-cert")
+        .arg(&broker.cert_file().display().to_string())
+        .spawn()
+        .await;
+    let checkout = sidecar(&control, "checkout-1", "checkout", None).await;
+    assert_eventually!(
+        publish(&checkout, "orders", "o-1", "k").await.0 == StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_secs(5),
+        "a refused broker call is a 503:\n{}",
+        checkout.stderr_tail()
+    );
+    let (_, body) = publish(&checkout, "orders", "o-2", "k").await;
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("token")),
+        "{body}"
+    );
+    // Nothing was stored.
+    assert!(!broker.dir().join("events/topics/default.orders").exists());
+    // Without the flags the control plane does not start.
+    let refused = tokio::process::Command::new(SINEW)
+        .args(["control", "--events", &format!("broker:{}", broker.url())])
+        .output()
+        .await
+        .expect("run sinew control");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--broker-token-file"), "{stderr}");
 }
 
 async fn key_order_and_dead_letters(control: &Control) {
@@ -423,6 +474,13 @@ async fn new_topics_get_the_configured_partition_count() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("--events-partitions"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_broker_new_topics_get_the_broker_partition_count() {
+    let broker = Broker::spawn(SINEW, &["--partitions", "4"]).await;
+    let control = Control::builder(SINEW).on_broker(&broker).spawn().await;
+    topic_partitions(&control, 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

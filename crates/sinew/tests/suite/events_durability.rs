@@ -30,7 +30,8 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use sinew_testkit::{
-    assert_eventually, resource, ClientError, Control, HttpClient, Nats, Proxy, Request, TempDir,
+    assert_eventually, resource, Broker, ClientError, Control, HttpClient, Nats, Proxy, Request,
+    TempDir,
 };
 
 const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
@@ -446,9 +447,38 @@ async fn acknowledged_events_survive_control_plane_crashes() {
     crash_run(
         env("SINEW_EVENTS_CRASH_EVENTS", CRASH_EVENTS),
         env("SINEW_EVENTS_CRASH_KILLS", CRASH_KILLS),
-        None,
+        Store::Embedded,
     )
     .await;
+}
+
+/// The same with the events on a standalone broker (`sinew broker`): kills
+/// alternate between the control plane and the broker, restarted on its
+/// data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_broker_acknowledged_events_survive_broker_and_control_plane_crashes() {
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    };
+    crash_run(
+        env("SINEW_EVENTS_CRASH_EVENTS", CRASH_EVENTS),
+        env("SINEW_EVENTS_CRASH_KILLS", CRASH_KILLS),
+        Store::Broker(Broker::spawn(SINEW, &[]).await),
+    )
+    .await;
+}
+
+/// Where a crash run keeps its events.
+enum Store {
+    /// The control plane's embedded broker.
+    Embedded,
+    /// A nats-server's JetStream.
+    Nats(Nats),
+    /// A standalone `sinew broker`.
+    Broker(Broker),
 }
 
 /// The same on JetStream: kills alternate between the control plane and
@@ -468,7 +498,7 @@ async fn on_jetstream_acknowledged_events_survive_broker_and_control_plane_crash
     crash_run(
         env("SINEW_EVENTS_CRASH_EVENTS", CRASH_EVENTS),
         env("SINEW_EVENTS_CRASH_KILLS", CRASH_KILLS),
-        Some(nats),
+        Store::Nats(nats),
     )
     .await;
 }
@@ -477,25 +507,27 @@ async fn on_jetstream_acknowledged_events_survive_broker_and_control_plane_crash
 /// time, each id retried until acknowledged) while the control plane is
 /// SIGKILLed and restarted `kills` times; then checks nothing acknowledged
 /// was lost, per-key order of first deliveries, and counts duplicates.
-/// With `nats`, events are on its JetStream and every other kill is
-/// nats-server's instead of the control plane's.
-async fn crash_run(events: usize, kills: usize, mut nats: Option<Nats>) {
+/// With the events on JetStream or a standalone broker, every other kill
+/// is that process's instead of the control plane's.
+async fn crash_run(events: usize, kills: usize, mut store: Store) {
     let started = Instant::now();
     let seed = std::env::var("SINEW_EVENTS_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| fastrand::u64(..));
-    let on = if nats.is_some() {
-        "JetStream"
-    } else {
-        "the embedded broker"
+    let on = match &store {
+        Store::Embedded => "the embedded broker",
+        Store::Nats(_) => "JetStream",
+        Store::Broker(_) => "a standalone broker",
     };
     eprintln!("crash run on {on}: {events} events, {kills} kills, seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
 
     let mut builder = Control::builder(SINEW);
-    if let Some(nats) = &nats {
-        builder = builder.events(&format!("jetstream:{}", nats.url()));
+    match &store {
+        Store::Embedded => {}
+        Store::Nats(nats) => builder = builder.events(&format!("jetstream:{}", nats.url())),
+        Store::Broker(broker) => builder = builder.on_broker(broker),
     }
     let mut control = builder.spawn().await;
     control.apply(&inventory_subscription()).await;
@@ -566,13 +598,20 @@ async fn crash_run(events: usize, kills: usize, mut nats: Option<Nats>) {
         let killed = Instant::now();
         let before = acked.load(Ordering::Relaxed);
         let down = Duration::from_millis(rng.u64(50..600));
-        let (victim, restarting) = match &mut nats {
-            Some(nats) if i % 2 == 1 => {
+        let (victim, restarting) = match &mut store {
+            Store::Nats(nats) if i % 2 == 1 => {
                 nats.kill().await;
                 tokio::time::sleep(down).await;
                 let restarting = Instant::now();
                 nats.restart().await;
                 ("nats-server", restarting)
+            }
+            Store::Broker(broker) if i % 2 == 1 => {
+                broker.kill().await;
+                tokio::time::sleep(down).await;
+                let restarting = Instant::now();
+                broker.restart().await;
+                ("sinew broker", restarting)
             }
             _ => {
                 control.kill().await;
@@ -663,11 +702,16 @@ async fn crash_run(events: usize, kills: usize, mut nats: Option<Nats>) {
         .collect();
 
     // What the broker stored: every 200 where it said, and ids stored twice.
-    let stored = if nats.is_some() {
-        stored_via_api(&control).await
-    } else {
-        control.kill().await;
-        stored_events(&control.dir().join("events/topics").join(TOPIC_DIR))
+    let stored = match &mut store {
+        Store::Nats(_) => stored_via_api(&control).await,
+        Store::Embedded => {
+            control.kill().await;
+            stored_events(&control.dir().join("events/topics").join(TOPIC_DIR))
+        }
+        Store::Broker(broker) => {
+            broker.kill().await;
+            stored_events(&broker.dir().join("events/topics").join(TOPIC_DIR))
+        }
     };
     let stored_twice = check_stored(&stored, &acks);
     let acked_as_duplicate = acks.iter().filter(|a| a.duplicate).count();
@@ -727,6 +771,13 @@ async fn on_jetstream_a_killed_replicas_partitions_are_delivered_by_the_survivor
         .events(&format!("jetstream:{}", nats.url()))
         .spawn()
         .await;
+    failover(&control).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_broker_a_killed_replicas_partitions_are_delivered_by_the_survivors_within_5s() {
+    let broker = Broker::spawn(SINEW, &[]).await;
+    let control = Control::builder(SINEW).on_broker(&broker).spawn().await;
     failover(&control).await;
 }
 

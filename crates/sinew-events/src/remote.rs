@@ -1,0 +1,540 @@
+//! [`RemoteBroker`]: a standalone broker (`sinew broker`) as an event store,
+//! over its gRPC API (`sinew.v1.Events`), so a control plane can keep its
+//! events on another machine. Feature `remote`.
+//!
+//! Every call names the topic by the broker's own name (an empty
+//! `namespace` in the request) and carries the broker's token; the
+//! connection is TLS 1.3, trusting only the broker's certificate
+//! (`DIR/broker.pem`). The channel connects lazily and reconnects by
+//! itself: while the broker is down, calls fail with
+//! [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) (503 to a
+//! publisher) and the control plane keeps serving everything else.
+//!
+//! The broker's errors come back by kind ([`Error::Refused`]): storage full,
+//! bad input and fencing keep their meaning across the hop, and a fetch
+//! outside the retained offsets is [`Error::OffsetOutOfRange`] as it is
+//! locally.
+
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use sinew_proto::events_client::EventsClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::broker::{Assignment, Event, Published, ID_HEADER};
+use crate::error::{Error, ErrorKind, Result};
+use crate::record::{Header, Record};
+
+/// A call's deadline, beyond a fetch's own wait.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where the broker is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    /// `https://HOST:PORT`.
+    pub url: String,
+    /// The broker's token (`DIR/broker.token`).
+    pub token: String,
+    /// The broker's certificate, PEM (`DIR/broker.pem`).
+    pub cert_pem: String,
+}
+
+/// A standalone broker, reached over gRPC.
+#[derive(Debug)]
+pub struct RemoteBroker {
+    client: EventsClient<Channel>,
+    authorization: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    url: String,
+}
+
+impl RemoteBroker {
+    /// Prepares the connection (made at the first call, remade as needed).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a URL that is not `https://HOST:PORT`,
+    /// a certificate that does not parse or a token that cannot be a header.
+    pub fn connect(config: RemoteConfig) -> Result<Arc<Self>> {
+        let uri: http::Uri = config
+            .url
+            .parse()
+            .map_err(|_| Error::InvalidConfig("the broker URL is not https://HOST:PORT"))?;
+        if uri.scheme_str() != Some("https") || uri.host().is_none() || uri.port_u16().is_none() {
+            return Err(Error::InvalidConfig(
+                "the broker URL is not https://HOST:PORT",
+            ));
+        }
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let server_name = ServerName::try_from(host)
+            .map_err(|_| Error::InvalidConfig("the broker URL's host is not a name or address"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(config.cert_pem.as_bytes()) {
+            let cert =
+                cert.map_err(|_| Error::InvalidConfig("the broker certificate is not PEM"))?;
+            roots
+                .add(cert)
+                .map_err(|_| Error::InvalidConfig("the broker certificate is not usable"))?;
+        }
+        if roots.is_empty() {
+            return Err(Error::InvalidConfig(
+                "the broker certificate file holds no certificate",
+            ));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|_| Error::InvalidConfig("TLS 1.3 is not available"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = Connector {
+            tls: Arc::new(tls),
+            server_name,
+        };
+        // tonic sees plain h2 through the connector, which does the TLS.
+        let plain = format!("http://{}", uri.authority().map_or("", |a| a.as_str()));
+        let channel = Endpoint::from_shared(plain)
+            .map_err(|_| Error::InvalidConfig("the broker URL is not https://HOST:PORT"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
+            .connect_with_connector_lazy(connector);
+        let authorization = format!("Bearer {}", config.token.trim())
+            .parse()
+            .map_err(|_| Error::InvalidConfig("the broker token is not a header value"))?;
+        Ok(Arc::new(Self {
+            client: EventsClient::new(channel),
+            authorization,
+            url: config.url,
+        }))
+    }
+
+    /// The broker's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `message` with the token and a deadline `wait` past the usual.
+    fn request<T>(&self, message: T, wait: Duration) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert(sinew_proto::AUTHORIZATION, self.authorization.clone());
+        request.set_timeout(CALL_TIMEOUT + wait);
+        request
+    }
+
+    /// See [`Broker::publish`](crate::Broker::publish).
+    pub async fn publish(&self, topic: &str, events: Vec<Event>) -> Result<Vec<Published>> {
+        let message = sinew_proto::PublishRequest {
+            topic: topic.to_owned(),
+            events: events.into_iter().map(to_proto).collect(),
+            namespace: String::new(),
+        };
+        let reply = self
+            .client
+            .clone()
+            .publish(self.request(message, Duration::ZERO))
+            .await
+            .map_err(|s| refused("publish", &s))?
+            .into_inner();
+        Ok(reply
+            .results
+            .into_iter()
+            .map(|p| Published {
+                partition: p.partition,
+                offset: p.offset,
+                duplicate: p.duplicate,
+            })
+            .collect())
+    }
+
+    /// Every topic and its partition count, by name.
+    pub async fn topics(&self) -> Result<Vec<(String, u32)>> {
+        let reply = self
+            .client
+            .clone()
+            .topics(self.request(sinew_proto::TopicsRequest {}, Duration::ZERO))
+            .await
+            .map_err(|s| refused("topics", &s))?
+            .into_inner();
+        let mut topics: Vec<_> = reply
+            .topics
+            .into_iter()
+            .map(|t| (t.topic, t.partitions))
+            .collect();
+        topics.sort();
+        Ok(topics)
+    }
+
+    async fn partition_of_reply(
+        &self,
+        topic: &str,
+        key: &[u8],
+    ) -> Result<sinew_proto::PartitionOfReply> {
+        let message = sinew_proto::PartitionOfRequest {
+            topic: topic.to_owned(),
+            key: key.to_vec(),
+            namespace: String::new(),
+        };
+        Ok(self
+            .client
+            .clone()
+            .partition_of(self.request(message, Duration::ZERO))
+            .await
+            .map_err(|s| refused("partitions", &s))?
+            .into_inner())
+    }
+
+    /// See [`Broker::partitions`](crate::Broker::partitions).
+    pub async fn partitions(&self, topic: &str) -> Result<u32> {
+        Ok(self.partition_of_reply(topic, b"").await?.partitions)
+    }
+
+    /// See [`Broker::partition_of`](crate::Broker::partition_of).
+    pub async fn partition_of(&self, topic: &str, key: &[u8]) -> Result<u32> {
+        Ok(self.partition_of_reply(topic, key).await?.partition)
+    }
+
+    /// See [`Broker::fetch`](crate::Broker::fetch).
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<Vec<Record>> {
+        let message = sinew_proto::FetchRequest {
+            topic: topic.to_owned(),
+            partition,
+            from,
+            max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
+            wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+            namespace: String::new(),
+        };
+        let reply = self
+            .client
+            .clone()
+            .fetch(self.request(message, wait))
+            .await
+            .map_err(|s| refused("fetch", &s))?
+            .into_inner();
+        if reply.out_of_range {
+            return Err(Error::OffsetOutOfRange {
+                requested: from,
+                first: reply.first,
+                next: reply.next,
+            });
+        }
+        Ok(reply.events.into_iter().map(to_record).collect())
+    }
+
+    async fn offsets_reply(
+        &self,
+        topic: &str,
+        partition: u32,
+        time_ms: u64,
+    ) -> Result<sinew_proto::OffsetsReply> {
+        let message = sinew_proto::OffsetsRequest {
+            topic: topic.to_owned(),
+            partition,
+            time_ms,
+            namespace: String::new(),
+        };
+        Ok(self
+            .client
+            .clone()
+            .offsets(self.request(message, Duration::ZERO))
+            .await
+            .map_err(|s| refused("offsets", &s))?
+            .into_inner())
+    }
+
+    /// See [`Broker::offsets`](crate::Broker::offsets).
+    pub async fn offsets(&self, topic: &str, partition: u32) -> Result<Range<u64>> {
+        let reply = self.offsets_reply(topic, partition, 0).await?;
+        Ok(reply.first..reply.next)
+    }
+
+    /// See [`Broker::offset_for_time`](crate::Broker::offset_for_time).
+    pub async fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: u32,
+        ts_ms: u64,
+    ) -> Result<Option<u64>> {
+        // 0 asks for no lookup on the wire; the epoch's first instant finds
+        // the same first record as 1 ms after it.
+        let reply = self.offsets_reply(topic, partition, ts_ms.max(1)).await?;
+        Ok(reply.has_at_time.then_some(reply.at_time))
+    }
+
+    /// See [`Broker::heartbeat`](crate::Broker::heartbeat).
+    pub async fn heartbeat(&self, group: &str, topic: &str, member: &str) -> Result<Assignment> {
+        let reply = self
+            .client
+            .clone()
+            .heartbeat(self.request(group_request(group, topic, member), Duration::ZERO))
+            .await
+            .map_err(|s| refused("heartbeat", &s))?
+            .into_inner();
+        Ok(Assignment {
+            generation: reply.generation,
+            partitions: reply.partitions,
+        })
+    }
+
+    /// See [`Broker::leave`](crate::Broker::leave).
+    pub async fn leave(&self, group: &str, topic: &str, member: &str) -> Result<()> {
+        self.client
+            .clone()
+            .leave(self.request(group_request(group, topic, member), Duration::ZERO))
+            .await
+            .map_err(|s| refused("leave", &s))?;
+        Ok(())
+    }
+
+    /// See [`Broker::committed`](crate::Broker::committed).
+    pub async fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+        let message = sinew_proto::CursorRequest {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            partition,
+            namespace: String::new(),
+        };
+        let reply = self
+            .client
+            .clone()
+            .committed(self.request(message, Duration::ZERO))
+            .await
+            .map_err(|s| refused("committed", &s))?
+            .into_inner();
+        Ok(reply.committed.then_some(reply.next_offset))
+    }
+
+    /// See [`Broker::commit`](crate::Broker::commit).
+    pub async fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+        member: &str,
+        generation: u64,
+    ) -> Result<()> {
+        let message = commit_request(group, topic, partition, next_offset, member, generation);
+        self.client
+            .clone()
+            .commit(self.request(message, Duration::ZERO))
+            .await
+            .map_err(|s| refused("commit", &s))?;
+        Ok(())
+    }
+
+    /// See [`Broker::reset_cursor`](crate::Broker::reset_cursor).
+    pub async fn reset_cursor(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<()> {
+        let message = commit_request(group, topic, partition, next_offset, "", 0);
+        self.client
+            .clone()
+            .reset_cursor(self.request(message, Duration::ZERO))
+            .await
+            .map_err(|s| refused("reset_cursor", &s))?;
+        Ok(())
+    }
+
+    /// Nothing to close here: the broker's log is the broker's.
+    pub async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn group_request(group: &str, topic: &str, member: &str) -> sinew_proto::HeartbeatRequest {
+    sinew_proto::HeartbeatRequest {
+        group: group.to_owned(),
+        topic: topic.to_owned(),
+        member: member.to_owned(),
+        namespace: String::new(),
+    }
+}
+
+fn commit_request(
+    group: &str,
+    topic: &str,
+    partition: u32,
+    next_offset: u64,
+    member: &str,
+    generation: u64,
+) -> sinew_proto::CommitRequest {
+    sinew_proto::CommitRequest {
+        group: group.to_owned(),
+        topic: topic.to_owned(),
+        partition,
+        next_offset,
+        member: member.to_owned(),
+        generation,
+        namespace: String::new(),
+    }
+}
+
+/// The broker's answer as an error of the kind it meant.
+fn refused(op: &'static str, status: &Status) -> Error {
+    let kind = match status.code() {
+        Code::ResourceExhausted => ErrorKind::StorageFull,
+        Code::InvalidArgument => ErrorKind::InvalidInput,
+        Code::FailedPrecondition => ErrorKind::Fenced,
+        _ => ErrorKind::Unavailable,
+    };
+    Error::Refused {
+        op,
+        kind,
+        message: format!("{:?}: {}", status.code(), status.message()),
+    }
+}
+
+/// An event as the wire carries it: the headers as names to text (the
+/// Events API's form; the control plane's events are all text).
+fn to_proto(e: Event) -> sinew_proto::Event {
+    sinew_proto::Event {
+        id: e.id,
+        key: e.key.map(|k| k.to_vec()).unwrap_or_default(),
+        timestamp_ms: e.timestamp_ms,
+        headers: e
+            .headers
+            .into_iter()
+            .map(|h| (h.name, String::from_utf8_lossy(&h.value).into_owned()))
+            .collect(),
+        data: e.value.to_vec(),
+    }
+}
+
+/// A fetched event as the record the broker holds: the ce-id header first,
+/// then the others.
+fn to_record(stored: sinew_proto::StoredEvent) -> Record {
+    let event = stored.event.unwrap_or_default();
+    let mut headers = Vec::with_capacity(event.headers.len() + 1);
+    headers.push(Header {
+        name: ID_HEADER.to_owned(),
+        value: Bytes::from(event.id),
+    });
+    let mut rest: Vec<_> = event.headers.into_iter().collect();
+    rest.sort();
+    headers.extend(rest.into_iter().map(|(name, value)| Header {
+        name,
+        value: Bytes::from(value),
+    }));
+    Record {
+        offset: stored.offset,
+        timestamp_ms: event.timestamp_ms,
+        key: Bytes::from(event.key),
+        headers,
+        value: Bytes::from(event.data),
+    }
+}
+
+/// Opens the TLS connections tonic asks for, to the broker's certificate.
+#[derive(Debug, Clone)]
+struct Connector {
+    tls: Arc<rustls::ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+type Connected = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = Connected;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Connected>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let (tls, name) = (self.tls.clone(), self.server_name.clone());
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+                .ok_or_else(|| std::io::Error::other("the broker URL has no host"))?;
+            let port = uri
+                .port_u16()
+                .ok_or_else(|| std::io::Error::other("the broker URL has no port"))?;
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let stream = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetched_event_is_the_record_the_broker_holds() {
+        let stored = sinew_proto::StoredEvent {
+            offset: 7,
+            event: Some(sinew_proto::Event {
+                id: "e-1".into(),
+                key: b"k".to_vec(),
+                timestamp_ms: 42,
+                headers: [("ce-type".to_owned(), "t".to_owned())].into(),
+                data: b"{}".to_vec(),
+            }),
+        };
+        let record = to_record(stored);
+        assert_eq!(record.offset, 7);
+        assert_eq!(crate::split_event_headers(&record.headers).0, "e-1");
+        assert_eq!(record.headers[1].name, "ce-type");
+        assert_eq!(&record.value[..], b"{}");
+    }
+
+    #[test]
+    fn refusals_keep_their_kind() {
+        let full = refused("publish", &Status::resource_exhausted("disk full"));
+        assert!(full.is_storage_full());
+        let fenced = refused("commit", &Status::failed_precondition("not the owner"));
+        assert_eq!(fenced.kind(), ErrorKind::Fenced);
+        let down = refused("fetch", &Status::unavailable("connection refused"));
+        assert_eq!(down.kind(), ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn only_https_urls() {
+        let config = |url: &str| RemoteConfig {
+            url: url.to_owned(),
+            token: "t".to_owned(),
+            cert_pem: String::new(),
+        };
+        assert!(RemoteBroker::connect(config("http://127.0.0.1:7450")).is_err());
+        assert!(RemoteBroker::connect(config("https://127.0.0.1")).is_err());
+        // A good URL still needs the certificate.
+        assert!(RemoteBroker::connect(config("https://127.0.0.1:7450")).is_err());
+    }
+}
