@@ -24,8 +24,11 @@ all data directories are on the disk under the run directory, never tmpfs):
      the JetStream backend.
    - The embedded broker alone (the sinew-events library in the load tool's process,
      `Broker::publish`, fsync before it returns): the log's own ceiling.
-   Sinew and the broker alone run with the default 8 partitions and again with 1 (one log
-   file, the layout of the JetStream runs' one stream).
+   - The broker in its own process (`sinew broker`), the same publishers calling it over
+     one TLS gRPC connection (sinew_events::remote, which batches concurrent publishes
+     into shared calls): the like of nats-server to its client.
+   Sinew, the broker alone and `sinew broker` run with the default 8 partitions and again
+   with 1 (one log file, the layout of the JetStream runs' one stream).
    Then with H publishers (default 256): Sinew, the broker alone and JetStream (Debian).
 2. Publish→delivery latency at R events/s (default 5,000), paced over 16 connections,
    through the publisher's sidecar, the control plane and the subscriber's sidecar to an app
@@ -185,6 +188,12 @@ run broker-p1 publish-broker --dir "$ROOT/$RUN/broker-p1" --partitions 1 "${COMM
 run sinew-embedded-high-p1 publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-embedded-high-p1" --partitions 1 "${HIGH[@]}"
 run broker-high-p1 publish-broker --dir "$ROOT/$RUN/broker-high-p1" --partitions 1 "${HIGH[@]}"
 prune "$RUN"/sinew-embedded* "$RUN"/broker*
+# The broker in its own process (sinew broker), to a network client, as nats-server is.
+run remote publish-remote --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/remote" "${COMMON[@]}"
+run remote-p1 publish-remote --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/remote-p1" --partitions 1 "${COMMON[@]}"
+run remote-high publish-remote --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/remote-high" "${HIGH[@]}"
+run remote-high-p1 publish-remote --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/remote-high-p1" --partitions 1 "${HIGH[@]}"
+prune "$RUN"/remote*
 
 PORT=$(free_port)
 nats nats-debian "$(command -v nats-server)" "$PORT"
@@ -255,6 +264,8 @@ $(row sinew-embedded-p1 "Sinew: app → sidecar API → control plane → embedd
 $(row sinew-jetstream "Sinew: app → sidecar API → control plane → JetStream backend (nats-server $DEBIAN_VERSION)" "8 streams")
 $(row broker "embedded broker alone (library, fsync before ack)")
 $(row broker-p1 "embedded broker alone (library, fsync before ack)")
+$(row remote "\`sinew broker\` process ← gRPC/TLS client (fsync before ack)")
+$(row remote-p1 "\`sinew broker\` process ← gRPC/TLS client (fsync before ack)")
 $(row js-debian "nats-server $DEBIAN_VERSION (Debian) JetStream, file storage, defaults (fsync every 2 min)" "1 stream")
 $(row js-pypi-default "nats-server $PYPI_VERSION (PyPI) JetStream, file storage, defaults" "1 stream")
 $(row js-pypi-always "nats-server $PYPI_VERSION (PyPI) JetStream, file storage, \`sync_interval: always\`" "1 stream")
@@ -262,12 +273,15 @@ $(row sinew-embedded-high "Sinew: app → sidecar API → control plane → embe
 $(row sinew-embedded-high-p1 "Sinew: app → sidecar API → control plane → embedded broker")
 $(row broker-high "embedded broker alone")
 $(row broker-high-p1 "embedded broker alone")
+$(row remote-high "\`sinew broker\` process ← gRPC/TLS client")
+$(row remote-high-p1 "\`sinew broker\` process ← gRPC/TLS client")
 $(row js-debian-high "nats-server $DEBIAN_VERSION (Debian) JetStream, defaults" "1 stream")
 
 Ratios (events/s), against JetStream with default settings (the bar: ≥ 1):
 
 - Sinew end to end / JetStream $DEBIAN_VERSION: **$(ratio sinew-embedded js-debian)** with $CONCURRENCY publishers, **$(ratio sinew-embedded-high js-debian-high)** with $HIGH_CONCURRENCY.
 - The embedded broker alone / JetStream $DEBIAN_VERSION: **$(ratio broker js-debian)** with $CONCURRENCY publishers, **$(ratio broker-high js-debian-high)** with $HIGH_CONCURRENCY.
+- \`sinew broker\` in its own process, to a network client (the like of nats-server to async-nats) / JetStream $DEBIAN_VERSION: **$(ratio remote js-debian)** with $CONCURRENCY publishers, **$(ratio remote-high js-debian-high)** with $HIGH_CONCURRENCY; with one partition **$(ratio remote-p1 js-debian)** and **$(ratio remote-high-p1 js-debian-high)**.
 - With one partition (one log file, like the JetStream stream): Sinew end to end **$(ratio sinew-embedded-p1 js-debian)** and **$(ratio sinew-embedded-high-p1 js-debian-high)**; the broker alone **$(ratio broker-p1 js-debian)** and **$(ratio broker-high-p1 js-debian-high)** ($CONCURRENCY and $HIGH_CONCURRENCY publishers).$(
   [[ -s $RUN/js-pypi-always.json ]] && printf '\n- Against JetStream %s with `sync_interval: always` (fsync before ack, like Sinew): Sinew end to end **%s**, the broker alone **%s**.' "$PYPI_VERSION" "$(ratio sinew-embedded js-pypi-always)" "$(ratio broker js-pypi-always)"
 )

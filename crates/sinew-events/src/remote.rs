@@ -10,15 +10,24 @@
 //! [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) (503 to a
 //! publisher) and the control plane keeps serving everything else.
 //!
+//! Concurrent publishes to one topic share a call: each topic has a queue,
+//! and while up to two calls are in flight the next batch gathers (up to
+//! 512 events or 1 MiB), so many callers cost one round trip and one sync
+//! on the broker rather than one each — the way the sidecars coalesce
+//! their apps' publishes, and the way a NATS client pipelines. Nothing waits
+//! for company: a lone publish goes at once. A batch the broker refuses as
+//! invalid is retried call by call, so one caller's bad event fails only it.
+//!
 //! The broker's errors come back by kind ([`Error::Refused`]): storage full,
 //! bad input and fencing keep their meaning across the hop, and a fetch
 //! outside the retained offsets is [`Error::OffsetOutOfRange`] as it is
 //! locally.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,6 +35,7 @@ use bytes::Bytes;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use sinew_proto::events_client::EventsClient;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
@@ -37,6 +47,12 @@ use crate::record::{Header, Record};
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Most events in one coalesced publish call.
+const MAX_EVENTS: usize = 512;
+/// Most payload bytes in one coalesced call (a lone larger publish goes alone).
+const MAX_BYTES: usize = 1 << 20;
+/// Publish calls in flight per topic: the next batch gathers meanwhile.
+const IN_FLIGHT: usize = 2;
 
 /// Where the broker is and how to reach it.
 #[derive(Debug, Clone)]
@@ -52,9 +68,23 @@ pub struct RemoteConfig {
 /// A standalone broker, reached over gRPC.
 #[derive(Debug)]
 pub struct RemoteBroker {
+    calls: Calls,
+    /// Each topic's publish queue; its coalescer runs from its first publish.
+    queues: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
+    url: String,
+}
+
+/// Makes the calls: the channel and the token.
+#[derive(Debug, Clone)]
+struct Calls {
     client: EventsClient<Channel>,
     authorization: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
-    url: String,
+}
+
+/// One publish call's events and where its answer goes.
+struct Job {
+    events: Vec<sinew_proto::Event>,
+    reply: oneshot::Sender<Result<Vec<Published>>>,
 }
 
 impl RemoteBroker {
@@ -119,8 +149,11 @@ impl RemoteBroker {
             .parse()
             .map_err(|_| Error::InvalidConfig("the broker token is not a header value"))?;
         Ok(Arc::new(Self {
-            client: EventsClient::new(channel),
-            authorization,
+            calls: Calls {
+                client: EventsClient::new(channel),
+                authorization,
+            },
+            queues: Mutex::default(),
             url: config.url,
         }))
     }
@@ -132,42 +165,39 @@ impl RemoteBroker {
 
     /// `message` with the token and a deadline `wait` past the usual.
     fn request<T>(&self, message: T, wait: Duration) -> Request<T> {
-        let mut request = Request::new(message);
-        request
-            .metadata_mut()
-            .insert(sinew_proto::AUTHORIZATION, self.authorization.clone());
-        request.set_timeout(CALL_TIMEOUT + wait);
-        request
+        self.calls.request(message, wait)
     }
 
-    /// See [`Broker::publish`](crate::Broker::publish).
+    /// See [`Broker::publish`](crate::Broker::publish); coalesced with
+    /// concurrent publishes to the same topic (module doc), answered for
+    /// these events only, in order.
     pub async fn publish(&self, topic: &str, events: Vec<Event>) -> Result<Vec<Published>> {
-        let message = sinew_proto::PublishRequest {
-            topic: topic.to_owned(),
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
             events: events.into_iter().map(to_proto).collect(),
-            namespace: String::new(),
+            reply,
         };
-        let reply = self
-            .client
-            .clone()
-            .publish(self.request(message, Duration::ZERO))
-            .await
-            .map_err(|s| refused("publish", &s))?
-            .into_inner();
-        Ok(reply
-            .results
-            .into_iter()
-            .map(|p| Published {
-                partition: p.partition,
-                offset: p.offset,
-                duplicate: p.duplicate,
-            })
-            .collect())
+        {
+            let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+            let queue = queues.entry(topic.to_owned()).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(coalesce(self.calls.clone(), topic.to_owned(), rx));
+                tx
+            });
+            if let Err(mpsc::error::SendError(job)) = queue.send(job) {
+                let _ = job.reply.send(Err(Error::Closed));
+            }
+        }
+        answer.await.unwrap_or(Err(Error::Closed))
     }
 
     /// Every topic and its partition count, by name.
     pub async fn topics(&self) -> Result<Vec<(String, u32)>> {
         let reply = self
+            .calls
             .client
             .clone()
             .topics(self.request(sinew_proto::TopicsRequest {}, Duration::ZERO))
@@ -194,6 +224,7 @@ impl RemoteBroker {
             namespace: String::new(),
         };
         Ok(self
+            .calls
             .client
             .clone()
             .partition_of(self.request(message, Duration::ZERO))
@@ -230,6 +261,7 @@ impl RemoteBroker {
             namespace: String::new(),
         };
         let reply = self
+            .calls
             .client
             .clone()
             .fetch(self.request(message, wait))
@@ -259,6 +291,7 @@ impl RemoteBroker {
             namespace: String::new(),
         };
         Ok(self
+            .calls
             .client
             .clone()
             .offsets(self.request(message, Duration::ZERO))
@@ -289,6 +322,7 @@ impl RemoteBroker {
     /// See [`Broker::heartbeat`](crate::Broker::heartbeat).
     pub async fn heartbeat(&self, group: &str, topic: &str, member: &str) -> Result<Assignment> {
         let reply = self
+            .calls
             .client
             .clone()
             .heartbeat(self.request(group_request(group, topic, member), Duration::ZERO))
@@ -303,7 +337,8 @@ impl RemoteBroker {
 
     /// See [`Broker::leave`](crate::Broker::leave).
     pub async fn leave(&self, group: &str, topic: &str, member: &str) -> Result<()> {
-        self.client
+        self.calls
+            .client
             .clone()
             .leave(self.request(group_request(group, topic, member), Duration::ZERO))
             .await
@@ -320,6 +355,7 @@ impl RemoteBroker {
             namespace: String::new(),
         };
         let reply = self
+            .calls
             .client
             .clone()
             .committed(self.request(message, Duration::ZERO))
@@ -340,7 +376,8 @@ impl RemoteBroker {
         generation: u64,
     ) -> Result<()> {
         let message = commit_request(group, topic, partition, next_offset, member, generation);
-        self.client
+        self.calls
+            .client
             .clone()
             .commit(self.request(message, Duration::ZERO))
             .await
@@ -357,7 +394,8 @@ impl RemoteBroker {
         next_offset: u64,
     ) -> Result<()> {
         let message = commit_request(group, topic, partition, next_offset, "", 0);
-        self.client
+        self.calls
+            .client
             .clone()
             .reset_cursor(self.request(message, Duration::ZERO))
             .await
@@ -369,6 +407,141 @@ impl RemoteBroker {
     pub async fn close(&self) -> Result<()> {
         Ok(())
     }
+}
+
+impl Calls {
+    /// `message` with the token and a deadline `wait` past the usual.
+    fn request<T>(&self, message: T, wait: Duration) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert(sinew_proto::AUTHORIZATION, self.authorization.clone());
+        request.set_timeout(CALL_TIMEOUT + wait);
+        request
+    }
+
+    /// One Publish call.
+    async fn publish(
+        &self,
+        topic: &str,
+        events: Vec<sinew_proto::Event>,
+    ) -> Result<Vec<Published>> {
+        let message = sinew_proto::PublishRequest {
+            topic: topic.to_owned(),
+            events,
+            namespace: String::new(),
+        };
+        let reply = self
+            .client
+            .clone()
+            .publish(self.request(message, Duration::ZERO))
+            .await
+            .map_err(|s| refused("publish", &s))?
+            .into_inner();
+        Ok(reply
+            .results
+            .into_iter()
+            .map(|p| Published {
+                partition: p.partition,
+                offset: p.offset,
+                duplicate: p.duplicate,
+            })
+            .collect())
+    }
+}
+
+/// A topic's coalescer: batches queued publishes, one call per batch, at
+/// most [`IN_FLIGHT`] at a time. Ends when the broker handle is dropped.
+async fn coalesce(calls: Calls, topic: String, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut held: Option<Job> = None;
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let first = match held.take() {
+            Some(job) => job,
+            None => match queue.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let (mut count, mut bytes) = (first.events.len(), size(&first.events));
+        let mut batch = vec![first];
+        while count < MAX_EVENTS {
+            let Ok(job) = queue.try_recv() else { break };
+            let (n, b) = (job.events.len(), size(&job.events));
+            if count + n > MAX_EVENTS || bytes + b > MAX_BYTES {
+                held = Some(job);
+                break;
+            }
+            count += n;
+            bytes += b;
+            batch.push(job);
+        }
+        let (calls, topic) = (calls.clone(), topic.clone());
+        tokio::spawn(async move {
+            send(&calls, &topic, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Sends one batch and answers each publish in it.
+async fn send(calls: &Calls, topic: &str, batch: Vec<Job>) {
+    if batch.len() == 1 {
+        let job = batch.into_iter().next().expect("one job");
+        let _ = job.reply.send(calls.publish(topic, job.events).await);
+        return;
+    }
+    let counts: Vec<usize> = batch.iter().map(|j| j.events.len()).collect();
+    let (events, replies): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|j| (j.events, j.reply)).unzip();
+    match calls.publish(topic, events.concat()).await {
+        Ok(results) if results.len() == counts.iter().sum::<usize>() => {
+            let mut results = results.into_iter();
+            for (reply, n) in replies.into_iter().zip(counts) {
+                let _ = reply.send(Ok(results.by_ref().take(n).collect()));
+            }
+        }
+        Ok(_) => {
+            for reply in replies {
+                let _ = reply.send(Err(Error::Refused {
+                    op: "publish",
+                    kind: ErrorKind::Unavailable,
+                    message: "the broker answered a different number of events".to_owned(),
+                }));
+            }
+        }
+        // One publish's bad event refuses the whole call: each alone, so
+        // only the bad one is refused.
+        Err(e) if e.kind() == ErrorKind::InvalidInput => {
+            for (events, reply) in events.into_iter().zip(replies) {
+                let _ = reply.send(calls.publish(topic, events).await);
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// A batch's payload bytes (data, key, id, attributes).
+fn size(events: &[sinew_proto::Event]) -> usize {
+    events
+        .iter()
+        .map(|e| {
+            e.data.len()
+                + e.key.len()
+                + e.id.len()
+                + e.headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+        })
+        .sum()
 }
 
 fn group_request(group: &str, topic: &str, member: &str) -> sinew_proto::HeartbeatRequest {

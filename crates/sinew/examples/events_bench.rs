@@ -6,6 +6,7 @@
 //! events_bench publish-sinew     --sinew BIN --dir DIR [--events SPEC] [-c C] [-s SECS] [--size B] [--partitions P]
 //! events_bench publish-jetstream --url NATS_URL [-c C] [-s SECS] [--size B] [--partitions P]
 //! events_bench publish-broker    --dir DIR [-c C] [-s SECS] [--size B] [--partitions P]
+//! events_bench publish-remote    --sinew BIN --dir DIR [-c C] [-s SECS] [--size B] [--partitions P]
 //! events_bench latency           --sinew BIN --dir DIR [--events SPEC] [--rate R] [-s SECS] [--partitions P]
 //! ```
 //!
@@ -25,6 +26,11 @@
 //! - `publish-broker`: the embedded broker as a library in this process,
 //!   the same publishers calling `Broker::publish` (fsync before it
 //!   returns): the log's own ceiling, with no network or sidecar.
+//! - `publish-remote`: `sinew broker` (data in DIR) in its own process,
+//!   the same publishers calling it over one TLS gRPC connection with
+//!   `sinew_events::remote` (the control plane's client of it): the
+//!   broker's throughput to a network client, as nats-server's is to
+//!   async-nats.
 //! - `latency`: as publish-sinew plus a subscriber sidecar delivering to an
 //!   app here (Subscription `ordering: key`, `max_in_flight: 64`); events are
 //!   published at R per second (paced per connection) and each one's
@@ -109,8 +115,11 @@ async fn main() {
         "publish-sinew" => publish_sinew(&a).await,
         "publish-jetstream" => publish_jetstream(&a).await,
         "publish-broker" => publish_broker(&a).await,
+        "publish-remote" => publish_remote(&a).await,
         "latency" => latency(&a).await,
-        _ => panic!("mode: publish-sinew | publish-jetstream | publish-broker | latency"),
+        _ => panic!(
+            "mode: publish-sinew | publish-jetstream | publish-broker | publish-remote | latency"
+        ),
     }
 }
 
@@ -298,6 +307,74 @@ async fn publish_jetstream(a: &Args) {
         .collect();
     let run = serde_json::json!({"mode": "publish-jetstream", "url": a.url});
     report(run, a, started, tasks).await;
+}
+
+async fn publish_remote(a: &Args) {
+    use sinew_events::remote::{RemoteBroker, RemoteConfig};
+    use sinew_events::Event;
+    let _ = std::fs::remove_dir_all(&a.dir);
+    let listen = sinew_testkit::free_port();
+    let mut child = tokio::process::Command::new(&a.sinew)
+        .arg("broker")
+        .arg("--data-dir")
+        .arg(&a.dir)
+        .arg("--listen")
+        .arg(listen.to_string())
+        .arg("--partitions")
+        .arg(a.partitions.to_string())
+        .env("SINEW_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sinew broker");
+    let token_file = a.dir.join("broker.token");
+    let serving = Instant::now();
+    while tokio::net::TcpStream::connect(listen).await.is_err() || !token_file.exists() {
+        assert!(
+            serving.elapsed() < Duration::from_secs(20),
+            "sinew broker did not serve"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let remote = RemoteBroker::connect(RemoteConfig {
+        url: format!("https://{listen}"),
+        token: std::fs::read_to_string(&token_file).expect("the token"),
+        cert_pem: std::fs::read_to_string(a.dir.join("broker.pem")).expect("the certificate"),
+    })
+    .expect("connect to the broker");
+    let data = Bytes::from(vec![b'x'; a.size]);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(a.seconds);
+    let tasks: Vec<_> = (0..a.concurrency)
+        .map(|task| {
+            let (remote, data) = (remote.clone(), data.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut latencies) = (0usize, 0usize, Vec::new());
+                let mut n = 0usize;
+                while Instant::now() < deadline {
+                    let event = Event::new(format!("t{task}-{n}"), data.clone())
+                        .with_key(format!("k{}", (task + n) % KEYS));
+                    let sent = Instant::now();
+                    match remote.publish("bench", vec![event]).await {
+                        Ok(_) => {
+                            ok += 1;
+                            latencies.push(sent.elapsed());
+                        }
+                        Err(_) => failed += 1,
+                    }
+                    n += 1;
+                }
+                (ok, failed, latencies)
+            })
+        })
+        .collect();
+    report(
+        serde_json::json!({"mode": "publish-remote"}),
+        a,
+        started,
+        tasks,
+    )
+    .await;
+    let _ = child.kill().await;
 }
 
 async fn publish_broker(a: &Args) {

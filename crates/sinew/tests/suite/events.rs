@@ -212,6 +212,64 @@ async fn a_standalone_broker_refuses_a_wrong_token() {
     assert!(stderr.contains("--broker-token-file"), "{stderr}");
 }
 
+/// A client of `sinew broker` (the control plane's `--events broker:`
+/// store) batches concurrent publishes into shared calls: one publish's bad
+/// event still fails only that publish, and every good one is stored once,
+/// in order per caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_to_a_standalone_broker_are_stored_once_and_a_bad_one_fails_alone() {
+    use sinew_events::remote::{RemoteBroker, RemoteConfig};
+    use sinew_events::{ErrorKind, Event};
+    let broker = Broker::spawn(SINEW, &["--partitions", "1"]).await;
+    let remote = RemoteBroker::connect(RemoteConfig {
+        url: broker.url(),
+        token: std::fs::read_to_string(broker.token_file()).unwrap(),
+        cert_pem: std::fs::read_to_string(broker.cert_file()).unwrap(),
+    })
+    .expect("connect");
+    let mut tasks = Vec::new();
+    for caller in 0..16 {
+        let remote = remote.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut offsets = Vec::new();
+            for n in 0..20 {
+                let id = if caller == 7 && n == 10 {
+                    String::new() // no ce-id: refused
+                } else {
+                    format!("c{caller}-{n}")
+                };
+                let result = remote
+                    .publish("default.orders", vec![Event::new(id, "{}")])
+                    .await;
+                offsets.push(result.map(|p| p[0].offset).map_err(|e| e.kind()));
+            }
+            offsets
+        }));
+    }
+    let mut stored = Vec::new();
+    for (caller, task) in tasks.into_iter().enumerate() {
+        let offsets = task.await.unwrap();
+        for (n, result) in offsets.iter().enumerate() {
+            if caller == 7 && n == 10 {
+                assert_eq!(*result, Err(ErrorKind::InvalidInput));
+            } else {
+                let offset = result.unwrap_or_else(|e| panic!("c{caller}-{n}: {e:?}"));
+                stored.push(offset);
+            }
+        }
+        // One caller's events are stored in its order.
+        let own: Vec<u64> = offsets.iter().filter_map(|r| r.ok()).collect();
+        assert!(own.windows(2).all(|w| w[0] < w[1]), "c{caller}: {own:?}");
+    }
+    stored.sort_unstable();
+    stored.dedup();
+    assert_eq!(stored.len(), 16 * 20 - 1, "every good event stored once");
+    assert_eq!(
+        remote.offsets("default.orders", 0).await.unwrap(),
+        0..(16 * 20 - 1)
+    );
+}
+
 async fn key_order_and_dead_letters(control: &Control) {
     control
         .apply(&format!(
