@@ -26,6 +26,11 @@ use sinew_proto::{Stats as Report, StatsSeries};
 
 /// How long reports are kept: the longest window.
 pub(crate) const KEEP: Duration = Duration::from_secs(600);
+/// The least time a rate is divided by: the proxies' report interval. Two
+/// reports can come moments apart (a proxy's session restarting, as when it
+/// switches to its new certificate), and a handful of requests over a few
+/// microseconds is no rate.
+const MIN_RATE_SPAN: f64 = 2.0;
 
 /// One proxy's reports.
 #[derive(Debug)]
@@ -191,6 +196,11 @@ impl Stats {
             };
             let span = latest_at.duration_since(base_at).as_secs_f64();
             seconds = seconds.max(span);
+            let span = if span > 0.0 {
+                span.max(MIN_RATE_SPAN)
+            } else {
+                0.0
+            };
             let mut counted_inbound = false;
             for series in latest {
                 let before = base.and_then(|b| {
@@ -412,6 +422,25 @@ mod tests {
             s["services"][0]["ejections"],
             json!([{"address": "10.0.0.9:8080", "subset": null, "by": ["default/web-1"]}])
         );
+    }
+
+    #[test]
+    fn reports_moments_apart_give_a_sane_rate() {
+        let stats = Stats::default();
+        // A session's first report, then the next session's, microseconds
+        // later, now with the service's first 5 requests.
+        stats.record("default/shipping-1", "default", "shipping", report(vec![]));
+        stats.record(
+            "default/shipping-1",
+            "default",
+            "shipping",
+            report(vec![series("inbound", "shipping", 5, 0)]),
+        );
+        let s = stats.summary(Duration::from_secs(30));
+        let service = &s["services"][0];
+        assert_eq!(service["requests"], 5, "{s}");
+        let rps = service["rps"].as_f64().unwrap_or_default();
+        assert!(rps <= 2.5, "5 requests since the last report: {rps}/s");
     }
 
     #[test]
