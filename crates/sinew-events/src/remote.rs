@@ -35,6 +35,7 @@ use bytes::Bytes;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use sinew_proto::events_client::EventsClient;
+use sinew_proto::payload_bytes;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
@@ -466,11 +467,11 @@ async fn coalesce(calls: Calls, topic: String, mut queue: mpsc::UnboundedReceive
                 None => return,
             },
         };
-        let (mut count, mut bytes) = (first.events.len(), size(&first.events));
+        let (mut count, mut bytes) = (first.events.len(), payload_bytes(&first.events));
         let mut batch = vec![first];
         while count < MAX_EVENTS {
             let Ok(job) = queue.try_recv() else { break };
-            let (n, b) = (job.events.len(), size(&job.events));
+            let (n, b) = (job.events.len(), payload_bytes(&job.events));
             if count + n > MAX_EVENTS || bytes + b > MAX_BYTES {
                 held = Some(job);
                 break;
@@ -526,22 +527,6 @@ async fn send(calls: &Calls, topic: &str, batch: Vec<Job>) {
             }
         }
     }
-}
-
-/// A batch's payload bytes (data, key, id, attributes).
-fn size(events: &[sinew_proto::Event]) -> usize {
-    events
-        .iter()
-        .map(|e| {
-            e.data.len()
-                + e.key.len()
-                + e.id.len()
-                + e.headers
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len())
-                    .sum::<usize>()
-        })
-        .sum()
 }
 
 fn group_request(group: &str, topic: &str, member: &str) -> sinew_proto::HeartbeatRequest {

@@ -17,3 +17,20 @@ pub use v1::*;
 
 /// Metadata key carrying the bearer token on every call.
 pub const AUTHORIZATION: &str = "authorization";
+
+/// The payload bytes of `events` (data, key, id, attributes): what a
+/// publish batch is capped by.
+pub fn payload_bytes(events: &[Event]) -> usize {
+    events
+        .iter()
+        .map(|e| {
+            e.data.len()
+                + e.key.len()
+                + e.id.len()
+                + e.headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+        })
+        .sum()
+}

@@ -127,6 +127,39 @@ async fn main() {
 /// each acknowledged publish's round trip.
 type Tally = (usize, usize, Vec<Duration>);
 
+/// Starts `a.concurrency` publishers, each calling `publish(task, n)` for
+/// its `n`th event, one at a time, until `a.seconds` have passed; `publish`
+/// says whether the event was acknowledged. Returns when they started.
+fn closed_loop<F, Fut>(a: &Args, publish: F) -> (Instant, Vec<tokio::task::JoinHandle<Tally>>)
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(a.seconds);
+    let tasks = (0..a.concurrency)
+        .map(|task| {
+            let publish = publish.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed, mut latencies) = (0usize, 0usize, Vec::new());
+                let mut n = 0usize;
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    if publish(task, n).await {
+                        ok += 1;
+                        latencies.push(sent.elapsed());
+                    } else {
+                        failed += 1;
+                    }
+                    n += 1;
+                }
+                (ok, failed, latencies)
+            })
+        })
+        .collect();
+    (started, tasks)
+}
+
 /// Waits for the publishers started at `started`, then prints the run's
 /// JSON line: `run`'s fields, the totals and rate, the latency quantiles.
 async fn report(
@@ -273,45 +306,30 @@ async fn publish_jetstream(a: &Args) {
     .expect("create the stream");
     let data = Bytes::from(vec![b'x'; a.size]);
     let subjects = a.partitions as usize;
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(a.seconds);
-    let tasks: Vec<_> = (0..a.concurrency)
-        .map(|task| {
-            let (js, data) = (js.clone(), data.clone());
-            tokio::spawn(async move {
-                let (mut ok, mut failed, mut latencies) = (0usize, 0usize, Vec::new());
-                let mut n = 0usize;
-                while Instant::now() < deadline {
-                    let mut headers = async_nats::HeaderMap::new();
-                    headers.insert("Nats-Msg-Id", format!("t{task}-{n}").as_str());
-                    let subject = format!("bench.{}", (task + n) % subjects);
-                    let sent = Instant::now();
-                    let acked = match js
-                        .publish_with_headers(subject, headers, data.clone())
-                        .await
-                    {
-                        Ok(ack) => ack.await.is_ok(),
-                        Err(_) => false,
-                    };
-                    if acked {
-                        ok += 1;
-                        latencies.push(sent.elapsed());
-                    } else {
-                        failed += 1;
-                    }
-                    n += 1;
-                }
-                (ok, failed, latencies)
-            })
-        })
-        .collect();
+    let (started, tasks) = closed_loop(a, move |task, n| {
+        let (js, data) = (js.clone(), data.clone());
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("t{task}-{n}").as_str());
+            let subject = format!("bench.{}", (task + n) % subjects);
+            match js.publish_with_headers(subject, headers, data).await {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    });
     let run = serde_json::json!({"mode": "publish-jetstream", "url": a.url});
     report(run, a, started, tasks).await;
 }
 
+/// Publisher `task`'s `n`th event for the library and remote runs.
+fn bench_event(task: usize, n: usize, data: &Bytes) -> sinew_events::Event {
+    sinew_events::Event::new(format!("t{task}-{n}"), data.clone())
+        .with_key(format!("k{}", (task + n) % KEYS))
+}
+
 async fn publish_remote(a: &Args) {
     use sinew_events::remote::{RemoteBroker, RemoteConfig};
-    use sinew_events::Event;
     let _ = std::fs::remove_dir_all(&a.dir);
     let listen = sinew_testkit::free_port();
     let mut child = tokio::process::Command::new(&a.sinew)
@@ -342,31 +360,10 @@ async fn publish_remote(a: &Args) {
     })
     .expect("connect to the broker");
     let data = Bytes::from(vec![b'x'; a.size]);
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(a.seconds);
-    let tasks: Vec<_> = (0..a.concurrency)
-        .map(|task| {
-            let (remote, data) = (remote.clone(), data.clone());
-            tokio::spawn(async move {
-                let (mut ok, mut failed, mut latencies) = (0usize, 0usize, Vec::new());
-                let mut n = 0usize;
-                while Instant::now() < deadline {
-                    let event = Event::new(format!("t{task}-{n}"), data.clone())
-                        .with_key(format!("k{}", (task + n) % KEYS));
-                    let sent = Instant::now();
-                    match remote.publish("bench", vec![event]).await {
-                        Ok(_) => {
-                            ok += 1;
-                            latencies.push(sent.elapsed());
-                        }
-                        Err(_) => failed += 1,
-                    }
-                    n += 1;
-                }
-                (ok, failed, latencies)
-            })
-        })
-        .collect();
+    let (started, tasks) = closed_loop(a, move |task, n| {
+        let (remote, event) = (remote.clone(), bench_event(task, n, &data));
+        async move { remote.publish("bench", vec![event]).await.is_ok() }
+    });
     report(
         serde_json::json!({"mode": "publish-remote"}),
         a,
@@ -378,7 +375,7 @@ async fn publish_remote(a: &Args) {
 }
 
 async fn publish_broker(a: &Args) {
-    use sinew_events::{Broker, BrokerConfig, Event};
+    use sinew_events::{Broker, BrokerConfig};
     let _ = std::fs::remove_dir_all(&a.dir);
     let config = BrokerConfig {
         partitions: a.partitions,
@@ -386,31 +383,11 @@ async fn publish_broker(a: &Args) {
     };
     let broker = Broker::open(&a.dir, config).await.expect("open the broker");
     let data = Bytes::from(vec![b'x'; a.size]);
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(a.seconds);
-    let tasks: Vec<_> = (0..a.concurrency)
-        .map(|task| {
-            let (broker, data) = (broker.clone(), data.clone());
-            tokio::spawn(async move {
-                let (mut ok, mut failed, mut latencies) = (0usize, 0usize, Vec::new());
-                let mut n = 0usize;
-                while Instant::now() < deadline {
-                    let event = Event::new(format!("t{task}-{n}"), data.clone())
-                        .with_key(format!("k{}", (task + n) % KEYS));
-                    let sent = Instant::now();
-                    match broker.publish("bench", vec![event]).await {
-                        Ok(_) => {
-                            ok += 1;
-                            latencies.push(sent.elapsed());
-                        }
-                        Err(_) => failed += 1,
-                    }
-                    n += 1;
-                }
-                (ok, failed, latencies)
-            })
-        })
-        .collect();
+    let publisher = broker.clone();
+    let (started, tasks) = closed_loop(a, move |task, n| {
+        let (broker, event) = (publisher.clone(), bench_event(task, n, &data));
+        async move { broker.publish("bench", vec![event]).await.is_ok() }
+    });
     report(
         serde_json::json!({"mode": "publish-broker"}),
         a,

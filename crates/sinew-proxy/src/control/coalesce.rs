@@ -110,12 +110,12 @@ async fn run(
                 None => return,
             },
         };
-        let mut bytes = size(&first.events);
+        let mut bytes = sinew_proto::payload_bytes(&first.events);
         let mut count = first.events.len();
         let mut batch = vec![first];
         while count < MAX_EVENTS {
             let Ok(job) = queue.try_recv() else { break };
-            let (n, b) = (job.events.len(), size(&job.events));
+            let (n, b) = (job.events.len(), sinew_proto::payload_bytes(&job.events));
             if count + n > MAX_EVENTS || bytes + b > MAX_BYTES {
                 held = Some(job);
                 break;
@@ -187,20 +187,4 @@ async fn send(control: &Control, namespace: &str, topic: &str, batch: Vec<Job>) 
             }
         }
     }
-}
-
-/// An event batch's payload bytes (data, key, attributes).
-fn size(events: &[Event]) -> usize {
-    events
-        .iter()
-        .map(|e| {
-            e.data.len()
-                + e.key.len()
-                + e.id.len()
-                + e.headers
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len())
-                    .sum::<usize>()
-        })
-        .sum()
 }

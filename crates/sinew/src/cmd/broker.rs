@@ -36,12 +36,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         partitions: args.partitions,
         hostnames: args.hostnames,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers.max(1))
-        .thread_name("sinew-broker")
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = super::runtime(args.workers, "sinew-broker")?;
     runtime.block_on(async {
         let broker = StandaloneBroker::start(options)
             .await
@@ -52,14 +47,11 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
             broker.cert_file.display(),
             broker.token_file.display()
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| e.to_string())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        super::until_stopped().await?;
         tracing::info!("stopping");
         broker.stop().await;
         Ok::<(), String>(())
-    })
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(())
 }

@@ -99,12 +99,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         event_partitions: args.events_partitions,
         broker,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers.max(1))
-        .thread_name("sinew-control")
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = super::runtime(args.workers, "sinew-control")?;
     runtime.block_on(async {
         let plane = ControlPlane::start(options)
             .await
@@ -115,12 +110,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
             plane.grpc_addr,
             plane.admin_token_file.display()
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| e.to_string())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        super::until_stopped().await?;
         tracing::info!("stopping");
         plane.stop();
         Ok::<(), String>(())
