@@ -21,18 +21,32 @@ pub struct Broker {
     bin: PathBuf,
     addr: SocketAddr,
     args: Vec<String>,
-    dir: TempDir,
+    dir: PathBuf,
+    /// The temp dir `dir` is, when the caller gave none.
+    _temp: Option<TempDir>,
 }
 
 impl Broker {
     /// Starts `bin broker` with `extra` arguments (e.g. `--partitions 2`)
     /// and waits until it serves.
     pub async fn spawn(bin: impl Into<PathBuf>, extra: &[&str]) -> Broker {
-        let (bin, addr, dir) = (bin.into(), free_port(), TempDir::new("sinew-broker"));
+        let temp = TempDir::new("sinew-broker");
+        let dir = temp.path().to_path_buf();
+        Broker::start(bin.into(), dir, Some(temp), extra).await
+    }
+
+    /// As [`Broker::spawn`], with its data in `dir` (e.g. on a small file
+    /// system, to fill it).
+    pub async fn spawn_in(bin: impl Into<PathBuf>, dir: PathBuf, extra: &[&str]) -> Broker {
+        Broker::start(bin.into(), dir, None, extra).await
+    }
+
+    async fn start(bin: PathBuf, dir: PathBuf, temp: Option<TempDir>, extra: &[&str]) -> Broker {
+        let addr = free_port();
         let mut args = vec![
             "broker".to_owned(),
             "--data-dir".to_owned(),
-            dir.path().display().to_string(),
+            dir.display().to_string(),
             "--listen".to_owned(),
             addr.to_string(),
         ];
@@ -44,6 +58,7 @@ impl Broker {
             addr,
             args,
             dir,
+            _temp: temp,
         };
         broker.wait_serving().await;
         broker
@@ -56,7 +71,7 @@ impl Broker {
 
     /// Its data directory (`events/`, `broker.token`, `broker.pem`).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     /// The token file.

@@ -1052,10 +1052,12 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A mesh whose control plane keeps its data on an 8 MiB tmpfs, published
-/// to until the disk is full.
+/// A mesh whose events are on an 8 MiB tmpfs (the control plane's data
+/// directory, or a standalone broker's), published to until it is full.
 struct FullDisk {
     control: Control,
+    /// The standalone broker holding the events, if not the control plane.
+    broker: Option<Broker>,
     recorder: Recorder,
     inventory: Proxy,
     checkout: Proxy,
@@ -1069,10 +1071,22 @@ struct FullDisk {
     fs: Tmpfs,
 }
 
-/// Starts the mesh on a tmpfs and publishes 16 KiB events until the
-/// sidecar answers 507, then 20 more (each must be 200 or 507); `None`
-/// when no tmpfs can be mounted.
-async fn fill_disk() -> Option<FullDisk> {
+impl FullDisk {
+    /// The event topic's directory.
+    fn topic_dir(&self) -> PathBuf {
+        let root = match &self.broker {
+            Some(broker) => broker.dir().to_path_buf(),
+            None => self.control.dir().to_path_buf(),
+        };
+        root.join("events/topics").join(TOPIC_DIR)
+    }
+}
+
+/// Starts the mesh with its events on a tmpfs (in the control plane, or
+/// with `on_broker` in a standalone broker) and publishes 16 KiB events
+/// until the sidecar answers 507, then 20 more (each must be 200 or 507);
+/// `None` when no tmpfs can be mounted.
+async fn fill_disk(on_broker: bool) -> Option<FullDisk> {
     let fs = match Tmpfs::mount("8m") {
         Ok(fs) => fs,
         Err(why) => {
@@ -1080,15 +1094,24 @@ async fn fill_disk() -> Option<FullDisk> {
             return None;
         }
     };
-    let control = Control::builder(SINEW)
-        .dir(fs.path.join("control"))
-        .spawn()
-        .await;
+    let (control, broker) = if on_broker {
+        let broker = Broker::spawn_in(SINEW, fs.path.join("broker"), &[]).await;
+        let control = Control::builder(SINEW).on_broker(&broker).spawn().await;
+        (control, Some(broker))
+    } else {
+        let control = Control::builder(SINEW)
+            .dir(fs.path.join("control"))
+            .spawn()
+            .await;
+        (control, None)
+    };
     control.apply(&inventory_subscription()).await;
-    eprintln!(
-        "full disk: control plane started on an 8 MiB tmpfs: {}",
-        fs.usage()
-    );
+    let on = if on_broker {
+        "a standalone broker"
+    } else {
+        "the control plane"
+    };
+    eprintln!("full disk: {on} started on an 8 MiB tmpfs: {}", fs.usage());
     let recorder = Recorder::default();
     let app = recorder.app(0).await;
     let inventory = sidecar(&control, "inventory-1", "inventory", Some(app)).await;
@@ -1141,6 +1164,7 @@ async fn fill_disk() -> Option<FullDisk> {
     );
     Some(FullDisk {
         control,
+        broker,
         recorder,
         inventory,
         checkout,
@@ -1153,8 +1177,19 @@ async fn fill_disk() -> Option<FullDisk> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_507_and_loses_nothing_acknowledged() {
+    full_disk_run(false).await;
+}
+
+/// The same with the events on a standalone broker whose disk fills: its
+/// refusal crosses to the publisher as the same 507.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_broker_a_full_disk_answers_507_and_loses_nothing_acknowledged() {
+    full_disk_run(true).await;
+}
+
+async fn full_disk_run(on_broker: bool) {
     let started = Instant::now();
-    let Some(mut disk) = fill_disk().await else {
+    let Some(mut disk) = fill_disk(on_broker).await else {
         return;
     };
     assert!(
@@ -1193,14 +1228,8 @@ async fn a_full_disk_answers_507_and_loses_nothing_acknowledged() {
         .count();
 
     // On disk: every 200 is stored where it said; no 507 left a record.
-    let stored_twice = check_stored(
-        &stored_events(&disk.control.dir().join("events/topics").join(TOPIC_DIR)),
-        &disk.acks,
-    );
-    let stored: HashSet<String> =
-        stored_events(&disk.control.dir().join("events/topics").join(TOPIC_DIR))
-            .into_values()
-            .collect();
+    let stored_twice = check_stored(&stored_events(&disk.topic_dir()), &disk.acks);
+    let stored: HashSet<String> = stored_events(&disk.topic_dir()).into_values().collect();
     let refused_stored = disk
         .refused
         .iter()
@@ -1233,7 +1262,7 @@ fn fill_up(path: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_plane_restarted_on_a_full_disk_comes_back() {
-    let Some(mut disk) = fill_disk().await else {
+    let Some(mut disk) = fill_disk(false).await else {
         return;
     };
     // Whatever space the broker left (cursor commits take it otherwise,
