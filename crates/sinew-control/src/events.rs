@@ -159,10 +159,10 @@ impl EventsService {
     }
 }
 
-/// Refuses the standalone broker's own calls in the control plane.
-fn standalone_only(admission: &Admission) -> Result<(), Status> {
+/// The standalone broker's token; refuses its own calls in the control plane.
+fn standalone_token(admission: &Admission) -> Result<&str, Status> {
     match admission {
-        Admission::Token(_) => Ok(()),
+        Admission::Token(token) => Ok(token),
         Admission::Mesh(_) => Err(Status::unimplemented(
             "served by `sinew broker` only: the control plane's REST API lists topics and resets cursors",
         )),
@@ -422,10 +422,7 @@ impl Events for EventsService {
         &self,
         request: Request<TopicsRequest>,
     ) -> Result<Response<TopicsReply>, Status> {
-        standalone_only(&self.admission)?;
-        if let Admission::Token(token) = &self.admission {
-            check_bearer(&request, token)?;
-        }
+        check_bearer(&request, standalone_token(&self.admission)?)?;
         let broker = self
             .broker
             .as_ref()
@@ -443,7 +440,7 @@ impl Events for EventsService {
         &self,
         request: Request<PartitionOfRequest>,
     ) -> Result<Response<PartitionOfReply>, Status> {
-        standalone_only(&self.admission)?;
+        standalone_token(&self.admission)?;
         let r = request.get_ref();
         let (broker, topic) =
             self.admit(&request, &r.namespace, &r.topic, TopicOperation::Subscribe)?;
@@ -462,7 +459,7 @@ impl Events for EventsService {
         &self,
         request: Request<CommitRequest>,
     ) -> Result<Response<CommitReply>, Status> {
-        standalone_only(&self.admission)?;
+        standalone_token(&self.admission)?;
         let r = request.get_ref();
         let (broker, topic) =
             self.admit(&request, &r.namespace, &r.topic, TopicOperation::Subscribe)?;

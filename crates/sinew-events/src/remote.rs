@@ -72,7 +72,6 @@ pub struct RemoteBroker {
     calls: Calls,
     /// Each topic's publish queue; its coalescer runs from its first publish.
     queues: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
-    url: String,
 }
 
 /// Makes the calls: the channel and the token.
@@ -155,13 +154,7 @@ impl RemoteBroker {
                 authorization,
             },
             queues: Mutex::default(),
-            url: config.url,
         }))
-    }
-
-    /// The broker's URL.
-    pub fn url(&self) -> &str {
-        &self.url
     }
 
     /// `message` with the token and a deadline `wait` past the usual.

@@ -438,18 +438,7 @@ const CRASH_PUBLISHERS: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_control_plane_crashes() {
-    let env = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(default)
-    };
-    crash_run(
-        env("SINEW_EVENTS_CRASH_EVENTS", CRASH_EVENTS),
-        env("SINEW_EVENTS_CRASH_KILLS", CRASH_KILLS),
-        Store::Embedded,
-    )
-    .await;
+    crash_run(Store::Embedded).await;
 }
 
 /// The same with the events on a standalone broker (`sinew broker`): kills
@@ -457,18 +446,18 @@ async fn acknowledged_events_survive_control_plane_crashes() {
 /// data directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_broker_acknowledged_events_survive_broker_and_control_plane_crashes() {
-    let env = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(default)
+    crash_run(Store::Broker(Broker::spawn(SINEW, &[]).await)).await;
+}
+
+/// The same on JetStream: kills alternate between the control plane and
+/// nats-server (restarted on its store), so both the process serving the
+/// sidecars and the one storing the events die mid-publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_jetstream_acknowledged_events_survive_broker_and_control_plane_crashes() {
+    let Some(nats) = Nats::start().await else {
+        return;
     };
-    crash_run(
-        env("SINEW_EVENTS_CRASH_EVENTS", CRASH_EVENTS),
-        env("SINEW_EVENTS_CRASH_KILLS", CRASH_KILLS),
-        Store::Broker(Broker::spawn(SINEW, &[]).await),
-    )
-    .await;
+    crash_run(Store::Nats(nats)).await;
 }
 
 /// Where a crash run keeps its events.
@@ -481,35 +470,22 @@ enum Store {
     Broker(Broker),
 }
 
-/// The same on JetStream: kills alternate between the control plane and
-/// nats-server (restarted on its store), so both the process serving the
-/// sidecars and the one storing the events die mid-publish.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_jetstream_acknowledged_events_survive_broker_and_control_plane_crashes() {
-    let Some(nats) = Nats::start().await else {
-        return;
-    };
+/// Publishes `events` (over [`CRASH_KEYS`] keys, [`CRASH_PUBLISHERS`] at a
+/// time, each id retried until acknowledged) while the control plane is
+/// SIGKILLed and restarted `kills` times (`SINEW_EVENTS_CRASH_EVENTS` and
+/// `SINEW_EVENTS_CRASH_KILLS`, default [`CRASH_EVENTS`] and [`CRASH_KILLS`]); then checks nothing acknowledged
+/// was lost, per-key order of first deliveries, and counts duplicates.
+/// With the events on JetStream or a standalone broker, every other kill
+/// is that process's instead of the control plane's.
+async fn crash_run(mut store: Store) {
     let env = |name: &str, default: usize| {
         std::env::var(name)
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(default)
     };
-    crash_run(
-        env("SINEW_EVENTS_CRASH_EVENTS", CRASH_EVENTS),
-        env("SINEW_EVENTS_CRASH_KILLS", CRASH_KILLS),
-        Store::Nats(nats),
-    )
-    .await;
-}
-
-/// Publishes `events` (over [`CRASH_KEYS`] keys, [`CRASH_PUBLISHERS`] at a
-/// time, each id retried until acknowledged) while the control plane is
-/// SIGKILLed and restarted `kills` times; then checks nothing acknowledged
-/// was lost, per-key order of first deliveries, and counts duplicates.
-/// With the events on JetStream or a standalone broker, every other kill
-/// is that process's instead of the control plane's.
-async fn crash_run(events: usize, kills: usize, mut store: Store) {
+    let events = env("SINEW_EVENTS_CRASH_EVENTS", CRASH_EVENTS);
+    let kills = env("SINEW_EVENTS_CRASH_KILLS", CRASH_KILLS);
     let started = Instant::now();
     let seed = std::env::var("SINEW_EVENTS_CRASH_SEED")
         .ok()
