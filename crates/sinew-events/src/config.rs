@@ -26,6 +26,10 @@ pub struct LogConfig {
     pub retention_age: Option<Duration>,
     /// Bytes between entries of the in-memory sparse index. Default 4 KiB.
     pub index_interval_bytes: u32,
+    /// Zeros written ahead of the records whenever an append grows the
+    /// active segment (never past `segment_bytes`), so later syncs flush
+    /// data only. 0 turns it off. Default 1 MiB.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -36,6 +40,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             retention_age: None,
             index_interval_bytes: 4096,
+            preallocate_bytes: 1024 * 1024,
         }
     }
 }
@@ -45,6 +50,11 @@ impl LogConfig {
     pub fn validate(&self) -> Result<()> {
         if self.segment_bytes == 0 || self.segment_bytes > MAX_SEGMENT_BYTES {
             return Err(Error::InvalidConfig("segment_bytes must be in 1..=1 GiB"));
+        }
+        if self.preallocate_bytes > MAX_SEGMENT_BYTES {
+            return Err(Error::InvalidConfig(
+                "preallocate_bytes must be at most 1 GiB",
+            ));
         }
         if self.index_interval_bytes == 0 {
             return Err(Error::InvalidConfig(

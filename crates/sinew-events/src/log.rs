@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! stage (encode into one buffer, assign offsets) ─ roll? (new segment, fsync dir)
-//!   ─ write (one pwrite at the end of the active file) ─ sync_data ─ index ─ ack
+//!   ─ write (one pwrite at the end of the active file; zeros ahead of it if
+//!     it grew the file, see `segment.rs`) ─ sync_data ─ index ─ ack
 //! ```
 //!
 //! Recovery at [`PartitionLog::open`]: every segment is scanned and checked.
@@ -218,7 +219,11 @@ impl PartitionLog {
         // The new file's directory entry must be durable before any record
         // in it is acknowledged.
         files::sync_dir(&self.dir)?;
-        let previous = std::mem::replace(&mut self.active, segment);
+        let mut previous = std::mem::replace(&mut self.active, segment);
+        if let Err(e) = previous.trim() {
+            // Zeros after its records are harmless (recovery skips them).
+            debug!(error = %e, "could not trim a closed segment's preallocation");
+        }
         debug!(
             path = %self.active.path().display(),
             closed_bytes = previous.size(),
@@ -238,7 +243,13 @@ impl PartitionLog {
         if self.staged_records.is_empty() {
             return Ok(());
         }
-        let result = self.active.append(&self.staged, &self.staged_records);
+        let end = self.active.size() + self.staged.len() as u64;
+        let preallocate_to = end
+            .saturating_add(self.config.preallocate_bytes)
+            .min(self.config.segment_bytes.max(end));
+        let result = self
+            .active
+            .append(&self.staged, &self.staged_records, preallocate_to);
         self.staged.clear();
         self.staged_records.clear();
         if self.staged.capacity() > KEEP_STAGING_BYTES {
@@ -408,5 +419,17 @@ impl PartitionLog {
     /// Every segment, oldest first.
     fn segments(&self) -> impl Iterator<Item = &Segment> {
         self.closed.iter().chain(std::iter::once(&self.active))
+    }
+}
+
+impl Drop for PartitionLog {
+    /// A clean close leaves the active file at its records' length (a crash
+    /// leaves the zeros, which the next open trims).
+    fn drop(&mut self) {
+        if !self.poisoned {
+            if let Err(e) = self.active.trim() {
+                debug!(error = %e, "could not trim the active segment's preallocation");
+            }
+        }
     }
 }

@@ -14,29 +14,28 @@
 //! and while up to two calls are in flight the next batch gathers (up to
 //! 512 events or 1 MiB), so many callers cost one round trip and one sync
 //! on the broker rather than one each — the way the sidecars coalesce
-//! their apps' publishes, and the way a NATS client pipelines. Nothing waits
-//! for company: a lone publish goes at once. A batch the broker refuses as
-//! invalid is retried call by call, so one caller's bad event fails only it.
+//! their apps' publishes (the same [`sinew_proto::coalesce`]), and the way a
+//! NATS client pipelines. Nothing waits for company: a lone publish goes at
+//! once. A batch the broker refuses as invalid is retried call by call, so
+//! one caller's bad event fails only it.
 //!
 //! The broker's errors come back by kind ([`Error::Refused`]): storage full,
 //! bad input and fencing keep their meaning across the hop, and a fetch
 //! outside the retained offsets is [`Error::OffsetOutOfRange`] as it is
 //! locally.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+use sinew_proto::coalesce::{Coalescer, Publish};
 use sinew_proto::events_client::EventsClient;
-use sinew_proto::payload_bytes;
-use tokio::sync::{mpsc, oneshot, Semaphore};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
@@ -48,12 +47,6 @@ use crate::record::{Header, Record};
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Most events in one coalesced publish call.
-const MAX_EVENTS: usize = 512;
-/// Most payload bytes in one coalesced call (a lone larger publish goes alone).
-const MAX_BYTES: usize = 1 << 20;
-/// Publish calls in flight per topic: the next batch gathers meanwhile.
-const IN_FLIGHT: usize = 2;
 
 /// Where the broker is and how to reach it.
 #[derive(Debug, Clone)]
@@ -70,8 +63,8 @@ pub struct RemoteConfig {
 #[derive(Debug)]
 pub struct RemoteBroker {
     calls: Calls,
-    /// Each topic's publish queue; its coalescer runs from its first publish.
-    queues: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
+    /// Each topic's publish queue.
+    coalescer: Coalescer<String, TopicCalls>,
 }
 
 /// Makes the calls: the channel and the token.
@@ -81,10 +74,31 @@ struct Calls {
     authorization: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
 }
 
-/// One publish call's events and where its answer goes.
-struct Job {
-    events: Vec<sinew_proto::Event>,
-    reply: oneshot::Sender<Result<Vec<Published>>>,
+/// One topic's Publish call, for the coalescer.
+struct TopicCalls {
+    calls: Calls,
+    topic: String,
+}
+
+impl Publish for TopicCalls {
+    type Published = Published;
+    type Error = Error;
+
+    async fn publish(&self, events: Vec<sinew_proto::Event>) -> Result<Vec<Published>> {
+        self.calls.publish(&self.topic, events).await
+    }
+
+    fn is_invalid(error: &Error) -> bool {
+        error.kind() == ErrorKind::InvalidInput
+    }
+
+    fn failure(why: &'static str) -> Error {
+        Error::Refused {
+            op: "publish",
+            kind: ErrorKind::Unavailable,
+            message: why.to_owned(),
+        }
+    }
 }
 
 impl RemoteBroker {
@@ -153,7 +167,7 @@ impl RemoteBroker {
                 client: EventsClient::new(channel),
                 authorization,
             },
-            queues: Mutex::default(),
+            coalescer: Coalescer::default(),
         }))
     }
 
@@ -169,23 +183,13 @@ impl RemoteBroker {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            events: events.into_iter().map(to_proto).collect(),
-            reply,
-        };
-        {
-            let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-            let queue = queues.entry(topic.to_owned()).or_insert_with(|| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(coalesce(self.calls.clone(), topic.to_owned(), rx));
-                tx
-            });
-            if let Err(mpsc::error::SendError(job)) = queue.send(job) {
-                let _ = job.reply.send(Err(Error::Closed));
-            }
-        }
-        answer.await.unwrap_or(Err(Error::Closed))
+        let events = events.into_iter().map(to_proto).collect();
+        self.coalescer
+            .publish(topic.to_owned(), events, |topic| TopicCalls {
+                calls: self.calls.clone(),
+                topic: topic.clone(),
+            })
+            .await
     }
 
     /// Every topic and its partition count, by name.
@@ -441,84 +445,6 @@ impl Calls {
                 duplicate: p.duplicate,
             })
             .collect())
-    }
-}
-
-/// A topic's coalescer: batches queued publishes, one call per batch, at
-/// most [`IN_FLIGHT`] at a time. Ends when the broker handle is dropped.
-async fn coalesce(calls: Calls, topic: String, mut queue: mpsc::UnboundedReceiver<Job>) {
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut held: Option<Job> = None;
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let first = match held.take() {
-            Some(job) => job,
-            None => match queue.recv().await {
-                Some(job) => job,
-                None => return,
-            },
-        };
-        let (mut count, mut bytes) = (first.events.len(), payload_bytes(&first.events));
-        let mut batch = vec![first];
-        while count < MAX_EVENTS {
-            let Ok(job) = queue.try_recv() else { break };
-            let (n, b) = (job.events.len(), payload_bytes(&job.events));
-            if count + n > MAX_EVENTS || bytes + b > MAX_BYTES {
-                held = Some(job);
-                break;
-            }
-            count += n;
-            bytes += b;
-            batch.push(job);
-        }
-        let (calls, topic) = (calls.clone(), topic.clone());
-        tokio::spawn(async move {
-            send(&calls, &topic, batch).await;
-            drop(permit);
-        });
-    }
-}
-
-/// Sends one batch and answers each publish in it.
-async fn send(calls: &Calls, topic: &str, batch: Vec<Job>) {
-    if batch.len() == 1 {
-        let job = batch.into_iter().next().expect("one job");
-        let _ = job.reply.send(calls.publish(topic, job.events).await);
-        return;
-    }
-    let counts: Vec<usize> = batch.iter().map(|j| j.events.len()).collect();
-    let (events, replies): (Vec<_>, Vec<_>) =
-        batch.into_iter().map(|j| (j.events, j.reply)).unzip();
-    match calls.publish(topic, events.concat()).await {
-        Ok(results) if results.len() == counts.iter().sum::<usize>() => {
-            let mut results = results.into_iter();
-            for (reply, n) in replies.into_iter().zip(counts) {
-                let _ = reply.send(Ok(results.by_ref().take(n).collect()));
-            }
-        }
-        Ok(_) => {
-            for reply in replies {
-                let _ = reply.send(Err(Error::Refused {
-                    op: "publish",
-                    kind: ErrorKind::Unavailable,
-                    message: "the broker answered a different number of events".to_owned(),
-                }));
-            }
-        }
-        // One publish's bad event refuses the whole call: each alone, so
-        // only the bad one is refused.
-        Err(e) if e.kind() == ErrorKind::InvalidInput => {
-            for (events, reply) in events.into_iter().zip(replies) {
-                let _ = reply.send(calls.publish(topic, events).await);
-            }
-        }
-        Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
-        }
     }
 }
 

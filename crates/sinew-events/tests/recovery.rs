@@ -172,3 +172,113 @@ fn damage_in_an_earlier_segment_refuses_to_open_and_changes_nothing() {
     let error = PartitionLog::open(dir.path(), small_segments()).expect_err("torn earlier");
     assert!(matches!(error, Error::Corrupt { .. }), "{error}");
 }
+
+/// The segment files of `dir` copied into `to` as they are on disk now: the
+/// state a crash at this moment would leave (every append returned, so
+/// every byte of them was synced).
+fn crash_copy(dir: &Path, to: &Path) {
+    for path in segment_files(dir) {
+        std::fs::copy(&path, to.join(path.file_name().expect("a file name"))).expect("copy");
+    }
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("stat").len()
+}
+
+#[test]
+fn appends_overwrite_preallocated_zeros_and_a_crash_leaves_only_padding_to_trim() {
+    let dir = TempDir::new("prealloc");
+    let config = LogConfig {
+        preallocate_bytes: 64 * 1024,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+    append_samples(&mut log, 0..1, 1);
+    let path = segment_files(dir.path()).pop().expect("a segment");
+    let first = file_len(&path);
+    assert!(
+        first > 64 * 1024,
+        "the first append preallocates: {first} bytes"
+    );
+    // Later appends land in the zeros: the file does not grow, so their
+    // syncs have no size change to commit.
+    append_samples(&mut log, 1..200, 7);
+    assert_eq!(file_len(&path), first);
+    let records_len = log.size_bytes();
+    assert!(records_len < first);
+
+    // A crash now: the copy has the records and then zeros; opening it trims
+    // the zeros (no record lost, none invented) and appends go on.
+    let crashed = TempDir::new("prealloc-crashed");
+    crash_copy(dir.path(), crashed.path());
+    let copy = PartitionLog::open(crashed.path(), config.clone()).expect("open the crash copy");
+    let copied = segment_files(crashed.path()).pop().expect("a segment");
+    assert_eq!(file_len(&copied), records_len);
+    assert_eq!(copy.next_offset(), 200);
+    for (record, i) in read_all(&copy).iter().zip(0..) {
+        assert_sample(record, i);
+    }
+    drop(copy);
+    assert_recovers_to(crashed.path(), 200, records_len as usize);
+
+    // A clean close trims too.
+    drop(log);
+    assert_eq!(file_len(&path), records_len);
+}
+
+#[test]
+fn a_torn_write_into_preallocated_zeros_is_truncated_to_the_previous_record() {
+    let dir = TempDir::new("prealloc-torn");
+    let count = 40;
+    let (pristine, last_start) = log_with_last_record(dir.path(), count);
+    let last = segment_files(dir.path()).pop().expect("a segment");
+    // The last record partly on disk, the rest of the file still the zeros
+    // written ahead of it.
+    for cut in [
+        last_start,
+        last_start + 1,
+        last_start + 9,
+        pristine.len() - 1,
+    ] {
+        let mut file = pristine[..cut].to_vec();
+        file.resize(pristine.len() + 64 * 1024, 0);
+        std::fs::write(&last, &file).expect("write torn file");
+        assert_recovers_to(dir.path(), count - 1, last_start);
+    }
+}
+
+#[test]
+fn a_closed_segment_left_with_padding_opens() {
+    let dir = TempDir::new("prealloc-closed");
+    {
+        let mut log = PartitionLog::open(dir.path(), small_segments()).expect("open");
+        append_samples(&mut log, 0..60, 2);
+    }
+    // A crash after a roll, before the old segment's trim reached the disk.
+    let files = segment_files(dir.path());
+    let first = &files[0];
+    let len = file_len(first);
+    let mut bytes = std::fs::read(first).expect("read");
+    bytes.resize(bytes.len() + 4096, 0);
+    std::fs::write(first, &bytes).expect("pad");
+    let log = PartitionLog::open(dir.path(), small_segments()).expect("open with padding");
+    assert_eq!(file_len(first), len);
+    assert_eq!(log.next_offset(), 60);
+    for (record, i) in read_all(&log).iter().zip(0..) {
+        assert_sample(record, i);
+    }
+}
+
+#[test]
+fn preallocation_can_be_turned_off() {
+    let dir = TempDir::new("prealloc-off");
+    let config = LogConfig {
+        preallocate_bytes: 0,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(dir.path(), config).expect("open");
+    append_samples(&mut log, 0..50, 3);
+    let path = segment_files(dir.path()).pop().expect("a segment");
+    assert_eq!(file_len(&path), log.size_bytes());
+}

@@ -15,6 +15,8 @@ pub mod v1 {
 
 pub use v1::*;
 
+pub mod coalesce;
+
 /// Metadata key carrying the bearer token on every call.
 pub const AUTHORIZATION: &str = "authorization";
 

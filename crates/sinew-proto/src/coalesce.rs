@@ -1,0 +1,322 @@
+//! Publish coalescing for callers of `sinew.v1.Events/Publish`: the events
+//! of concurrent publishes to one topic go out in one call, so many callers
+//! cost one round trip (and the broker one sync) rather than one each. The
+//! sidecar coalesces its apps' publishes with it, and the control plane its
+//! publishes to a standalone broker (`sinew_events::remote`).
+//!
+//! ```text
+//! caller ─ Job { events, reply } ─ the topic's queue ─ the topic's task:
+//!   take the first job (wait), then every queued job up to MAX_EVENTS / MAX_BYTES
+//!   ─ one call (at most IN_FLIGHT at a time per topic) ─ split the answers by job
+//! ```
+//!
+//! Nothing waits for company: a job alone is sent at once. The batch is
+//! whatever queued while earlier calls were in flight. A batch refused as
+//! invalid (one caller's bad event) is retried job by job, so one caller's
+//! bad event never fails another's publish; any other error reaches every
+//! job of the batch, as it would have reached each alone.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::{payload_bytes, Event};
+
+/// Most events in one coalesced call.
+pub const MAX_EVENTS: usize = 512;
+/// Most payload bytes in one coalesced call (a lone larger job goes alone).
+pub const MAX_BYTES: usize = 1 << 20;
+/// Calls in flight per topic: the next batch gathers while one is synced.
+pub const IN_FLIGHT: usize = 2;
+
+/// One topic's Publish call, as a [`Coalescer`] makes it.
+pub trait Publish: Send + Sync + 'static {
+    /// One event's answer.
+    type Published: Send + 'static;
+    /// A failed call.
+    type Error: Clone + Send + 'static;
+
+    /// One call carrying `events`; answers them in order.
+    fn publish(
+        &self,
+        events: Vec<Event>,
+    ) -> impl Future<Output = Result<Vec<Self::Published>, Self::Error>> + Send;
+
+    /// Whether `error` refuses the events themselves (a bad event): a batch
+    /// so refused is retried job by job.
+    fn is_invalid(error: &Self::Error) -> bool;
+
+    /// The error for a publish the coalescer could not carry through.
+    fn failure(why: &'static str) -> Self::Error;
+}
+
+/// What a publish gets: its events' answers, in order, or the call's error.
+pub type Answer<P> = Result<Vec<<P as Publish>::Published>, <P as Publish>::Error>;
+
+/// One caller's events and where their answer goes.
+struct Job<P: Publish> {
+    events: Vec<Event>,
+    reply: oneshot::Sender<Answer<P>>,
+}
+
+/// Per-topic queues, by key `K`. A topic's task starts with its first
+/// publish and ends once the coalescer is dropped and its queue drained.
+pub struct Coalescer<K, P: Publish> {
+    queues: Mutex<HashMap<K, mpsc::UnboundedSender<Job<P>>>>,
+}
+
+impl<K, P: Publish> Default for Coalescer<K, P> {
+    fn default() -> Self {
+        Self {
+            queues: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K, P: Publish> fmt::Debug for Coalescer<K, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let topics = self
+            .queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("Coalescer")
+            .field("topics", &topics)
+            .finish()
+    }
+}
+
+impl<K: Hash + Eq, P: Publish> Coalescer<K, P> {
+    /// Publishes `events` to the topic `key` names, coalesced with the
+    /// concurrent publishes to it; `publisher` makes the topic's caller on
+    /// its first publish. Answers for these events only, in order.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (it spawns the topic's task).
+    pub async fn publish(
+        &self,
+        key: K,
+        events: Vec<Event>,
+        publisher: impl FnOnce(&K) -> P,
+    ) -> Answer<P> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job { events, reply };
+        let sent = {
+            let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+            let queue = queues.entry(key).or_insert_with_key(|key| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(run(Arc::new(publisher(key)), rx));
+                tx
+            });
+            queue.send(job)
+        };
+        if sent.is_err() {
+            // Only a task that panicked drops its queue while we hold it.
+            return Err(P::failure("the publish queue ended"));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(P::failure("the publish was abandoned")))
+    }
+}
+
+/// A topic's task: batches queued jobs, one call per batch.
+async fn run<P: Publish>(publisher: Arc<P>, mut queue: mpsc::UnboundedReceiver<Job<P>>) {
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut held: Option<Job<P>> = None;
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let first = match held.take() {
+            Some(job) => job,
+            None => match queue.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let (mut count, mut bytes) = (first.events.len(), payload_bytes(&first.events));
+        let mut batch = vec![first];
+        while count < MAX_EVENTS {
+            let Ok(job) = queue.try_recv() else { break };
+            let (n, b) = (job.events.len(), payload_bytes(&job.events));
+            if count + n > MAX_EVENTS || bytes + b > MAX_BYTES {
+                held = Some(job);
+                break;
+            }
+            count += n;
+            bytes += b;
+            batch.push(job);
+        }
+        let publisher = Arc::clone(&publisher);
+        tokio::spawn(async move {
+            send(&*publisher, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Sends one batch and answers each job.
+async fn send<P: Publish>(publisher: &P, batch: Vec<Job<P>>) {
+    if batch.len() == 1 {
+        let job = batch.into_iter().next().expect("one job");
+        let _ = job.reply.send(publisher.publish(job.events).await);
+        return;
+    }
+    let counts: Vec<usize> = batch.iter().map(|j| j.events.len()).collect();
+    let (events, replies): (Vec<Vec<Event>>, Vec<_>) =
+        batch.into_iter().map(|j| (j.events, j.reply)).unzip();
+    match publisher.publish(events.concat()).await {
+        Ok(answers) if answers.len() == counts.iter().sum::<usize>() => {
+            let mut answers = answers.into_iter();
+            for (reply, n) in replies.into_iter().zip(counts) {
+                let _ = reply.send(Ok(answers.by_ref().take(n).collect()));
+            }
+        }
+        Ok(_) => {
+            for reply in replies {
+                let _ = reply.send(Err(P::failure(
+                    "the broker answered a different number of events",
+                )));
+            }
+        }
+        Err(error) if P::is_invalid(&error) => {
+            for (events, reply) in events.into_iter().zip(replies) {
+                let _ = reply.send(publisher.publish(events).await);
+            }
+        }
+        Err(error) => {
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// A broker stand-in that records each call's size, answers each event
+    /// with its id, refuses a batch holding an id `bad`, and takes 5 ms.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<usize>>,
+        stored: AtomicUsize,
+    }
+
+    struct Topic(Arc<Recorder>);
+
+    impl Publish for Topic {
+        type Published = String;
+        type Error = String;
+
+        async fn publish(&self, events: Vec<Event>) -> Result<Vec<String>, String> {
+            self.0
+                .calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(events.len());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if events.iter().any(|e| e.id == "bad") {
+                return Err("invalid: bad".into());
+            }
+            self.0.stored.fetch_add(events.len(), Ordering::Relaxed);
+            Ok(events.into_iter().map(|e| e.id).collect())
+        }
+
+        fn is_invalid(error: &String) -> bool {
+            error.starts_with("invalid")
+        }
+
+        fn failure(why: &'static str) -> String {
+            why.into()
+        }
+    }
+
+    fn event(id: &str) -> Event {
+        Event {
+            id: id.into(),
+            ..Event::default()
+        }
+    }
+
+    /// `n` concurrent callers of three events each (caller `bad` instead
+    /// with one bad event); checks each gets its own answers, in order.
+    async fn burst(recorder: &Arc<Recorder>, n: usize, bad: Option<usize>) {
+        let coalescer: Arc<Coalescer<&'static str, Topic>> = Arc::default();
+        let callers: Vec<_> = (0..n)
+            .map(|i| {
+                let (coalescer, recorder) = (Arc::clone(&coalescer), Arc::clone(recorder));
+                tokio::spawn(async move {
+                    let ids: Vec<String> = if Some(i) == bad {
+                        vec!["bad".into()]
+                    } else {
+                        (0..3).map(|k| format!("{i}-{k}")).collect()
+                    };
+                    let events = ids.iter().map(|id| event(id)).collect();
+                    let answer = coalescer
+                        .publish("orders", events, |_| Topic(recorder))
+                        .await;
+                    (ids, answer)
+                })
+            })
+            .collect();
+        for caller in callers {
+            let (ids, answer) = caller.await.expect("caller");
+            if ids == ["bad"] {
+                assert_eq!(answer, Err("invalid: bad".to_owned()));
+            } else {
+                assert_eq!(
+                    answer,
+                    Ok(ids),
+                    "each caller gets its own answers, in order"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_publishes_share_calls() {
+        let recorder = Arc::new(Recorder::default());
+        burst(&recorder, 40, None).await;
+        assert_eq!(recorder.stored.load(Ordering::Relaxed), 40 * 3);
+        let calls = recorder.calls.lock().expect("calls").clone();
+        assert!(
+            calls.len() < 40,
+            "40 concurrent publishes made {} calls: {calls:?}",
+            calls.len()
+        );
+        assert!(calls.iter().all(|&n| n <= MAX_EVENTS));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_bad_event_fails_only_its_caller() {
+        let recorder = Arc::new(Recorder::default());
+        burst(&recorder, 40, Some(17)).await;
+        // Every good event stored once: a refused batch stored nothing.
+        assert_eq!(recorder.stored.load(Ordering::Relaxed), 39 * 3);
+    }
+
+    #[tokio::test]
+    async fn a_lone_publish_goes_at_once_and_topics_do_not_mix() {
+        let recorder = Arc::new(Recorder::default());
+        let coalescer: Coalescer<String, Topic> = Coalescer::default();
+        for topic in ["a", "b"] {
+            let answer = coalescer
+                .publish(topic.to_owned(), vec![event(topic)], |_| {
+                    Topic(Arc::clone(&recorder))
+                })
+                .await;
+            assert_eq!(answer, Ok(vec![topic.to_owned()]));
+        }
+        assert_eq!(*recorder.calls.lock().expect("calls"), [1, 1]);
+        assert!(format!("{coalescer:?}").contains("topics: 2"));
+    }
+}
