@@ -25,6 +25,44 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response<
     json(status, &serde_json::json!({ "error": message.into() }))
 }
 
+/// Serves HTTP/1 on `listener` with `handle` until the task is dropped.
+pub(crate) async fn serve<F, Fut>(listener: tokio::net::TcpListener, handle: F)
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<Body>, std::convert::Infallible>>
+        + Send
+        + 'static,
+{
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(handle);
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+/// `200` with a Prometheus text-format body.
+pub(crate) fn prometheus(text: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
 /// GETs `url` (`http://host:port/path`) once; returns the status code.
 pub(crate) async fn get_status(url: &str) -> Result<u16, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("bad url `{url}`: {e}"))?;

@@ -12,19 +12,28 @@
 //! DIR/events/        the log
 //! ```
 //!
+//! Beside it, a plain-HTTP admin listener (loopback unless allowed) serves
+//! `/live`, `/ready` and `/metrics`: the log's appends, records and syncs,
+//! and every topic's retained events, next offsets and dead-letter depth.
+//!
 //! The certificate is made once and kept, so clients pin it like the control
 //! plane's `ca.pem`. There is no mesh here and no AuthorizationPolicy: the
 //! token is the one credential, to keep like an admin token. A control plane
 //! uses it as its event store with `--events broker:https://HOST:PORT`.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
 use sinew_events::{Broker, BrokerConfig, EventStore};
 use tokio::task::JoinHandle;
 
 use crate::events::{Admission, EventsService};
+use crate::http::{error, json, prometheus, Body};
 use crate::server::{write_secret, StartError};
 
 /// How to run a standalone broker.
@@ -39,6 +48,10 @@ pub struct BrokerOptions {
     /// Further names the certificate is made for, besides `localhost`,
     /// `127.0.0.1`, `::1` and the listen address (first start only).
     pub hostnames: Vec<String>,
+    /// Where `/live`, `/ready` and `/metrics` are served (plain HTTP).
+    pub admin_listen: SocketAddr,
+    /// Whether `admin_listen` may be other than loopback.
+    pub admin_allow_non_loopback: bool,
 }
 
 /// A running standalone broker.
@@ -50,8 +63,11 @@ pub struct StandaloneBroker {
     pub token_file: PathBuf,
     /// The certificate clients trust.
     pub cert_file: PathBuf,
+    /// The admin listener's address.
+    pub admin_addr: SocketAddr,
     store: EventStore,
     server: JoinHandle<()>,
+    admin: JoinHandle<()>,
 }
 
 impl StandaloneBroker {
@@ -63,6 +79,14 @@ impl StandaloneBroker {
     /// be used.
     pub async fn start(options: BrokerOptions) -> Result<Self, StartError> {
         let dir = &options.data_dir;
+        if !options.admin_allow_non_loopback
+            && !options.admin_listen.ip().to_canonical().is_loopback()
+        {
+            return Err(StartError(format!(
+                "the admin listener {} is not loopback: pass --admin-allow-non-loopback to serve /metrics beyond this machine",
+                options.admin_listen
+            )));
+        }
         std::fs::create_dir_all(dir)
             .map_err(|e| StartError(format!("cannot create {}: {e}", dir.display())))?;
         let token_file = dir.join("broker.token");
@@ -90,7 +114,18 @@ impl StandaloneBroker {
                 log.display()
             ))
         })?;
-        let store = EventStore::Embedded(broker);
+        let store = EventStore::Embedded(Arc::clone(&broker));
+        let admin_listener = tokio::net::TcpListener::bind(options.admin_listen)
+            .await
+            .map_err(|e| {
+                StartError(format!(
+                    "cannot listen on {} (admin): {e}",
+                    options.admin_listen
+                ))
+            })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|e| StartError(e.to_string()))?;
 
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
@@ -119,13 +154,18 @@ impl StandaloneBroker {
                 tracing::error!(%error, "grpc server failed");
             }
         });
-        tracing::info!(%addr, data_dir = %dir.display(), partitions = options.partitions, "broker serving");
+        let admin = tokio::spawn(crate::http::serve(admin_listener, move |req| {
+            admin(Arc::clone(&broker), req)
+        }));
+        tracing::info!(%addr, %admin_addr, data_dir = %dir.display(), partitions = options.partitions, "broker serving");
         Ok(Self {
             addr,
             token_file,
             cert_file,
+            admin_addr,
             store,
             server,
+            admin,
         })
     }
 
@@ -133,10 +173,57 @@ impl StandaloneBroker {
     /// already durable: closing loses nothing).
     pub async fn stop(self) {
         self.server.abort();
+        self.admin.abort();
         if let Err(error) = self.store.close().await {
             tracing::warn!(%error, "closing the event log");
         }
     }
+}
+
+/// The admin listener: `/live` and `/ready` (the log is open whenever this
+/// serves) and `/metrics`.
+async fn admin(broker: Arc<Broker>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.method() != Method::GET {
+        return Ok(error(StatusCode::METHOD_NOT_ALLOWED, "only GET"));
+    }
+    Ok(match req.uri().path() {
+        "/live" | "/ready" => json(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
+        "/metrics" => metrics(broker).await,
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "the admin listener serves /live, /ready and /metrics",
+        ),
+    })
+}
+
+/// The log's counters, then the topics' gauges (as the control plane's).
+async fn metrics(broker: Arc<Broker>) -> Response<Body> {
+    use std::fmt::Write;
+    let stats = broker.commit_stats();
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "appends",
+            "Appends the log acknowledged (one per partition a publish call touched).",
+            stats.appends,
+        ),
+        ("records", "Events the log made durable.", stats.records),
+        (
+            "syncs",
+            "fdatasync calls (group commits): records per sync is the batching.",
+            stats.syncs,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP sinew_broker_{name}_total {help}\n# TYPE sinew_broker_{name}_total counter\nsinew_broker_{name}_total {value}"
+        );
+    }
+    let store = EventStore::Embedded(broker);
+    if let Err(e) = crate::rest::topic_metrics(&store, &mut out).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    }
+    prometheus(out)
 }
 
 /// The broker's certificate and key (PEM), made on first start and kept.

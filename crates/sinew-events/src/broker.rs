@@ -91,6 +91,7 @@ use self::group::Groups;
 use self::layout::{check_name, check_topic, partition_dir};
 use self::publish::Item;
 use self::topic::Topic;
+use crate::commit::CommitStats;
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::log::{PartitionLog, Retention};
@@ -393,6 +394,21 @@ impl Broker {
             .collect();
         topics.sort();
         topics
+    }
+
+    /// The log's work since the broker opened, summed over every partition:
+    /// appends acknowledged, their records, and the syncs that made them
+    /// durable (records per sync is the group commit's yield).
+    pub fn commit_stats(&self) -> CommitStats {
+        read(&self.topics)
+            .values()
+            .flat_map(|topic| topic.partitions.iter())
+            .map(|partition| partition.committer.stats())
+            .fold(CommitStats::default(), |sum, s| CommitStats {
+                appends: sum.appends + s.appends,
+                records: sum.records + s.records,
+                syncs: sum.syncs + s.syncs,
+            })
     }
 
     /// `topic`'s partition count, creating the topic if absent.

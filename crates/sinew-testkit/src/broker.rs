@@ -20,6 +20,7 @@ pub struct Broker {
     process: Process,
     bin: PathBuf,
     addr: SocketAddr,
+    admin: SocketAddr,
     args: Vec<String>,
     dir: PathBuf,
     /// The temp dir `dir` is, when the caller gave none.
@@ -42,9 +43,11 @@ impl Broker {
     }
 
     async fn start(bin: PathBuf, dir: PathBuf, temp: Option<TempDir>, extra: &[&str]) -> Broker {
-        let addr = free_port();
+        let (addr, admin) = (free_port(), free_port());
         let mut args = vec![
             "broker".to_owned(),
+            "--admin-listen".to_owned(),
+            admin.to_string(),
             "--data-dir".to_owned(),
             dir.display().to_string(),
             "--listen".to_owned(),
@@ -56,6 +59,7 @@ impl Broker {
             process,
             bin,
             addr,
+            admin,
             args,
             dir,
             _temp: temp,
@@ -67,6 +71,11 @@ impl Broker {
     /// `https://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// Its admin listener (`/live`, `/ready`, `/metrics`).
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
     }
 
     /// Its data directory (`events/`, `broker.token`, `broker.pem`).

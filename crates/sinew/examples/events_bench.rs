@@ -340,6 +340,8 @@ async fn publish_remote(a: &Args) {
         .arg(listen.to_string())
         .arg("--partitions")
         .arg(a.partitions.to_string())
+        .arg("--admin-listen")
+        .arg(sinew_testkit::free_port().to_string())
         .env("SINEW_LOG", "warn")
         .kill_on_drop(true)
         .spawn()

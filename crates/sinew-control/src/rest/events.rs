@@ -18,7 +18,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 use sinew_events::{EventStore, Record};
 
-use crate::http::{error, json, Body};
+use crate::http::{error, json, prometheus, Body};
 use crate::replica::Replica;
 
 /// Most events one call returns.
@@ -97,13 +97,23 @@ pub(super) async fn metrics(r: &Replica) -> http::Response<Body> {
         "# HELP sinew_control_sessions_total Proxy sessions this replica has started.\n# TYPE sinew_control_sessions_total counter\nsinew_control_sessions_total {}",
         r.sessions_started()
     );
-    let Some(store) = r.broker.get() else {
-        return prometheus(out);
-    };
-    let topics = match store.topics().await {
-        Ok(topics) => topics,
-        Err(e) => return broker_error(&e),
-    };
+    if let Some(store) = r.broker.get() {
+        if let Err(e) = topic_metrics(store, &mut out).await {
+            return broker_error(&e);
+        }
+    }
+    prometheus(out)
+}
+
+/// Appends the store's topics as Prometheus gauges to `out`: events retained
+/// and next offset per partition, dead-letter depth per topic, and the
+/// backend. Shared with `sinew broker`'s own `/metrics`.
+pub(crate) async fn topic_metrics(
+    store: &EventStore,
+    out: &mut String,
+) -> Result<(), sinew_events::Error> {
+    use std::fmt::Write;
+    let topics = store.topics().await?;
     let mut retained = String::new();
     let mut next = String::new();
     let mut dlq = String::new();
@@ -142,7 +152,7 @@ pub(super) async fn metrics(r: &Replica) -> http::Response<Body> {
         "# HELP sinew_events_store The event store's backend.\n# TYPE sinew_events_store gauge\nsinew_events_store{{backend=\"{}\"}} 1",
         store.backend()
     );
-    prometheus(out)
+    Ok(())
 }
 
 /// A label value escaped for the text format.
@@ -151,15 +161,6 @@ fn label(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-fn prometheus(text: String) -> http::Response<Body> {
-    let mut r = http::Response::new(Body::new(Bytes::from(text)));
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
-    r
 }
 
 /// `GET /v1/subscriptions`: each Subscription with its consumer group's

@@ -4,7 +4,7 @@
 //! `locks`, the event store in `events`. Every `/v1` call needs the admin
 //! token.
 
-use std::{collections::BTreeMap, convert::Infallible, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -27,6 +27,7 @@ mod events;
 mod locks;
 
 use catalog::{catalog, catalog_service, deregister, heartbeat, register};
+pub(crate) use events::topic_metrics;
 use locks::{lock_acquire, lock_release, lock_renew};
 
 /// The OpenAPI document.
@@ -38,24 +39,7 @@ const MAX_BODY: usize = 16 << 20;
 
 /// Serves the API on `listener` until the task is dropped.
 pub(crate) async fn serve(listener: tokio::net::TcpListener, replica: Arc<Replica>) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(x) => x,
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let replica = replica.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(replica.clone(), req));
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
-    }
+    crate::http::serve(listener, move |req| handle(replica.clone(), req)).await;
 }
 
 async fn handle(

@@ -23,6 +23,14 @@ pub(crate) struct Args {
     /// and the listen address.
     #[arg(long = "hostname")]
     hostnames: Vec<String>,
+    /// Address of the admin listener (plain HTTP: `/live`, `/ready`,
+    /// `/metrics`); loopback only unless --admin-allow-non-loopback.
+    #[arg(long, default_value = "127.0.0.1:7451")]
+    admin_listen: SocketAddr,
+    /// Let --admin-listen be an address other machines reach (to scrape
+    /// /metrics from elsewhere).
+    #[arg(long)]
+    admin_allow_non_loopback: bool,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -35,6 +43,8 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         listen: args.listen,
         partitions: args.partitions,
         hostnames: args.hostnames,
+        admin_listen: args.admin_listen,
+        admin_allow_non_loopback: args.admin_allow_non_loopback,
     };
     let runtime = super::runtime(args.workers, "sinew-broker")?;
     runtime.block_on(async {
@@ -42,10 +52,11 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         eprintln!(
-            "sinew broker: gRPC on https://{}, certificate {}, token in {}",
+            "sinew broker: gRPC on https://{}, certificate {}, token in {}; /metrics on http://{}",
             broker.addr,
             broker.cert_file.display(),
-            broker.token_file.display()
+            broker.token_file.display(),
+            broker.admin_addr
         );
         super::until_stopped().await?;
         tracing::info!("stopping");

@@ -268,6 +268,60 @@ async fn concurrent_publishes_to_a_standalone_broker_are_stored_once_and_a_bad_o
         remote.offsets("default.orders", 0).await.unwrap(),
         0..(16 * 20 - 1)
     );
+    standalone_broker_admin_shows(&broker, 16 * 20 - 1).await;
+}
+
+/// The broker's admin listener: live, and its metrics count the `stored`
+/// events of `default.orders` (one partition), made durable by fewer syncs
+/// than events (the publishes were batched).
+async fn standalone_broker_admin_shows(broker: &Broker, stored: u64) {
+    let mut admin = HttpClient::http1(broker.admin()).await.expect("admin");
+    let live = admin.get("localhost", "/live").await.expect("/live");
+    assert_eq!(live.status, StatusCode::OK, "{}", live.text());
+    let post = admin
+        .send(Request::post("/metrics", Bytes::new()))
+        .await
+        .expect("POST");
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    let metrics = admin.get("localhost", "/metrics").await.expect("/metrics");
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.text();
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    assert_eq!(value("sinew_broker_records_total"), stored, "{text}");
+    assert_eq!(
+        value("sinew_topic_next_offset{namespace=\"default\",topic=\"orders\",partition=\"0\"}"),
+        stored
+    );
+    let syncs = value("sinew_broker_syncs_total");
+    assert!(
+        (1..stored).contains(&syncs),
+        "{syncs} syncs for {stored} events"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_broker_keeps_its_admin_listener_on_loopback() {
+    let dir = sinew_testkit::TempDir::new("broker-admin");
+    let out = tokio::process::Command::new(SINEW)
+        .args([
+            "broker",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("run sinew broker");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--admin-allow-non-loopback"), "{stderr}");
 }
 
 async fn key_order_and_dead_letters(control: &Control) {
