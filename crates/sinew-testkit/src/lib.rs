@@ -16,6 +16,7 @@
 //! captured diagnostics (for a proxy, its stderr) when it passes.
 #![forbid(unsafe_code)]
 
+mod app;
 mod backend;
 mod blackhole;
 mod body;
@@ -42,6 +43,7 @@ mod tempdir;
 mod upstream;
 mod websocket;
 
+pub use app::serve_app;
 pub use backend::{digest, pattern_bytes, Backend, BackendBuilder, RecordedRequest};
 pub use blackhole::{AddrOnly, BlackHole};
 pub use body::ChannelBody;

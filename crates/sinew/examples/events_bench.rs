@@ -50,8 +50,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use sinew_testkit::{resource, Control, HttpClient, Proxy, Request};
 
 /// Partition keys the publishers cycle through.
@@ -402,41 +400,18 @@ async fn publish_broker(a: &Args) {
 
 /// An app recording when each event id arrives.
 async fn app(arrived: Arc<Mutex<HashMap<String, Instant>>>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let arrived = arrived.clone();
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let now = Instant::now();
-                        let arrived = arrived.clone();
-                        async move {
-                            if let Some(id) =
-                                req.headers().get("ce-id").and_then(|v| v.to_str().ok())
-                            {
-                                arrived
-                                    .lock()
-                                    .expect("lock")
-                                    .entry(id.to_owned())
-                                    .or_insert(now);
-                            }
-                            let _ = req.into_body().collect().await;
-                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                                Bytes::new(),
-                            )))
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            });
+    sinew_testkit::serve_app(move |req| {
+        let now = Instant::now();
+        if let Some(id) = req.headers.get("ce-id").and_then(|v| v.to_str().ok()) {
+            arrived
+                .lock()
+                .expect("lock")
+                .entry(id.to_owned())
+                .or_insert(now);
         }
-    });
-    addr
+        http::StatusCode::OK
+    })
+    .await
 }
 
 async fn latency(a: &Args) {

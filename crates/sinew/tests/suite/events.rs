@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use sinew_testkit::{
-    assert_eventually, resource, Backend, Broker, Control, HttpClient, Nats, Proxy, Request,
+    assert_eventually, resource, serve_app, Backend, Broker, Control, HttpClient, Nats, Proxy,
+    Request,
 };
 
 const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
@@ -40,52 +39,31 @@ struct App {
 
 impl App {
     async fn spawn(&self) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let seen = self.seen.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: http::Request<hyper::body::Incoming>| {
-                            let seen = seen.clone();
-                            async move {
-                                let header = |n: &str| {
-                                    req.headers()
-                                        .get(n)
-                                        .and_then(|v| v.to_str().ok())
-                                        .map(str::to_owned)
-                                };
-                                let d = Delivered {
-                                    path: req.uri().path().to_owned(),
-                                    id: header("ce-id").unwrap_or_default(),
-                                    key: header("ce-partitionkey").unwrap_or_default(),
-                                    attempts: header("ce-deliveryattempts"),
-                                    reason: header("ce-deadletterreason"),
-                                    at: Instant::now(),
-                                };
-                                let fail = d.key == "poison" && d.path == "/events/orders";
-                                let _ = req.into_body().collect().await;
-                                seen.lock().unwrap().push(d);
-                                let status = if fail {
-                                    StatusCode::SERVICE_UNAVAILABLE
-                                } else {
-                                    StatusCode::OK
-                                };
-                                let mut resp = http::Response::new(Full::new(Bytes::new()));
-                                *resp.status_mut() = status;
-                                Ok::<_, std::convert::Infallible>(resp)
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
-                });
+        serve_app(move |req| {
+            let header = |n: &str| {
+                req.headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let d = Delivered {
+                path: req.uri.path().to_owned(),
+                id: header("ce-id").unwrap_or_default(),
+                key: header("ce-partitionkey").unwrap_or_default(),
+                attempts: header("ce-deliveryattempts"),
+                reason: header("ce-deadletterreason"),
+                at: Instant::now(),
+            };
+            let fail = d.key == "poison" && d.path == "/events/orders";
+            seen.lock().unwrap().push(d);
+            if fail {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
             }
-        });
-        addr
+        })
+        .await
     }
 
     fn seen(&self) -> Vec<Delivered> {

@@ -29,13 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use sinew_testkit::{
-    assert_eventually, resource, Broker, ClientError, Control, HttpClient, Nats, Proxy, Request,
-    TempDir,
+    assert_eventually, resource, serve_app, Broker, ClientError, Control, HttpClient, Nats, Proxy,
+    Request, TempDir,
 };
 
 mod crash;
@@ -70,45 +67,24 @@ struct Recorder {
 impl Recorder {
     /// Starts an app for replica `replica`; returns its address.
     async fn app(&self, replica: usize) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let seen = self.seen.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: http::Request<hyper::body::Incoming>| {
-                            let seen = seen.clone();
-                            async move {
-                                let header = |n: &str| {
-                                    req.headers()
-                                        .get(n)
-                                        .and_then(|v| v.to_str().ok())
-                                        .unwrap_or_default()
-                                        .to_owned()
-                                };
-                                let (id, key) = (header("ce-id"), header("ce-partitionkey"));
-                                let _ = req.into_body().collect().await;
-                                seen.lock().unwrap().push(Delivery {
-                                    id,
-                                    key,
-                                    replica,
-                                    at: Instant::now(),
-                                });
-                                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                                    Bytes::new(),
-                                )))
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
-                });
-            }
-        });
-        addr
+        serve_app(move |req| {
+            let header = |n: &str| {
+                req.headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            seen.lock().unwrap().push(Delivery {
+                id: header("ce-id"),
+                key: header("ce-partitionkey"),
+                replica,
+                at: Instant::now(),
+            });
+            StatusCode::OK
+        })
+        .await
     }
 
     fn seen(&self) -> Vec<Delivery> {
