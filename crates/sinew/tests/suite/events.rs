@@ -72,7 +72,12 @@ impl App {
 }
 
 /// A sidecar of `service` on `control` (with `app` when it has one).
-async fn sidecar(control: &Control, name: &str, service: &str, app: Option<SocketAddr>) -> Proxy {
+pub(crate) async fn sidecar(
+    control: &Control,
+    name: &str,
+    service: &str,
+    app: Option<SocketAddr>,
+) -> Proxy {
     let mut b = Proxy::builder(SINEW)
         .name(name)
         .own_service(service)

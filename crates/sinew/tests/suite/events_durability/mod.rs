@@ -35,6 +35,8 @@ use sinew_testkit::{
     Request, TempDir,
 };
 
+use crate::events::sidecar;
+
 mod crash;
 mod failover;
 mod full_disk;
@@ -119,18 +121,6 @@ fn inventory_subscription() -> String {
             ),
         )
     )
-}
-
-/// A sidecar of `service` on `control` (with `app` when it has one).
-async fn sidecar(control: &Control, name: &str, service: &str, app: Option<SocketAddr>) -> Proxy {
-    let mut b = Proxy::builder(SINEW)
-        .name(name)
-        .own_service(service)
-        .control_plane(control);
-    if let Some(app) = app {
-        b = b.app(app);
-    }
-    b.spawn().await
 }
 
 /// What one publish came to.
