@@ -217,6 +217,7 @@ impl Segment {
         self.file
             .set_len(self.size)
             .map_err(|e| Error::io("truncate", &self.path, e))?;
+        self.allocated = self.size;
         self.file
             .sync_all()
             .map_err(|e| Error::io("sync_all", &self.path, e))
@@ -270,7 +271,7 @@ impl Segment {
     /// Writes zeros from the end of the file up to `to`, best effort: on a
     /// failure (a full disk) the file is cut back and preallocation stops.
     fn preallocate(&mut self, to: u64) {
-        if self.no_prealloc {
+        if self.no_prealloc || to <= self.allocated {
             return;
         }
         let mut at = self.allocated;

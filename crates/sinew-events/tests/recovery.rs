@@ -282,3 +282,23 @@ fn preallocation_can_be_turned_off() {
     let path = segment_files(dir.path()).pop().expect("a segment");
     assert_eq!(file_len(&path), log.size_bytes());
 }
+
+#[test]
+fn after_a_torn_tail_is_cut_appends_preallocate_again() {
+    let dir = TempDir::new("prealloc-after-torn");
+    let count = 40;
+    let (pristine, last_start) = log_with_last_record(dir.path(), count);
+    let last = segment_files(dir.path()).pop().expect("a segment");
+    let mut torn = pristine[..pristine.len() - 3].to_vec();
+    torn.extend_from_slice(&[0xab; 5000]);
+    std::fs::write(&last, &torn).expect("write torn file");
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default()).expect("open");
+    assert_eq!(file_len(&last), last_start as u64);
+    append_samples(&mut log, count - 1..count + 5, 2);
+    assert!(
+        file_len(&last) > log.size_bytes() + 512 * 1024,
+        "zeros written ahead again: {} bytes for {} of records",
+        file_len(&last),
+        log.size_bytes()
+    );
+}
