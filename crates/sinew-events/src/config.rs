@@ -26,9 +26,11 @@ pub struct LogConfig {
     pub retention_age: Option<Duration>,
     /// Bytes between entries of the in-memory sparse index. Default 4 KiB.
     pub index_interval_bytes: u32,
-    /// Zeros written ahead of the records whenever an append grows the
-    /// active segment (never past `segment_bytes`), so later syncs flush
-    /// data only. 0 turns it off. Default 1 MiB.
+    /// At most this many bytes of zeros are written ahead of the records
+    /// whenever an append grows the active segment, so later syncs flush
+    /// data only: as many as the segment already holds, at least 64 KiB,
+    /// never past `segment_bytes` (a quiet partition keeps little padding,
+    /// a busy one this much). 0 turns it off. Default 1 MiB.
     pub preallocate_bytes: u64,
 }
 

@@ -39,6 +39,9 @@ const TIME_CHUNK: usize = 64 * 1024;
 /// Least and most a read fetches from a file at once.
 const READ_CHUNK: Range<usize> = 64 * 1024..8 * 1024 * 1024;
 
+/// The least a preallocation writes ahead (when one is configured).
+const MIN_PREALLOCATE: u64 = 64 * 1024;
+
 /// A staging buffer that grew past this is given back after the commit.
 const KEEP_STAGING_BYTES: usize = 4 * 1024 * 1024;
 
@@ -244,8 +247,14 @@ impl PartitionLog {
             return Ok(());
         }
         let end = self.active.size() + self.staged.len() as u64;
+        // As much ahead as the segment holds (at least MIN_PREALLOCATE, at
+        // most the configured bytes): a quiet partition keeps little padding.
+        let ahead = self
+            .config
+            .preallocate_bytes
+            .min(self.active.size().max(MIN_PREALLOCATE));
         let preallocate_to = end
-            .saturating_add(self.config.preallocate_bytes)
+            .saturating_add(ahead)
             .min(self.config.segment_bytes.max(end));
         let result = self
             .active

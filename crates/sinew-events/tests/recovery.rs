@@ -296,9 +296,33 @@ fn after_a_torn_tail_is_cut_appends_preallocate_again() {
     assert_eq!(file_len(&last), last_start as u64);
     append_samples(&mut log, count - 1..count + 5, 2);
     assert!(
-        file_len(&last) > log.size_bytes() + 512 * 1024,
+        file_len(&last) > log.size_bytes() + 32 * 1024,
         "zeros written ahead again: {} bytes for {} of records",
         file_len(&last),
         log.size_bytes()
+    );
+}
+
+#[test]
+fn a_quiet_partition_keeps_little_padding_and_a_busy_one_up_to_the_configured_bytes() {
+    let dir = TempDir::new("prealloc-adaptive");
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default()).expect("open");
+    append_samples(&mut log, 0..20, 1);
+    let path = segment_files(dir.path()).pop().expect("a segment");
+    let padding = file_len(&path) - log.size_bytes();
+    assert!(
+        (1..=64 * 1024).contains(&padding),
+        "a small log keeps at most 64 KiB of zeros: {padding}"
+    );
+    // 3 MiB more: the padding grows with the segment, up to 1 MiB.
+    let mut most = 0;
+    for i in 20..20 + 768u64 {
+        log.append(&[sinew_events::NewRecord::new(i, vec![7u8; 4096])])
+            .expect("append");
+        most = most.max(file_len(&path) - log.size_bytes());
+    }
+    assert!(
+        (1000 * 1024..=1024 * 1024).contains(&most),
+        "a busy log keeps up to 1 MiB of zeros: at most {most}"
     );
 }
