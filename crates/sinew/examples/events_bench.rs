@@ -3,7 +3,7 @@
 //! JSON line.
 //!
 //! ```text
-//! events_bench publish-sinew     --sinew BIN --dir DIR [--events SPEC] [-c C] [-s SECS] [--size B] [--partitions P]
+//! events_bench publish-sinew     --sinew BIN --dir DIR [--events SPEC] [-c C] [-s SECS] [--size B] [--partitions P] [--topic T]
 //! events_bench publish-jetstream --url NATS_URL [-c C] [-s SECS] [--size B] [--partitions P]
 //! events_bench publish-broker    --dir DIR [-c C] [-s SECS] [--size B] [--partitions P]
 //! events_bench publish-remote    --sinew BIN --dir DIR [-c C] [-s SECS] [--size B] [--partitions P]
@@ -18,8 +18,10 @@
 //!
 //! - `publish-sinew`: a control plane (data in DIR, events on its embedded
 //!   broker or SPEC) and one sidecar; C HTTP/1.1 connections each POST one
-//!   CloudEvent at a time to `/v1/publish/bench` (binary mode, 64 keys)
-//!   for SECS. The 200 comes once the event is fsynced (embedded broker).
+//!   CloudEvent at a time to `/v1/publish/T` (default `bench`; binary mode,
+//!   64 keys) for SECS. The 200 comes once the event is fsynced (embedded
+//!   broker). It also reports each process's CPU per event (control plane,
+//!   sidecar, this load tool) from `/proc`.
 //! - `publish-jetstream`: C tasks each publish one message at a time to a
 //!   file-storage stream (P subjects) with async-nats
 //!   and await its PubAck: the same load straight to JetStream.
@@ -67,6 +69,8 @@ struct Args {
     size: usize,
     rate: u64,
     partitions: u32,
+    /// The topic `publish-sinew` publishes to.
+    topic: String,
     /// Further `sinew control` arguments (`--control-arg ARG`, repeated).
     control_args: Vec<String>,
 }
@@ -83,6 +87,7 @@ fn args() -> Args {
         size: 256,
         rate: 5000,
         partitions: 8,
+        topic: "bench".to_owned(),
         control_args: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -99,6 +104,7 @@ fn args() -> Args {
             "--size" => a.size = value().parse().expect("--size BYTES"),
             "--rate" => a.rate = value().parse().expect("--rate N"),
             "--partitions" => a.partitions = value().parse().expect("--partitions N"),
+            "--topic" => a.topic = value(),
             "--control-arg" => a.control_args.push(value()),
             other => panic!("unknown flag {other}"),
         }
@@ -161,14 +167,27 @@ where
 /// Waits for the publishers started at `started`, then prints the run's
 /// JSON line: `run`'s fields, the totals and rate, the latency quantiles.
 async fn report(
-    mut run: serde_json::Value,
+    run: serde_json::Value,
     a: &Args,
     started: Instant,
     tasks: Vec<tokio::task::JoinHandle<Tally>>,
 ) {
+    report_tallies(run, a, started, join(tasks).await);
+}
+
+/// Every publisher's tally, once all are done.
+async fn join(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Vec<Tally> {
+    let mut tallies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        tallies.push(task.await.expect("publisher"));
+    }
+    tallies
+}
+
+/// Prints `run` with the throughput and latency of `tallies`, from `started`.
+fn report_tallies(mut run: serde_json::Value, a: &Args, started: Instant, tallies: Vec<Tally>) {
     let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
-    for t in tasks {
-        let (o, f, l) = t.await.expect("publisher");
+    for (o, f, l) in tallies {
         ok += o;
         failed += f;
         latencies.extend(l);
@@ -240,7 +259,13 @@ fn event(topic: &str, id: &str, key: usize, data: &Bytes) -> Request {
 }
 
 /// Publishes through the sidecar until the deadline; acks and latencies.
-async fn publish_loop(api: SocketAddr, task: usize, deadline: Instant, data: Bytes) -> Tally {
+async fn publish_loop(
+    api: SocketAddr,
+    topic: Arc<str>,
+    task: usize,
+    deadline: Instant,
+    data: Bytes,
+) -> Tally {
     let mut client = HttpClient::http1(api)
         .await
         .expect("connect to the sidecar api");
@@ -250,7 +275,7 @@ async fn publish_loop(api: SocketAddr, task: usize, deadline: Instant, data: Byt
         let id = format!("t{task}-{n}");
         let sent = Instant::now();
         match client
-            .send(event("bench", &id, (task + n) % KEYS, &data))
+            .send(event(&topic, &id, (task + n) % KEYS, &data))
             .await
         {
             Ok(r) if r.status == StatusCode::OK => {
@@ -274,17 +299,65 @@ async fn publish_sinew(a: &Args) {
     let data = Bytes::from(vec![b'x'; a.size]);
     // Warm up: the topic exists, the sidecar holds its certificate.
     let warm = Instant::now() + Duration::from_secs(1);
-    publish_loop(checkout.api(), usize::MAX, warm, data.clone()).await;
+    let topic: Arc<str> = a.topic.as_str().into();
+    publish_loop(
+        checkout.api(),
+        topic.clone(),
+        usize::MAX,
+        warm,
+        data.clone(),
+    )
+    .await;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.seconds);
+    // CPU per event of each process on the path: what bounds it on a
+    // machine they share.
+    let processes = [
+        ("control", control.process().pid()),
+        ("sidecar", checkout.process().pid()),
+        ("load", std::process::id()),
+    ];
+    let before = processes.map(|(_, pid)| cpu_ticks(pid));
     let tasks: Vec<_> = (0..a.concurrency)
-        .map(|t| tokio::spawn(publish_loop(checkout.api(), t, deadline, data.clone())))
+        .map(|t| {
+            let (topic, data) = (topic.clone(), data.clone());
+            tokio::spawn(publish_loop(checkout.api(), topic, t, deadline, data))
+        })
         .collect();
-    let run = serde_json::json!({
+    let mut run = serde_json::json!({
         "mode": "publish-sinew",
         "events": a.events.as_deref().unwrap_or("embedded"),
     });
-    report(run, a, started, tasks).await;
+    let tallies = join(tasks).await;
+    let acked: usize = tallies.iter().map(|t| t.0).sum();
+    let after = processes.map(|(_, pid)| cpu_ticks(pid));
+    let mut cpu = serde_json::Map::new();
+    for (((name, _), b), a) in processes.iter().zip(before).zip(after) {
+        // Clock ticks are 1/100 s (USER_HZ) on Linux.
+        let us = (a.saturating_sub(b)) as f64 * 1e4 / acked.max(1) as f64;
+        cpu.insert((*name).to_owned(), us.into());
+    }
+    run["cpu_us_per_event"] = cpu.into();
+    report_tallies(run, a, started, tallies);
+}
+
+/// User plus system CPU clock ticks `pid` has used (`/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at `) `.
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map_or("", |(_, rest)| rest)
+        .split(' ')
+        .collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime: the 14th and 15th fields, 12th and 13th after `) `.
+    field(11) + field(12)
 }
 
 async fn publish_jetstream(a: &Args) {
