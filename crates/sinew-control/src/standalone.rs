@@ -196,29 +196,9 @@ async fn admin(broker: Arc<Broker>, req: Request<Incoming>) -> Result<Response<B
     })
 }
 
-/// The log's counters, then the topics' gauges (as the control plane's).
+/// The log's counters and the topics' gauges, as the control plane's.
 async fn metrics(broker: Arc<Broker>) -> Response<Body> {
-    use std::fmt::Write;
-    let stats = broker.commit_stats();
     let mut out = String::new();
-    for (name, help, value) in [
-        (
-            "appends",
-            "Appends the log acknowledged (one per partition a publish call touched).",
-            stats.appends,
-        ),
-        ("records", "Events the log made durable.", stats.records),
-        (
-            "syncs",
-            "fdatasync calls (group commits): records per sync is the batching.",
-            stats.syncs,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP sinew_broker_{name}_total {help}\n# TYPE sinew_broker_{name}_total counter\nsinew_broker_{name}_total {value}"
-        );
-    }
     let store = EventStore::Embedded(broker);
     if let Err(e) = crate::rest::topic_metrics(&store, &mut out).await {
         return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());

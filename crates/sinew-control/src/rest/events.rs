@@ -105,14 +105,36 @@ pub(super) async fn metrics(r: &Replica) -> http::Response<Body> {
     prometheus(out)
 }
 
-/// Appends the store's topics as Prometheus gauges to `out`: events retained
-/// and next offset per partition, dead-letter depth per topic, and the
-/// backend. Shared with `sinew broker`'s own `/metrics`.
+/// Appends the store's metrics to `out`: with the embedded broker, its
+/// log's appends, records and syncs; then events retained and next offset
+/// per partition, dead-letter depth per topic, and the backend. Shared with
+/// `sinew broker`'s own `/metrics`.
 pub(crate) async fn topic_metrics(
     store: &EventStore,
     out: &mut String,
 ) -> Result<(), sinew_events::Error> {
     use std::fmt::Write;
+    if let EventStore::Embedded(broker) = store {
+        let stats = broker.commit_stats();
+        for (name, help, value) in [
+            (
+                "appends",
+                "Appends the log acknowledged (one per partition a publish call touched).",
+                stats.appends,
+            ),
+            ("records", "Events the log made durable.", stats.records),
+            (
+                "syncs",
+                "fdatasync calls (group commits): records per sync is the batching.",
+                stats.syncs,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP sinew_broker_{name}_total {help}\n# TYPE sinew_broker_{name}_total counter\nsinew_broker_{name}_total {value}"
+            );
+        }
+    }
     let topics = store.topics().await?;
     let mut retained = String::new();
     let mut next = String::new();
