@@ -7,13 +7,13 @@
 //! (crash recovery of a torn tail); an older segment refuses to open.
 //!
 //! **Preallocation.** When an append grows the file, the segment also
-//! writes zeros after it (up to the log's `preallocate_bytes`), so the
-//! appends that follow overwrite blocks the file already has: their
-//! `sync_data` flushes data only: no file size or extent changed, so there is
-//! no metadata to write first (a journal commit on ext4 with a journal, the
-//! inode block on ext4 without one, as on this project's bench disk). There
-//! that is about 80 µs a sync instead of 150, and less CPU. Zeros can never be a
-//! frame (a frame's length is at least [`record::MIN_RECORD_LEN`]), so a
+//! writes zeros after it (how many the log decides, up to its
+//! `preallocate_bytes`), so the appends that follow overwrite blocks the
+//! file already has. Their `sync_data` then flushes data only: with no file
+//! size or extent changed there is no metadata to write first (a journal
+//! commit on ext4 with a journal, the inode block on ext4 without one, as
+//! on this project's bench disk, where a sync takes about 80 µs instead of
+//! 150, and less CPU). Zeros can never be a frame (a frame's length is at least [`record::MIN_RECORD_LEN`]), so a
 //! scan that meets a bad frame followed only by zeros has found the end of
 //! the records, not damage: it trims the padding without a warning, in
 //! either [`Tail`] mode. A roll and a clean close trim the padding too. If
