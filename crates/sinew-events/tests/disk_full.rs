@@ -6,15 +6,12 @@
 //! unmounts it after); otherwise it prints `SKIPPED` and passes. The error
 //! classification itself is always tested (`error.rs`, a simulated `ENOSPC`).
 
-mod common;
-
-use common::{TempDir, Tmpfs};
 use sinew_events::{Broker, BrokerConfig, ErrorKind, Event, LogConfig, NewRecord, PartitionLog};
+use sinew_testkit::Tmpfs;
 
 #[test]
 fn a_full_disk_is_storage_full_and_recoverable() {
-    let dir = TempDir::new("enospc");
-    let fs = match Tmpfs::mount(dir.path(), "1m") {
+    let fs = match Tmpfs::mount("1m") {
         Ok(fs) => fs,
         Err(why) => {
             eprintln!("SKIPPED: a full-disk test needs a tmpfs mount (root): {why}");
@@ -26,7 +23,7 @@ fn a_full_disk_is_storage_full_and_recoverable() {
         retention_bytes: Some(256 * 1024),
         ..LogConfig::default()
     };
-    let log_dir = fs.path.join("p0");
+    let log_dir = fs.path().join("p0");
     let mut log = PartitionLog::open(&log_dir, config.clone()).expect("open");
     let record = |i: u64| NewRecord::new(i, vec![(i % 251) as u8; 10_000]);
     let mut appended = 0u64;
@@ -73,8 +70,7 @@ fn a_full_disk_is_storage_full_and_recoverable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_to_a_full_disk_is_storage_full() {
-    let dir = TempDir::new("enospc-broker");
-    let fs = match Tmpfs::mount(dir.path(), "1m") {
+    let fs = match Tmpfs::mount("1m") {
         Ok(fs) => fs,
         Err(why) => {
             eprintln!("SKIPPED: a full-disk test needs a tmpfs mount (root): {why}");
@@ -90,7 +86,7 @@ async fn a_publish_to_a_full_disk_is_storage_full() {
         },
         ..BrokerConfig::default()
     };
-    let broker = Broker::open(fs.path.join("broker"), config)
+    let broker = Broker::open(fs.path().join("broker"), config)
         .await
         .expect("open");
     let event = |i: u64| Event::new(format!("e-{i}"), vec![(i % 251) as u8; 10_000]);

@@ -40,6 +40,7 @@ mod raw;
 mod resource;
 mod tcp_echo;
 mod tempdir;
+mod tmpfs;
 mod upstream;
 mod websocket;
 
@@ -66,6 +67,7 @@ pub use raw::{raw_exchange, RawResponse};
 pub use resource::resource;
 pub use tcp_echo::TcpEcho;
 pub use tempdir::TempDir;
+pub use tmpfs::Tmpfs;
 pub use upstream::Upstream;
 pub use websocket::{WsClient, WsEcho};
 

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
@@ -105,35 +104,6 @@ pub(crate) fn segment_files(dir: &Path) -> Vec<PathBuf> {
 /// A value as bytes.
 pub(crate) fn bytes(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
-}
-
-/// A tmpfs mounted for the test, unmounted on drop.
-pub(crate) struct Tmpfs {
-    /// The mount point.
-    pub(crate) path: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. `1m`) inside `parent`, or says why not.
-    pub(crate) fn mount(parent: &Path, size: &str) -> Result<Self, String> {
-        let path = parent.join("mnt");
-        std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !output.status.success() {
-            return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
-        }
-        Ok(Self { path })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
 }
 
 /// Every record of `topic`/`partition`, from its first retained offset.

@@ -1,75 +1,7 @@
 //! The broker's disk fills up: 507, and nothing acknowledged lost.
 
 use super::*;
-
-/// A tmpfs mounted for a test in a temporary directory; unmounted (then
-/// the directory removed) on drop.
-struct Tmpfs {
-    path: PathBuf,
-    _parent: TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. `8m`), or says why not.
-    fn mount(size: &str) -> Result<Self, String> {
-        let parent = TempDir::new("events-tmpfs");
-        let path = parent.join("mnt");
-        std::fs::create_dir_all(&path).map_err(|e| e.to_string())?;
-        let output = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !output.status.success() {
-            return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
-        }
-        Ok(Self {
-            path,
-            _parent: parent,
-        })
-    }
-
-    /// `df` of the mount: used and available KiB.
-    fn usage(&self) -> String {
-        let out = std::process::Command::new("df")
-            .args(["-k", "--output=used,avail"])
-            .arg(&self.path)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let numbers: Vec<&str> = out
-            .lines()
-            .nth(1)
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        match numbers.as_slice() {
-            [used, avail] => format!("{used} KiB used, {avail} KiB free"),
-            _ => out,
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // A process killed on drop may still hold files for a moment.
-        for _ in 0..40 {
-            let unmounted = std::process::Command::new("umount")
-                .arg(&self.path)
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if unmounted {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.path)
-            .status();
-    }
-}
+use sinew_testkit::Tmpfs;
 
 /// A mesh whose events are on an 8 MiB tmpfs (the control plane's data
 /// directory, or a standalone broker's), published to until it is full.
@@ -114,12 +46,12 @@ async fn fill_disk(on_broker: bool) -> Option<FullDisk> {
         }
     };
     let (control, broker) = if on_broker {
-        let broker = Broker::spawn_in(SINEW, fs.path.join("broker"), &[]).await;
+        let broker = Broker::spawn_in(SINEW, fs.path().join("broker"), &[]).await;
         let control = Control::builder(SINEW).on_broker(&broker).spawn().await;
         (control, Some(broker))
     } else {
         let control = Control::builder(SINEW)
-            .dir(fs.path.join("control"))
+            .dir(fs.path().join("control"))
             .spawn()
             .await;
         (control, None)
@@ -286,7 +218,7 @@ async fn a_control_plane_restarted_on_a_full_disk_comes_back() {
     };
     // Whatever space the broker left (cursor commits take it otherwise,
     // as deliveries go on) goes to another writer.
-    fill_up(&disk.fs.path.join("filler"));
+    fill_up(&disk.fs.path().join("filler"));
     // A crash while the disk is full: the control plane must come back
     // (config, certificates, REST), its broker answering 507 for publishes
     // and delivering what it stored.

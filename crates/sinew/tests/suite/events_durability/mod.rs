@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use http::{Method, StatusCode};
 use sinew_testkit::{
     assert_eventually, resource, serve_app, Broker, ClientError, Control, HttpClient, Nats, Proxy,
-    Request, TempDir,
+    Request,
 };
 
 use crate::events::sidecar;
