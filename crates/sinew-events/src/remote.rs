@@ -24,29 +24,24 @@
 //! outside the retained offsets is [`Error::OffsetOutOfRange`] as it is
 //! locally.
 
-use std::future::Future;
 use std::ops::Range;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use sinew_proto::coalesce::{Coalescer, Publish};
 use sinew_proto::events_client::EventsClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use crate::broker::{Assignment, Event, Published, ID_HEADER};
 use crate::error::{Error, ErrorKind, Result};
 use crate::record::{Header, Record};
 
+mod channel;
+
 /// A call's deadline, beyond a fetch's own wait.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a connection attempt may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where the broker is and how to reach it.
 #[derive(Debug, Clone)]
@@ -108,57 +103,7 @@ impl RemoteBroker {
     /// [`Error::InvalidConfig`] for a URL that is not `https://HOST:PORT`,
     /// a certificate that does not parse or a token that cannot be a header.
     pub fn connect(config: RemoteConfig) -> Result<Arc<Self>> {
-        let uri: http::Uri = config
-            .url
-            .parse()
-            .map_err(|_| Error::InvalidConfig("the broker URL is not https://HOST:PORT"))?;
-        if uri.scheme_str() != Some("https") || uri.host().is_none() || uri.port_u16().is_none() {
-            return Err(Error::InvalidConfig(
-                "the broker URL is not https://HOST:PORT",
-            ));
-        }
-        let host = uri
-            .host()
-            .unwrap_or_default()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let server_name = ServerName::try_from(host)
-            .map_err(|_| Error::InvalidConfig("the broker URL's host is not a name or address"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(config.cert_pem.as_bytes()) {
-            let cert =
-                cert.map_err(|_| Error::InvalidConfig("the broker certificate is not PEM"))?;
-            roots
-                .add(cert)
-                .map_err(|_| Error::InvalidConfig("the broker certificate is not usable"))?;
-        }
-        if roots.is_empty() {
-            return Err(Error::InvalidConfig(
-                "the broker certificate file holds no certificate",
-            ));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|_| Error::InvalidConfig("TLS 1.3 is not available"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h2".to_vec()];
-        let connector = Connector {
-            tls: Arc::new(tls),
-            server_name,
-        };
-        // tonic sees plain h2 through the connector, which does the TLS.
-        let plain = format!("http://{}", uri.authority().map_or("", |a| a.as_str()));
-        let channel = Endpoint::from_shared(plain)
-            .map_err(|_| Error::InvalidConfig("the broker URL is not https://HOST:PORT"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true)
-            .connect_with_connector_lazy(connector);
+        let channel = channel::open(&config.url, &config.cert_pem)?;
         let authorization = format!("Bearer {}", config.token.trim())
             .parse()
             .map_err(|_| Error::InvalidConfig("the broker token is not a header value"))?;
@@ -528,44 +473,6 @@ fn to_record(stored: sinew_proto::StoredEvent) -> Record {
         key: Bytes::from(event.key),
         headers,
         value: Bytes::from(event.data),
-    }
-}
-
-/// Opens the TLS connections tonic asks for, to the broker's certificate.
-#[derive(Debug, Clone)]
-struct Connector {
-    tls: Arc<rustls::ClientConfig>,
-    server_name: ServerName<'static>,
-}
-
-type Connected = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
-
-impl tower_service::Service<http::Uri> for Connector {
-    type Response = Connected;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<Connected>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let (tls, name) = (self.tls.clone(), self.server_name.clone());
-        Box::pin(async move {
-            let host = uri
-                .host()
-                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
-                .ok_or_else(|| std::io::Error::other("the broker URL has no host"))?;
-            let port = uri
-                .port_u16()
-                .ok_or_else(|| std::io::Error::other("the broker URL has no port"))?;
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let stream = tokio_rustls::TlsConnector::from(tls)
-                .connect(name, tcp)
-                .await?;
-            Ok(hyper_util::rt::TokioIo::new(stream))
-        })
     }
 }
 

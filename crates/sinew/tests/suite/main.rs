@@ -11,6 +11,7 @@ mod control_identity;
 mod control_plane;
 mod dashboard;
 mod events;
+mod events_broker;
 mod events_durability;
 mod explain;
 mod failover;
