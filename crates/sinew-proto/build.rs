@@ -10,6 +10,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_transport(true)
         // Documents are shared, not copied, into every stream's messages.
         .bytes(".sinew.v1.Document.json")
+        // An event's key and data are slices of the message they arrived
+        // in (no copy per event), and its headers stay in name order, as
+        // the broker stores them (no hashing, no sort).
+        .bytes(".sinew.v1.Event")
+        .btree_map(".sinew.v1.Event.headers")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -9,7 +9,6 @@
 //! `sinew broker` serves the same API alone ([`Admission::Token`]): no mesh,
 //! no policies; the holder of the broker's token may use every topic.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -209,7 +208,8 @@ fn status(e: &sinew_events::Error) -> Status {
 }
 
 fn to_broker_event(e: Event) -> sinew_events::Event {
-    let mut headers: Vec<_> = e
+    // The map iterates in name order: the order the broker stores.
+    let headers = e
         .headers
         .into_iter()
         .map(|(name, value)| sinew_events::Header {
@@ -217,13 +217,12 @@ fn to_broker_event(e: Event) -> sinew_events::Event {
             value: Bytes::from(value),
         })
         .collect();
-    headers.sort_by(|a, b| a.name.cmp(&b.name));
     sinew_events::Event {
         id: e.id,
-        key: (!e.key.is_empty()).then(|| Bytes::from(e.key)),
+        key: (!e.key.is_empty()).then_some(e.key),
         timestamp_ms: e.timestamp_ms,
         headers,
-        value: Bytes::from(e.data),
+        value: e.data,
     }
 }
 
@@ -233,15 +232,13 @@ fn from_record(r: sinew_events::Record) -> StoredEvent {
         offset: r.offset,
         event: Some(Event {
             id,
-            key: r.key.to_vec(),
+            key: r.key,
             timestamp_ms: r.timestamp_ms,
             headers: headers
                 .into_iter()
                 .filter(|(name, _)| !name.is_empty())
-                .collect::<BTreeMap<_, _>>()
-                .into_iter()
                 .collect(),
-            data: r.value.to_vec(),
+            data: r.value,
         }),
     }
 }

@@ -441,14 +441,14 @@ fn refused(op: &'static str, status: &Status) -> Error {
 fn to_proto(e: Event) -> sinew_proto::Event {
     sinew_proto::Event {
         id: e.id,
-        key: e.key.map(|k| k.to_vec()).unwrap_or_default(),
+        key: e.key.unwrap_or_default(),
         timestamp_ms: e.timestamp_ms,
         headers: e
             .headers
             .into_iter()
             .map(|h| (h.name, String::from_utf8_lossy(&h.value).into_owned()))
             .collect(),
-        data: e.value.to_vec(),
+        data: e.value,
     }
 }
 
@@ -461,18 +461,17 @@ fn to_record(stored: sinew_proto::StoredEvent) -> Record {
         name: ID_HEADER.to_owned(),
         value: Bytes::from(event.id),
     });
-    let mut rest: Vec<_> = event.headers.into_iter().collect();
-    rest.sort();
-    headers.extend(rest.into_iter().map(|(name, value)| Header {
+    // In name order already (the message's map is a BTreeMap).
+    headers.extend(event.headers.into_iter().map(|(name, value)| Header {
         name,
         value: Bytes::from(value),
     }));
     Record {
         offset: stored.offset,
         timestamp_ms: event.timestamp_ms,
-        key: Bytes::from(event.key),
+        key: event.key,
         headers,
-        value: Bytes::from(event.data),
+        value: event.data,
     }
 }
 
@@ -486,10 +485,10 @@ mod tests {
             offset: 7,
             event: Some(sinew_proto::Event {
                 id: "e-1".into(),
-                key: b"k".to_vec(),
+                key: Bytes::from_static(b"k"),
                 timestamp_ms: 42,
                 headers: [("ce-type".to_owned(), "t".to_owned())].into(),
-                data: b"{}".to_vec(),
+                data: Bytes::from_static(b"{}"),
             }),
         };
         let record = to_record(stored);

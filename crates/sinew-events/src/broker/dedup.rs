@@ -11,8 +11,12 @@
 //! queue in acknowledgement order, so it costs one step per entry. A
 //! written id older than the window is not a duplicate even before expiry
 //! removes it.
+//!
+//! An id is kept once, shared (`Arc<str>`) by its slot, the expiry queue
+//! and the reservation that writes it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -54,9 +58,9 @@ pub(crate) struct Dedup {
     /// The window's length in ms.
     window_ms: u64,
     /// Ids in the window, and pending ones.
-    slots: HashMap<String, Slot>,
+    slots: HashMap<Arc<str>, Slot>,
     /// Written ids in acknowledgement order, for expiry.
-    order: VecDeque<(u64, String)>,
+    order: VecDeque<(u64, Arc<str>)>,
     /// The latest acknowledgement time queued (keeps `order` sorted when
     /// the clock steps back).
     last_ms: u64,
@@ -90,7 +94,7 @@ impl Dedup {
     }
 
     /// Marks `id` as being written; `done` closes when the write ends.
-    pub(crate) fn reserve(&mut self, id: String, done: watch::Receiver<()>) {
+    pub(crate) fn reserve(&mut self, id: Arc<str>, done: watch::Receiver<()>) {
         self.slots.insert(id, Slot::Pending(done));
     }
 
@@ -98,12 +102,12 @@ impl Dedup {
     /// `offset`, acknowledged at `now_ms`.
     pub(crate) fn written(
         &mut self,
-        id: &str,
+        id: &Arc<str>,
         done: &watch::Receiver<()>,
         (partition, offset): (u32, u64),
         now_ms: u64,
     ) {
-        if let Some(slot) = self.slots.get_mut(id) {
+        if let Some(slot) = self.slots.get_mut(&**id) {
             if matches!(slot, Slot::Pending(ours) if ours.same_channel(done)) {
                 let at_ms = now_ms.max(self.last_ms);
                 *slot = Slot::Written {
@@ -112,7 +116,7 @@ impl Dedup {
                     at_ms,
                 };
                 self.last_ms = at_ms;
-                self.order.push_back((at_ms, id.to_owned()));
+                self.order.push_back((at_ms, Arc::clone(id)));
             }
         }
     }
@@ -127,12 +131,13 @@ impl Dedup {
     /// Adds an id found in the log when the window is rebuilt; the first
     /// occurrence of an id wins. Call in acknowledgement order.
     pub(crate) fn restore(&mut self, id: String, (partition, offset): (u32, u64), at_ms: u64) {
-        if self.slots.contains_key(&id) {
+        if self.slots.contains_key(id.as_str()) {
             return;
         }
+        let id: Arc<str> = id.into();
         let at_ms = at_ms.max(self.last_ms);
         self.last_ms = at_ms;
-        self.order.push_back((at_ms, id.clone()));
+        self.order.push_back((at_ms, Arc::clone(&id)));
         self.slots.insert(
             id,
             Slot::Written {
@@ -179,7 +184,7 @@ mod tests {
         assert!(matches!(dedup.lookup("a", 0), Seen::New));
         dedup.reserve("a".into(), rx.clone());
         assert!(matches!(dedup.lookup("a", 0), Seen::Pending(_)));
-        dedup.written("a", &rx, (3, 42), 10_000);
+        dedup.written(&"a".into(), &rx, (3, 42), 10_000);
         assert!(matches!(
             dedup.lookup("a", 11_000),
             Seen::Written {
@@ -204,10 +209,10 @@ mod tests {
         assert!(matches!(dedup.lookup("a", 0), Seen::New));
         dedup.reserve("a".into(), second.clone());
         // The first write's late answers do not touch the second's slot.
-        dedup.written("a", &first, (0, 1), 5);
+        dedup.written(&"a".into(), &first, (0, 1), 5);
         dedup.abandon("a", &first);
         assert!(matches!(dedup.lookup("a", 5), Seen::Pending(_)));
-        dedup.written("a", &second, (1, 7), 5);
+        dedup.written(&"a".into(), &second, (1, 7), 5);
         assert!(matches!(
             dedup.lookup("a", 5),
             Seen::Written {
@@ -230,7 +235,7 @@ mod tests {
         // expiry of its first entry.
         let (_tx, rx) = watch::channel(());
         dedup.reserve("a".into(), rx.clone());
-        dedup.written("a", &rx, (0, 5), 1200);
+        dedup.written(&"a".into(), &rx, (0, 5), 1200);
         dedup.expire(1250);
         assert!(matches!(
             dedup.lookup("a", 1250),

@@ -117,8 +117,8 @@ struct Reservation {
     topic: Arc<Topic>,
     /// The batch's partition.
     partition: u32,
-    /// The ids, in batch order.
-    ids: Vec<String>,
+    /// The ids, in batch order (shared with the window).
+    ids: Vec<Arc<str>>,
     /// Closed when this is dropped.
     _signal: watch::Sender<()>,
     /// Identifies this reservation's slots.
@@ -315,8 +315,9 @@ fn plan(
                 };
                 (Vec::new(), reservation)
             });
-            dedup.reserve(item.id.clone(), reservation.done.clone());
-            reservation.ids.push(item.id.clone());
+            let id: Arc<str> = item.id.as_str().into();
+            dedup.reserve(Arc::clone(&id), reservation.done.clone());
+            reservation.ids.push(id);
             indices.push(index);
             Fate::New {
                 partition,

@@ -23,9 +23,9 @@ use bytes::Bytes;
 use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sinew_proto::{Event, PublishRequest};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::Code;
@@ -143,19 +143,19 @@ fn events(headers: &HeaderMap, body: Bytes, now: u64) -> Result<Vec<Event>, Stri
             let value: Value = serde_json::from_slice(&body)
                 .map_err(|e| format!("the body is not valid JSON: {e}"))?;
             Ok(vec![
-                structured(&value, now).map_err(|e| format!("event: {e}"))?
+                structured(value, now).map_err(|e| format!("event: {e}"))?
             ])
         }
         "application/cloudevents-batch+json" => {
             let value: Value = serde_json::from_slice(&body)
                 .map_err(|e| format!("the body is not valid JSON: {e}"))?;
-            let list = value
-                .as_array()
-                .ok_or("a batch must be a JSON array of events")?;
+            let Value::Array(list) = value else {
+                return Err("a batch must be a JSON array of events".into());
+            };
             if list.is_empty() {
                 return Err("the batch is empty".into());
             }
-            list.iter()
+            list.into_iter()
                 .enumerate()
                 .map(|(i, v)| structured(v, now).map_err(|e| format!("event [{i}]: {e}")))
                 .collect()
@@ -166,7 +166,7 @@ fn events(headers: &HeaderMap, body: Bytes, now: u64) -> Result<Vec<Event>, Stri
 
 /// Binary mode: `ce-*` headers are the attributes, the body the data.
 fn binary(headers: &HeaderMap, content_type: &str, body: Bytes, now: u64) -> Result<Event, String> {
-    let mut attributes: HashMap<String, String> = HashMap::new();
+    let mut attributes = BTreeMap::new();
     for (name, value) in headers {
         let Some(attribute) = name.as_str().strip_prefix("ce-") else {
             continue;
@@ -186,17 +186,24 @@ fn binary(headers: &HeaderMap, content_type: &str, body: Bytes, now: u64) -> Res
     if !content_type.is_empty() {
         attributes.insert("datacontenttype".into(), content_type.to_owned());
     }
-    event(attributes, body.to_vec(), now)
+    event(attributes, body, now)
 }
 
-/// Structured mode: one event as a JSON object.
-fn structured(value: &Value, now: u64) -> Result<Event, String> {
-    let object = value.as_object().ok_or("must be a JSON object")?;
-    let mut attributes = HashMap::new();
+/// Structured mode: one event as a JSON object (its strings are moved, not
+/// copied, into the event).
+fn structured(value: Value, now: u64) -> Result<Event, String> {
+    let Value::Object(object) = value else {
+        return Err("must be a JSON object".into());
+    };
+    let is_json = object
+        .get("datacontenttype")
+        .and_then(Value::as_str)
+        .is_none_or(|t| t.contains("json"));
+    let mut attributes = BTreeMap::new();
     let mut data = Vec::new();
     for (name, v) in object {
         match name.as_str() {
-            "data" => data = data_bytes(v, object),
+            "data" => data = data_bytes(v, is_json),
             "data_base64" => {
                 use base64::Engine;
                 let text = v.as_str().ok_or("`data_base64` must be a string")?;
@@ -206,7 +213,7 @@ fn structured(value: &Value, now: u64) -> Result<Event, String> {
             }
             _ => {
                 let text = match v {
-                    Value::String(s) => s.clone(),
+                    Value::String(s) => s,
                     Value::Number(n) => n.to_string(),
                     Value::Bool(b) => b.to_string(),
                     _ => {
@@ -215,7 +222,7 @@ fn structured(value: &Value, now: u64) -> Result<Event, String> {
                         ))
                     }
                 };
-                attributes.insert(name.clone(), text);
+                attributes.insert(name, text);
             }
         }
     }
@@ -224,28 +231,20 @@ fn structured(value: &Value, now: u64) -> Result<Event, String> {
             return Err(format!("missing `{required}`"));
         }
     }
-    event(attributes, data, now)
+    event(attributes, Bytes::from(data), now)
 }
 
 /// `data` as bytes: a JSON string as its text when the content type is not
-/// JSON, else the JSON value itself.
-fn data_bytes(v: &Value, object: &Map<String, Value>) -> Vec<u8> {
-    let is_json = object
-        .get("datacontenttype")
-        .and_then(Value::as_str)
-        .is_none_or(|t| t.contains("json"));
+/// JSON (`is_json` false), else the JSON value itself.
+fn data_bytes(v: Value, is_json: bool) -> Vec<u8> {
     match v {
-        Value::String(s) if !is_json => s.clone().into_bytes(),
+        Value::String(s) if !is_json => s.into_bytes(),
         other => other.to_string().into_bytes(),
     }
 }
 
 /// Checks the attributes and builds the broker's event.
-fn event(
-    mut attributes: HashMap<String, String>,
-    data: Vec<u8>,
-    now: u64,
-) -> Result<Event, String> {
+fn event(mut attributes: BTreeMap<String, String>, data: Bytes, now: u64) -> Result<Event, String> {
     if attributes.get("specversion").map(String::as_str) != Some("1.0") {
         return Err("`specversion` must be \"1.0\"".into());
     }
@@ -273,9 +272,9 @@ fn event(
     let key = attributes.remove("partitionkey").unwrap_or_default();
     Ok(Event {
         id,
-        key: key.into_bytes(),
+        key: Bytes::from(key),
         timestamp_ms: now,
-        headers: attributes.into_iter().collect(),
+        headers: attributes,
         data,
     })
 }
@@ -317,8 +316,8 @@ mod tests {
         let e = events(&h, Bytes::from_static(b"{\"n\":1}"), 42).expect("valid");
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].id, "e-1");
-        assert_eq!(e[0].key, b"customer-7");
-        assert_eq!(e[0].data, b"{\"n\":1}");
+        assert_eq!(e[0].key, &b"customer-7"[..]);
+        assert_eq!(e[0].data, &b"{\"n\":1}"[..]);
         assert_eq!(e[0].timestamp_ms, 42);
         assert_eq!(e[0].headers["type"], "order.created");
         assert_eq!(e[0].headers["datacontenttype"], "application/json");
@@ -330,14 +329,14 @@ mod tests {
         let h = headers(&[("content-type", "application/cloudevents+json")]);
         let body = r#"{"specversion":"1.0","id":"a","source":"/s","type":"t","partitionkey":"k","data":{"x":1}}"#;
         let e = events(&h, Bytes::from(body), 1).expect("valid");
-        assert_eq!(e[0].data, br#"{"x":1}"#);
-        assert_eq!(e[0].key, b"k");
+        assert_eq!(e[0].data, &br#"{"x":1}"#[..]);
+        assert_eq!(e[0].key, &b"k"[..]);
         let h = headers(&[("content-type", "application/cloudevents-batch+json")]);
         let body = r#"[{"specversion":"1.0","id":"a","source":"/s","type":"t","datacontenttype":"text/plain","data":"hi"},
                        {"specversion":"1.0","id":"b","source":"/s","type":"t","data_base64":"AAEC"}]"#;
         let e = events(&h, Bytes::from(body), 1).expect("valid");
-        assert_eq!(e[0].data, b"hi");
-        assert_eq!(e[1].data, [0, 1, 2]);
+        assert_eq!(e[0].data, &b"hi"[..]);
+        assert_eq!(e[1].data, &[0u8, 1, 2][..]);
     }
 
     #[test]

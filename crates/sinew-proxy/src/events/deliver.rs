@@ -139,7 +139,7 @@ fn request(
         builder = builder.header(name, value);
     }
     builder
-        .body(Full::new(Bytes::from(event.data.clone())))
+        .body(Full::new(event.data.clone()))
         .map_err(|e| e.to_string())
 }
 
@@ -205,7 +205,7 @@ mod tests {
     fn binary_mode_request() {
         let event = Event {
             id: "e-1".into(),
-            key: b"k".to_vec(),
+            key: Bytes::from_static(b"k"),
             timestamp_ms: 1,
             headers: [
                 ("type".to_owned(), "t".to_owned()),
@@ -213,7 +213,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
-            data: b"{}".to_vec(),
+            data: Bytes::from_static(b"{}"),
         };
         let r = request("/events", "127.0.0.1:1", "orders", &event).expect("valid");
         assert_eq!(r.headers()["ce-id"], "e-1");

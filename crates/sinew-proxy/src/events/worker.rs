@@ -13,6 +13,7 @@
 use super::deliver::Attempt;
 use super::Subscriber;
 use crate::resilience::delay;
+use bytes::Bytes;
 use sinew_model::{Ordering, StartPosition};
 use sinew_proto::{
     CommitRequest, CursorRequest, Event, FetchRequest, OffsetsRequest, PublishRequest, StoredEvent,
@@ -43,7 +44,7 @@ struct State {
     /// Offsets fetched and not yet done, with their event.
     pending: BTreeMap<u64, Arc<Event>>,
     /// Per key (ordering: key), the offsets waiting behind the one in flight.
-    queued: HashMap<Vec<u8>, VecDeque<u64>>,
+    queued: HashMap<Bytes, VecDeque<u64>>,
     /// Offsets ready to deliver now.
     ready: VecDeque<u64>,
 }
@@ -412,7 +413,7 @@ mod tests {
             offset,
             event: Some(Event {
                 id: format!("e{offset}"),
-                key: key.as_bytes().to_vec(),
+                key: Bytes::copy_from_slice(key.as_bytes()),
                 ..Event::default()
             }),
         }
