@@ -128,9 +128,14 @@ impl RemoteBroker {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        // The retry alone after a refused shared call needs the events
+        // again: here a copy (the sidecars' own publishes, which carry
+        // nearly all the load, re-parse their request instead).
+        let copy = events.clone();
+        let again = move || copy.into_iter().map(to_proto).collect();
         let events = events.into_iter().map(to_proto).collect();
         self.coalescer
-            .publish(topic.to_owned(), events, |topic| TopicCalls {
+            .publish(topic.to_owned(), events, again, |topic| TopicCalls {
                 calls: self.calls.clone(),
                 topic: topic.clone(),
             })

@@ -93,8 +93,9 @@ async fn publish(
             )
         }
     };
-    let events = match events(&parts.headers, body, now_ms()) {
-        Ok(events) => events,
+    let now = now_ms();
+    let parsed = match events(&parts.headers, body.clone(), now) {
+        Ok(parsed) => parsed,
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
     let Some(control) = control else {
@@ -105,10 +106,14 @@ async fn publish(
     };
     let request = PublishRequest {
         topic: topic.to_owned(),
-        events,
+        events: parsed,
         namespace: namespace.to_owned(),
     };
-    match control.publish_coalesced(request).await {
+    // The same events once more, for a retry alone (see
+    // sinew_proto::coalesce): the body parsed again, not a copy kept.
+    let headers = parts.headers;
+    let again = move || events(&headers, body, now).unwrap_or_default();
+    match control.publish_coalesced(request, again).await {
         Ok(results) => {
             let results: Vec<Value> = results
                 .iter()

@@ -51,19 +51,24 @@ impl Publish for TopicPublisher {
 
 impl Control {
     /// Publishes `request`'s events, coalesced with concurrent publishes to
-    /// the same topic; answers for these events only, in order.
+    /// the same topic; `again` makes the same events once more, should a
+    /// shared call be refused as invalid
+    /// ([`Again`](sinew_proto::coalesce::Again)). Answers for these events
+    /// only, in order.
     ///
     /// # Errors
     /// As [`Control::publish`].
     pub async fn publish_coalesced(
         self: &Arc<Self>,
         request: PublishRequest,
+        again: impl FnOnce() -> Vec<Event> + Send + 'static,
     ) -> Result<Vec<Published>, Status> {
         let control = Arc::downgrade(self);
         self.coalescer
             .publish(
                 (request.namespace, request.topic),
                 request.events,
+                again,
                 |(namespace, topic)| TopicPublisher {
                     control,
                     namespace: namespace.clone(),

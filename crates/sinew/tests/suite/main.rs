@@ -13,6 +13,7 @@ mod dashboard;
 mod events;
 mod events_broker;
 mod events_durability;
+mod events_publish;
 mod explain;
 mod failover;
 mod fault;
