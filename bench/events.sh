@@ -6,7 +6,7 @@ set -euo pipefail
 usage() {
   cat <<'EOF'
 Usage: bash bench/events.sh [--no-build] [--update-docs] [--seconds S] [--concurrency C]
-                            [--high-concurrency H] [--rate R] [--help]
+                            [--high-concurrency H] [--batch B] [--rate R] [--help]
 
 One run, every figure side by side (the load tool is crates/sinew/examples/events_bench.rs;
 all data directories are on the disk under the run directory, never tmpfs):
@@ -31,6 +31,12 @@ all data directories are on the disk under the run directory, never tmpfs):
    Sinew, the broker alone and `sinew broker` run with the default 8 partitions and again
    with 1 (one log file, the layout of the JetStream runs' one stream).
    Then with H publishers (default 256): Sinew, the broker alone and JetStream (Debian).
+   Then batched, C publishers each publishing B events at a time (default 100) and awaiting
+   all their acks before the next B: Sinew with one POST of a CloudEvents batch
+   (`application/cloudevents-batch+json`), JetStream (Debian) with B asynchronous publishes
+   and their PubAcks (as `nats bench --js` publishes, in batches of 100 by default).
+   Every run gives each process's CPU per event (load tool, sidecar, control plane,
+   `sinew broker`, nats-server).
 2. Publish→delivery latency at R events/s (default 5,000), paced over 16 connections,
    through the publisher's sidecar, the control plane and the subscriber's sidecar to an app
    (Subscription ordering: key, max_in_flight: 64): p50/p90/p99/max from just before each
@@ -48,6 +54,7 @@ Options:
   --seconds S      per throughput scenario and for the latency run (default 10)
   --concurrency C  throughput publishers (default 32)
   --high-concurrency H  publishers of the second throughput round (default 256)
+  --batch B        events per publish in the batched round (default 100)
   --rate R         latency run's events per second (default 5000)
   --help           this text
 
@@ -61,6 +68,7 @@ UPDATE_DOCS=0
 SECONDS_EACH=10
 CONCURRENCY=32
 HIGH_CONCURRENCY=256
+BATCH=100
 RATE=5000
 ARGS=("$@")
 number() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "events.sh: $1 needs a whole number of 1 or more" >&2; exit 2; }; }
@@ -68,9 +76,10 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --no-build) BUILD=0 ;;
     --update-docs) UPDATE_DOCS=1 ;;
-    --seconds | --concurrency | --high-concurrency | --rate)
+    --seconds | --concurrency | --high-concurrency | --batch | --rate)
       number "$1" "${2:-}"
       case "$1" in
+        --batch) BATCH=$2 ;;
         --seconds) SECONDS_EACH=$2 ;;
         --concurrency) CONCURRENCY=$2 ;;
         --high-concurrency) HIGH_CONCURRENCY=$2 ;;
@@ -189,6 +198,10 @@ run broker-p1 publish-broker --dir "$ROOT/$RUN/broker-p1" --partitions 1 "${COMM
 run sinew-embedded-high-p1 publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-embedded-high-p1" --partitions 1 "${HIGH[@]}"
 run broker-high-p1 publish-broker --dir "$ROOT/$RUN/broker-high-p1" --partitions 1 "${HIGH[@]}"
 prune "$RUN"/sinew-embedded* "$RUN"/broker*
+# Batched: one CloudEvents batch per POST.
+run sinew-embedded-batch publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-embedded-batch" --batch "$BATCH" "${COMMON[@]}"
+run sinew-embedded-batch-p1 publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-embedded-batch-p1" --partitions 1 --batch "$BATCH" "${COMMON[@]}"
+prune "$RUN"/sinew-embedded*
 # The broker in its own process (sinew broker), to a network client, as nats-server is.
 run remote publish-remote --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/remote" "${COMMON[@]}"
 run remote-p1 publish-remote --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/remote-p1" --partitions 1 "${COMMON[@]}"
@@ -200,8 +213,10 @@ PORT=$(free_port)
 nats nats-debian "$(command -v nats-server)" "$PORT"
 NATS_DEBIAN_PID=$STARTED_PID
 DEBIAN_VERSION="$(nats-server --version | awk '{print $2}')"
-run js-debian publish-jetstream --url "nats://127.0.0.1:$PORT" "${COMMON[@]}"
-run js-debian-high publish-jetstream --url "nats://127.0.0.1:$PORT" "${HIGH[@]}"
+JS=(publish-jetstream --url "nats://127.0.0.1:$PORT" --server-pid "$NATS_DEBIAN_PID")
+run js-debian "${JS[@]}" "${COMMON[@]}"
+run js-debian-high "${JS[@]}" "${HIGH[@]}"
+run js-debian-batch "${JS[@]}" --batch "$BATCH" "${COMMON[@]}"
 run sinew-jetstream publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-jetstream" \
   --events "jetstream:nats://127.0.0.1:$PORT" "${COMMON[@]}"
 # One stream per topic: the layout of the one-partition embedded runs. A topic of its own,
@@ -239,13 +254,15 @@ row() { # NAME LABEL
     "$(j "$1" '.latency.p99_us / 10 | floor / 100')" \
     "$(j "$1" '.failed')"
 }
-cpu_row() { # NAME LABEL
+cpu_row() { # NAME LABEL: CPU µs per event of the load tool, sidecar, control plane,
+  # sinew broker, nats-server (— where the run has no such process), and their total.
   [[ -s $RUN/$1.json ]] || return 0
-  printf '| %s | %s | %s | %s | %s |\n' "$2" \
-    "$(j "$1" '.cpu_us_per_event.control * 10 | floor / 10')" \
-    "$(j "$1" '.cpu_us_per_event.sidecar * 10 | floor / 10')" \
-    "$(j "$1" '.cpu_us_per_event.load * 10 | floor / 10')" \
-    "$(j "$1" '(.cpu_us_per_event.control + .cpu_us_per_event.sidecar + .cpu_us_per_event.load) * 10 | floor / 10')"
+  local key cells=""
+  for key in load sidecar control broker server; do
+    cells+=" $(j "$1" ".cpu_us_per_event.$key // null | if . == null then \"—\" else . * 10 | floor / 10 end") |"
+  done
+  printf '| %s | %s |%s %s |\n' "$2" "$(j "$1" '.per_s | floor')" "$cells" \
+    "$(j "$1" '[.cpu_us_per_event[]] | add * 10 | floor / 10')"
 }
 cpu_budget() { jq -rn --argjson r "$(j js-debian .per_s)" --argjson n "$(nproc)" '($n * 1e6 / $r * 10 | floor) / 10' 2>/dev/null || echo "n/a"; }
 ratio() { jq -rn --argjson a "$(j "$1" .per_s)" --argjson b "$(j "$2" .per_s)" '($a / $b * 100 | floor) / 100' 2>/dev/null || echo "n/a"; }
@@ -268,8 +285,9 @@ the control plane or nats-server.
 
 ### Publish throughput
 
-Closed loop: each publisher has one publish outstanding; 256-byte events over 64 keys,
-${SECONDS_EACH} s each. Latency is each publish's round trip (the 200 or the PubAck).
+Closed loop: each publisher has one publish outstanding (one event, or in the batched rows
+$BATCH); 256-byte events over 64 keys, ${SECONDS_EACH} s each. Latency is each publish's round
+trip (the 200, or the PubAck of its last event).
 
 | system | partitions | publishers | events/s | p50 ms | p99 ms | failed |
 |---|---|---|---|---|---|---|
@@ -291,6 +309,9 @@ $(row broker-high-p1 "embedded broker alone")
 $(row remote-high "\`sinew broker\` process ← gRPC/TLS client")
 $(row remote-high-p1 "\`sinew broker\` process ← gRPC/TLS client")
 $(row js-debian-high "nats-server $DEBIAN_VERSION (Debian) JetStream, defaults" "1 stream")
+$(row sinew-embedded-batch "Sinew, batches of $BATCH: app → sidecar API (one CloudEvents batch per POST) → control plane → embedded broker")
+$(row sinew-embedded-batch-p1 "Sinew, batches of $BATCH: app → sidecar API (one CloudEvents batch per POST) → control plane → embedded broker")
+$(row js-debian-batch "nats-server $DEBIAN_VERSION (Debian) JetStream, defaults, batches of $BATCH asynchronous publishes" "1 stream")
 
 Ratios (events/s), against JetStream with default settings (the bar: ≥ 1):
 
@@ -298,11 +319,12 @@ Ratios (events/s), against JetStream with default settings (the bar: ≥ 1):
 - The embedded broker alone / JetStream $DEBIAN_VERSION: **$(ratio broker js-debian)** with $CONCURRENCY publishers, **$(ratio broker-high js-debian-high)** with $HIGH_CONCURRENCY.
 - \`sinew broker\` in its own process, to a network client (the like of nats-server to async-nats) / JetStream $DEBIAN_VERSION: **$(ratio remote js-debian)** with $CONCURRENCY publishers, **$(ratio remote-high js-debian-high)** with $HIGH_CONCURRENCY; with one partition **$(ratio remote-p1 js-debian)** and **$(ratio remote-high-p1 js-debian-high)**.
 - Through the same sidecar and control plane, the embedded broker (fsync before ack) / the JetStream backend (defaults, no fsync): **$(ratio sinew-embedded sinew-jetstream)** with 8 partitions against 8 streams, **$(ratio sinew-embedded-p1 sinew-jetstream-p1)** with one against one.
+- Batched, $CONCURRENCY publishers × $BATCH events per publish, Sinew end to end / JetStream $DEBIAN_VERSION: **$(ratio sinew-embedded-batch js-debian-batch)** with 8 partitions, **$(ratio sinew-embedded-batch-p1 js-debian-batch)** with one.
 - With one partition (one log file, like the JetStream stream): Sinew end to end **$(ratio sinew-embedded-p1 js-debian)** and **$(ratio sinew-embedded-high-p1 js-debian-high)**; the broker alone **$(ratio broker-p1 js-debian)** and **$(ratio broker-high-p1 js-debian-high)** ($CONCURRENCY and $HIGH_CONCURRENCY publishers).$(
   [[ -s $RUN/js-pypi-always.json ]] && printf '\n- Against JetStream %s with `sync_interval: always` (fsync before ack, like Sinew): Sinew end to end **%s**, the broker alone **%s**.' "$PYPI_VERSION" "$(ratio sinew-embedded js-pypi-always)" "$(ratio broker js-pypi-always)"
 )
 
-Reading: a closed-loop publisher's rate is publishers ÷ round trip. JetStream's defaults
+Reading: a closed-loop publisher's rate is publishers × events per publish ÷ round trip. JetStream's defaults
 answer from memory (fsync every 2 minutes); every Sinew answer waits for \`fdatasync\`. The
 JetStream runs publish to one stream (one set of files, whatever the subjects); a Sinew topic
 is one log per partition, each synced on its own, so a publish over 8 partitions pays up to 8
@@ -310,15 +332,21 @@ syncs where one partition pays one: the one-partition rows compare the same layo
 Sinew path adds the app → sidecar HTTP hop and the sidecar → control plane mTLS gRPC hop to
 each round trip, all on the same 2 CPUs as the load and the broker.
 
-CPU per acknowledged event of each process on the whole Sinew path (\`/proc\` ticks over the
-run; the load tool is the app's HTTP client), against the $(cpu_budget) µs per event that
-JetStream's default rate with $CONCURRENCY publishers leaves for everything on these $(nproc) CPUs:
+CPU per acknowledged event of each process on the path (\`/proc\` ticks over the run; the
+load tool is the app: its HTTP client, or the gRPC or NATS client). JetStream's default rate
+with $CONCURRENCY publishers leaves $(cpu_budget) µs per event for everything on these $(nproc) CPUs.
 
-| run | control plane µs | sidecar µs | load tool µs | total µs |
-|---|---|---|---|---|
-$(cpu_row sinew-embedded "embedded broker, 8 partitions")
-$(cpu_row sinew-embedded-p1 "embedded broker, 1 partition")
-$(cpu_row sinew-jetstream "JetStream backend, 8 streams")
+| run | events/s | load tool µs | sidecar µs | control plane µs | \`sinew broker\` µs | nats-server µs | total µs |
+|---|---|---|---|---|---|---|---|
+$(cpu_row sinew-embedded "Sinew end to end, embedded broker, 8 partitions")
+$(cpu_row sinew-embedded-p1 "Sinew end to end, embedded broker, 1 partition")
+$(cpu_row sinew-jetstream "Sinew end to end, JetStream backend, 8 streams")
+$(cpu_row remote "\`sinew broker\` ← gRPC/TLS client, 8 partitions")
+$(cpu_row remote-p1 "\`sinew broker\` ← gRPC/TLS client, 1 partition")
+$(cpu_row js-debian "JetStream $DEBIAN_VERSION ← async-nats, defaults")
+$(cpu_row sinew-embedded-batch "Sinew end to end, batches of $BATCH, 8 partitions")
+$(cpu_row sinew-embedded-batch-p1 "Sinew end to end, batches of $BATCH, 1 partition")
+$(cpu_row js-debian-batch "JetStream $DEBIAN_VERSION ← async-nats, batches of $BATCH")
 
 ### Publish → delivery at $RATE events/s
 

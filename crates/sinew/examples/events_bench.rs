@@ -10,6 +10,10 @@
 //! events_bench latency           --sinew BIN --dir DIR [--events SPEC] [--rate R] [-s SECS] [--partitions P]
 //! ```
 //!
+//! Every throughput mode reports the CPU each process on the path spent per
+//! acknowledged event (`cpu_us_per_event`, from `/proc`; for JetStream the
+//! nats-server's only with `--server-pid PID`).
+//!
 //! `--control-arg ARG` passes a further argument to `sinew control`
 //! (repeat it, e.g. `--control-arg --workers --control-arg 1`).
 //! `--partitions P` (default 8): the topic's partitions (`sinew control
@@ -73,6 +77,11 @@ struct Args {
     topic: String,
     /// Further `sinew control` arguments (`--control-arg ARG`, repeated).
     control_args: Vec<String>,
+    /// The nats-server's process, for its CPU per event (`--server-pid`).
+    server_pid: Option<u32>,
+    /// Events per publish (`--batch`): each publisher sends this many at a
+    /// time and awaits all their acks before the next.
+    batch: usize,
 }
 
 fn args() -> Args {
@@ -89,6 +98,8 @@ fn args() -> Args {
         partitions: 8,
         topic: "bench".to_owned(),
         control_args: Vec::new(),
+        server_pid: None,
+        batch: 1,
     };
     let mut it = std::env::args().skip(1);
     a.mode = it.next().unwrap_or_default();
@@ -106,6 +117,8 @@ fn args() -> Args {
             "--partitions" => a.partitions = value().parse().expect("--partitions N"),
             "--topic" => a.topic = value(),
             "--control-arg" => a.control_args.push(value()),
+            "--server-pid" => a.server_pid = Some(value().parse().expect("--server-pid PID")),
+            "--batch" => a.batch = value().parse::<usize>().expect("--batch N").max(1),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -132,13 +145,20 @@ async fn main() {
 type Tally = (usize, usize, Vec<Duration>);
 
 /// Starts `a.concurrency` publishers, each calling `publish(task, n)` for
-/// its `n`th event, one at a time, until `a.seconds` have passed; `publish`
-/// says whether the event was acknowledged. Returns when they started.
-fn closed_loop<F, Fut>(a: &Args, publish: F) -> (Instant, Vec<tokio::task::JoinHandle<Tally>>)
+/// its `n`th publish (of `a.batch` events), one at a time, until
+/// `a.seconds` have passed; `publish` answers how many events were
+/// acknowledged, 0 for a failed publish. Returns when they started, and a
+/// [`CpuMeter`] of `processes` begun with them.
+fn closed_loop<F, Fut>(
+    a: &Args,
+    processes: &[(&'static str, u32)],
+    publish: F,
+) -> ((Instant, CpuMeter), Vec<tokio::task::JoinHandle<Tally>>)
 where
     F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
+    Fut: std::future::Future<Output = usize> + Send,
 {
+    let cpu = CpuMeter::start(processes);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.seconds);
     let tasks = (0..a.concurrency)
@@ -149,11 +169,12 @@ where
                 let mut n = 0usize;
                 while Instant::now() < deadline {
                     let sent = Instant::now();
-                    if publish(task, n).await {
-                        ok += 1;
-                        latencies.push(sent.elapsed());
-                    } else {
-                        failed += 1;
+                    match publish(task, n).await {
+                        0 => failed += 1,
+                        acked => {
+                            ok += acked;
+                            latencies.push(sent.elapsed());
+                        }
                     }
                     n += 1;
                 }
@@ -161,18 +182,52 @@ where
             })
         })
         .collect();
-    (started, tasks)
+    ((started, cpu), tasks)
 }
 
 /// Waits for the publishers started at `started`, then prints the run's
-/// JSON line: `run`'s fields, the totals and rate, the latency quantiles.
+/// JSON line: `run`'s fields, the totals and rate, the latency quantiles,
+/// the CPU per event.
 async fn report(
-    run: serde_json::Value,
+    mut run: serde_json::Value,
     a: &Args,
-    started: Instant,
+    (started, cpu): (Instant, CpuMeter),
     tasks: Vec<tokio::task::JoinHandle<Tally>>,
 ) {
-    report_tallies(run, a, started, join(tasks).await);
+    let tallies = join(tasks).await;
+    run["cpu_us_per_event"] = cpu.per_event(tallies.iter().map(|t| t.0).sum());
+    report_tallies(run, a, started, tallies);
+}
+
+/// The CPU time of the processes on a run's path, read when it starts, so
+/// each one's CPU per acknowledged event can be told at the end: what bounds
+/// a run on a machine they share.
+struct CpuMeter {
+    processes: Vec<(&'static str, u32, u64)>,
+}
+
+impl CpuMeter {
+    /// Starts counting for `processes` (name, pid) and this load tool.
+    fn start(processes: &[(&'static str, u32)]) -> Self {
+        let load = [("load", std::process::id())];
+        let processes = processes
+            .iter()
+            .chain(&load)
+            .map(|&(name, pid)| (name, pid, cpu_ticks(pid)))
+            .collect();
+        Self { processes }
+    }
+
+    /// Microseconds of CPU per event of each process, as a JSON object.
+    fn per_event(&self, acked: usize) -> serde_json::Value {
+        let mut cpu = serde_json::Map::new();
+        for &(name, pid, before) in &self.processes {
+            // Clock ticks are 1/100 s (USER_HZ) on Linux.
+            let us = cpu_ticks(pid).saturating_sub(before) as f64 * 1e4 / acked.max(1) as f64;
+            cpu.insert(name.to_owned(), us.into());
+        }
+        cpu.into()
+    }
 }
 
 /// Every publisher's tally, once all are done.
@@ -194,6 +249,7 @@ fn report_tallies(mut run: serde_json::Value, a: &Args, started: Instant, tallie
     }
     let elapsed = started.elapsed().as_secs_f64();
     run["concurrency"] = a.concurrency.into();
+    run["batch"] = a.batch.into();
     run["size"] = a.size.into();
     run["partitions"] = a.partitions.into();
     run["acked"] = ok.into();
@@ -246,6 +302,28 @@ async fn sidecar(a: &Args, control: &Control, name: &str, app: Option<SocketAddr
     b.spawn().await
 }
 
+/// A publish of `batch` events: binary mode for one, else a structured
+/// batch (`application/cloudevents-batch+json`) of them.
+fn publish_request(topic: &str, task: usize, n: usize, batch: usize, data: &Bytes) -> Request {
+    if batch == 1 {
+        return event(topic, &format!("t{task}-{n}"), (task + n) % KEYS, data);
+    }
+    let text = String::from_utf8_lossy(data);
+    let events: Vec<_> = (0..batch)
+        .map(|i| {
+            serde_json::json!({
+                "specversion": "1.0", "id": format!("t{task}-{n}-{i}"), "source": "/bench",
+                "type": "bench.event", "partitionkey": format!("k{}", (task + n + i) % KEYS),
+                "datacontenttype": "text/plain", "data": text,
+            })
+        })
+        .collect();
+    Request::new(Method::POST, &format!("/v1/publish/{topic}"))
+        .host("api")
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(serde_json::Value::from(events).to_string())
+}
+
 fn event(topic: &str, id: &str, key: usize, data: &Bytes) -> Request {
     Request::new(Method::POST, &format!("/v1/publish/{topic}"))
         .host("api")
@@ -265,6 +343,7 @@ async fn publish_loop(
     task: usize,
     deadline: Instant,
     data: Bytes,
+    batch: usize,
 ) -> Tally {
     let mut client = HttpClient::http1(api)
         .await
@@ -272,14 +351,13 @@ async fn publish_loop(
     let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
     let mut n = 0usize;
     while Instant::now() < deadline {
-        let id = format!("t{task}-{n}");
         let sent = Instant::now();
         match client
-            .send(event(&topic, &id, (task + n) % KEYS, &data))
+            .send(publish_request(&topic, task, n, batch, &data))
             .await
         {
             Ok(r) if r.status == StatusCode::OK => {
-                ok += 1;
+                ok += batch;
                 latencies.push(sent.elapsed());
             }
             Ok(_) => failed += 1,
@@ -300,28 +378,35 @@ async fn publish_sinew(a: &Args) {
     // Warm up: the topic exists, the sidecar holds its certificate.
     let warm = Instant::now() + Duration::from_secs(1);
     let topic: Arc<str> = a.topic.as_str().into();
+    // Its publisher number is one the run's publishers do not use.
     publish_loop(
         checkout.api(),
         topic.clone(),
-        usize::MAX,
+        a.concurrency,
         warm,
         data.clone(),
+        a.batch,
     )
     .await;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.seconds);
     // CPU per event of each process on the path: what bounds it on a
     // machine they share.
-    let processes = [
+    let cpu = CpuMeter::start(&[
         ("control", control.process().pid()),
         ("sidecar", checkout.process().pid()),
-        ("load", std::process::id()),
-    ];
-    let before = processes.map(|(_, pid)| cpu_ticks(pid));
+    ]);
     let tasks: Vec<_> = (0..a.concurrency)
         .map(|t| {
             let (topic, data) = (topic.clone(), data.clone());
-            tokio::spawn(publish_loop(checkout.api(), topic, t, deadline, data))
+            tokio::spawn(publish_loop(
+                checkout.api(),
+                topic,
+                t,
+                deadline,
+                data,
+                a.batch,
+            ))
         })
         .collect();
     let mut run = serde_json::json!({
@@ -329,15 +414,7 @@ async fn publish_sinew(a: &Args) {
         "events": a.events.as_deref().unwrap_or("embedded"),
     });
     let tallies = join(tasks).await;
-    let acked: usize = tallies.iter().map(|t| t.0).sum();
-    let after = processes.map(|(_, pid)| cpu_ticks(pid));
-    let mut cpu = serde_json::Map::new();
-    for (((name, _), b), a) in processes.iter().zip(before).zip(after) {
-        // Clock ticks are 1/100 s (USER_HZ) on Linux.
-        let us = (a.saturating_sub(b)) as f64 * 1e4 / acked.max(1) as f64;
-        cpu.insert((*name).to_owned(), us.into());
-    }
-    run["cpu_us_per_event"] = cpu.into();
+    run["cpu_us_per_event"] = cpu.per_event(tallies.iter().map(|t| t.0).sum());
     report_tallies(run, a, started, tallies);
 }
 
@@ -377,26 +454,52 @@ async fn publish_jetstream(a: &Args) {
     .expect("create the stream");
     let data = Bytes::from(vec![b'x'; a.size]);
     let subjects = a.partitions as usize;
-    let (started, tasks) = closed_loop(a, move |task, n| {
+    let server: Vec<_> = a
+        .server_pid
+        .map(|pid| ("server", pid))
+        .into_iter()
+        .collect();
+    let batch = a.batch;
+    let (started, tasks) = closed_loop(a, &server, move |task, n| {
         let (js, data) = (js.clone(), data.clone());
         async move {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", format!("t{task}-{n}").as_str());
-            let subject = format!("bench.{}", (task + n) % subjects);
-            match js.publish_with_headers(subject, headers, data).await {
-                Ok(ack) => ack.await.is_ok(),
-                Err(_) => false,
+            // A batch is published asynchronously, then its acks awaited
+            // (`nats bench --js` publishes so, in batches of 100).
+            let mut acks = Vec::with_capacity(batch);
+            for i in 0..batch {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", format!("t{task}-{n}-{i}").as_str());
+                let subject = format!("bench.{}", (task + n + i) % subjects);
+                match js
+                    .publish_with_headers(subject, headers, data.clone())
+                    .await
+                {
+                    Ok(ack) => acks.push(ack),
+                    Err(_) => return 0,
+                }
             }
+            let mut acked = 0;
+            for ack in acks {
+                if ack.await.is_err() {
+                    return 0;
+                }
+                acked += 1;
+            }
+            acked
         }
     });
     let run = serde_json::json!({"mode": "publish-jetstream", "url": a.url});
     report(run, a, started, tasks).await;
 }
 
-/// Publisher `task`'s `n`th event for the library and remote runs.
-fn bench_event(task: usize, n: usize, data: &Bytes) -> sinew_events::Event {
-    sinew_events::Event::new(format!("t{task}-{n}"), data.clone())
-        .with_key(format!("k{}", (task + n) % KEYS))
+/// Publisher `task`'s `n`th publish's events for the library and remote runs.
+fn bench_events(task: usize, n: usize, batch: usize, data: &Bytes) -> Vec<sinew_events::Event> {
+    (0..batch)
+        .map(|i| {
+            sinew_events::Event::new(format!("t{task}-{n}-{i}"), data.clone())
+                .with_key(format!("k{}", (task + n + i) % KEYS))
+        })
+        .collect()
 }
 
 async fn publish_remote(a: &Args) {
@@ -433,9 +536,11 @@ async fn publish_remote(a: &Args) {
     })
     .expect("connect to the broker");
     let data = Bytes::from(vec![b'x'; a.size]);
-    let (started, tasks) = closed_loop(a, move |task, n| {
-        let (remote, event) = (remote.clone(), bench_event(task, n, &data));
-        async move { remote.publish("bench", vec![event]).await.is_ok() }
+    let broker = [("broker", child.id().expect("the broker's pid"))];
+    let batch = a.batch;
+    let (started, tasks) = closed_loop(a, &broker, move |task, n| {
+        let (remote, events) = (remote.clone(), bench_events(task, n, batch, &data));
+        async move { remote.publish("bench", events).await.map_or(0, |_| batch) }
     });
     report(
         serde_json::json!({"mode": "publish-remote"}),
@@ -457,9 +562,10 @@ async fn publish_broker(a: &Args) {
     let broker = Broker::open(&a.dir, config).await.expect("open the broker");
     let data = Bytes::from(vec![b'x'; a.size]);
     let publisher = broker.clone();
-    let (started, tasks) = closed_loop(a, move |task, n| {
-        let (broker, event) = (publisher.clone(), bench_event(task, n, &data));
-        async move { broker.publish("bench", vec![event]).await.is_ok() }
+    let batch = a.batch;
+    let (started, tasks) = closed_loop(a, &[], move |task, n| {
+        let (broker, events) = (publisher.clone(), bench_events(task, n, batch, &data));
+        async move { broker.publish("bench", events).await.map_or(0, |_| batch) }
     });
     report(
         serde_json::json!({"mode": "publish-broker"}),
