@@ -231,11 +231,11 @@ prune "$RUN"/nats-debian-store "$RUN"/sinew-jetstream "$RUN"/sinew-jetstream-p1 
 if [[ -n $PYPI_NATS ]]; then
   PORT=$(free_port)
   nats nats-pypi "$PYPI_NATS" "$PORT"
-  run js-pypi-default publish-jetstream --url "nats://127.0.0.1:$PORT" "${COMMON[@]}"
+  run js-pypi-default publish-jetstream --url "nats://127.0.0.1:$PORT" --server-pid "$STARTED_PID" "${COMMON[@]}"
   stop_started "$STARTED_PID"
   PORT=$(free_port)
   nats nats-pypi-always "$PYPI_NATS" "$PORT" always
-  run js-pypi-always publish-jetstream --url "nats://127.0.0.1:$PORT" "${COMMON[@]}"
+  run js-pypi-always publish-jetstream --url "nats://127.0.0.1:$PORT" --server-pid "$STARTED_PID" "${COMMON[@]}"
   stop_started "$STARTED_PID"
   prune "$RUN"/nats-pypi*-store
 fi
