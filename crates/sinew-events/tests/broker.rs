@@ -1,7 +1,7 @@
 //! The broker's publish and fetch: topics created on first use, key →
 //! partition, every event once and in per-key order, ce-id de-duplication
-//! (also across a reopen, and not past its window), long-poll fetch, and
-//! offsets lost to retention.
+//! (also across a reopen, and not past its window, and when the publisher
+//! stops waiting), long-poll fetch, and offsets lost to retention.
 
 mod common;
 
@@ -233,6 +233,53 @@ async fn concurrent_publishes_of_one_id_write_it_once() {
         .all(|p| (p.partition, p.offset) == (original.partition, original.offset)));
     let records = read_partition(&broker, "orders", original.partition).await;
     assert_eq!(records.len(), 1);
+    broker.close().await.expect("close");
+}
+
+/// A publisher that stops waiting once its events are queued does not
+/// stop them: they are written, their ids settle as written (so the same
+/// id published again is a duplicate, stored once), and a fetch waiting
+/// on the partition wakes for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_whose_caller_gives_up_still_settles_its_ids() {
+    let dir = TempDir::new("broker-give-up");
+    let broker = Broker::open(dir.path(), partitions(1)).await.expect("open");
+    // The topic exists, so the next publish queues its append on its
+    // first poll.
+    broker
+        .publish("orders", vec![event(0)])
+        .await
+        .expect("publish");
+    let waiter = tokio::spawn({
+        let broker = Arc::clone(&broker);
+        async move {
+            broker
+                .fetch("orders", 0, 1, 1 << 20, Duration::from_secs(10))
+                .await
+                .expect("fetch")
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut given_up = Box::pin(broker.publish("orders", vec![event(1)]));
+    tokio::select! {
+        biased;
+        _ = &mut given_up => panic!("an fsync'ed publish cannot finish on its first poll"),
+        () = std::future::ready(()) => {}
+    }
+    drop(given_up);
+    let again = broker
+        .publish("orders", vec![event(1)])
+        .await
+        .expect("publish again");
+    assert!(
+        again[0].duplicate,
+        "the first write of e-1 settled: {again:?}"
+    );
+    assert_eq!(again[0].offset, 1);
+    let woken = waiter.await.expect("fetch");
+    assert_eq!(woken.len(), 1);
+    assert_eq!(event_id(&woken[0]), Some("e-1"));
+    assert_eq!(read_partition(&broker, "orders", 0).await.len(), 2);
     broker.close().await.expect("close");
 }
 
