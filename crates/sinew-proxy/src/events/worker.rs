@@ -184,13 +184,18 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
 /// Adds fetched events to the state, making ready those that may go now.
 fn take(state: &mut State, events: Vec<StoredEvent>, ordering: Ordering) {
     for stored in events {
-        let Some(event) = stored.event else {
+        let Some(mut event) = stored.event else {
             continue;
         };
         if stored.offset < state.next_fetch {
             continue;
         }
         state.next_fetch = stored.offset + 1;
+        // The key and data arrive as slices of the whole fetch reply; an
+        // event may wait here long (behind its key, or retrying), so it
+        // keeps copies of its own, not the reply's megabyte.
+        event.key = Bytes::copy_from_slice(&event.key);
+        event.data = Bytes::copy_from_slice(&event.data);
         let key = event.key.clone();
         state.pending.insert(stored.offset, Arc::new(event));
         match ordering {
@@ -463,5 +468,27 @@ mod tests {
         // Already-seen offsets are ignored.
         take(&mut s, vec![stored(6, "a")], Ordering::None);
         assert_eq!(s.ready.len(), 2);
+    }
+
+    #[test]
+    fn a_waiting_event_keeps_its_own_bytes_not_the_fetch_reply() {
+        // A fetch reply's buffer; the event's key and data are slices of it.
+        let reply = Bytes::from(vec![7u8; 1 << 20]);
+        let within = |b: &Bytes| reply.as_ptr_range().contains(&b.as_ptr());
+        let event = StoredEvent {
+            offset: 0,
+            event: Some(Event {
+                id: "e0".into(),
+                key: reply.slice(0..1),
+                data: reply.slice(1..257),
+                ..Event::default()
+            }),
+        };
+        let mut s = state();
+        take(&mut s, vec![event], Ordering::Key);
+        let kept = &s.pending[&0];
+        assert_eq!((kept.key.len(), kept.data.len()), (1, 256));
+        assert!(!within(&kept.key) && !within(&kept.data));
+        assert!(s.queued.keys().all(|k| !within(k)));
     }
 }
