@@ -218,11 +218,12 @@ run js-debian "${JS[@]}" "${COMMON[@]}"
 run js-debian-high "${JS[@]}" "${HIGH[@]}"
 run js-debian-batch "${JS[@]}" --batch "$BATCH" "${COMMON[@]}"
 run sinew-jetstream publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-jetstream" \
-  --events "jetstream:nats://127.0.0.1:$PORT" "${COMMON[@]}"
+  --events "jetstream:nats://127.0.0.1:$PORT" --server-pid "$NATS_DEBIAN_PID" "${COMMON[@]}"
 # One stream per topic: the layout of the one-partition embedded runs. A topic of its own,
 # since the one above already has eight.
 run sinew-jetstream-p1 publish-sinew --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/sinew-jetstream-p1" \
-  --events "jetstream:nats://127.0.0.1:$PORT" --partitions 1 --topic orders-p1 "${COMMON[@]}"
+  --events "jetstream:nats://127.0.0.1:$PORT" --partitions 1 --topic orders-p1 \
+  --server-pid "$NATS_DEBIAN_PID" "${COMMON[@]}"
 run latency-jetstream latency --sinew "$SINEW_BIN" --dir "$ROOT/$RUN/latency-jetstream" \
   --events "jetstream:nats://127.0.0.1:$PORT" --rate "$RATE" -s "$SECONDS_EACH"
 stop_started "$NATS_DEBIAN_PID"
@@ -287,7 +288,7 @@ the control plane or nats-server.
 
 Closed loop: each publisher has one publish outstanding (one event, or in the batched rows
 $BATCH); 256-byte events over 64 keys, ${SECONDS_EACH} s each. Latency is each publish's round
-trip (the 200, or the PubAck of its last event).
+trip (the 200, or the PubAck of its last event); "failed" counts publishes, not events.
 
 | system | partitions | publishers | events/s | p50 ms | p99 ms | failed |
 |---|---|---|---|---|---|---|

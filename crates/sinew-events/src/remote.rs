@@ -129,8 +129,9 @@ impl RemoteBroker {
             return Ok(Vec::new());
         }
         // The retry alone after a refused shared call needs the events
-        // again: here a copy (the sidecars' own publishes, which carry
-        // nearly all the load, re-parse their request instead).
+        // again: here a copy, for every publish of a control plane whose
+        // events live on this broker (data and key are shared, not copied;
+        // the id and header names are).
         let copy = events.clone();
         let again = move || copy.into_iter().map(to_proto).collect();
         let events = events.into_iter().map(to_proto).collect();

@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Every throughput mode reports the CPU each process on the path spent per
-//! acknowledged event (`cpu_us_per_event`, from `/proc`; for JetStream the
-//! nats-server's only with `--server-pid PID`).
+//! acknowledged event (`cpu_us_per_event`, from `/proc`; the nats-server's,
+//! for publish-jetstream or publish-sinew on JetStream, with
+//! `--server-pid PID`).
 //!
 //! `--control-arg ARG` passes a further argument to `sinew control`
 //! (repeat it, e.g. `--control-arg --workers --control-arg 1`).
@@ -392,10 +393,13 @@ async fn publish_sinew(a: &Args) {
     let deadline = started + Duration::from_secs(a.seconds);
     // CPU per event of each process on the path: what bounds it on a
     // machine they share.
-    let cpu = CpuMeter::start(&[
+    // With --events jetstream:URL, --server-pid names the nats-server.
+    let mut processes = vec![
         ("control", control.process().pid()),
         ("sidecar", checkout.process().pid()),
-    ]);
+    ];
+    processes.extend(a.server_pid.map(|pid| ("server", pid)));
+    let cpu = CpuMeter::start(&processes);
     let tasks: Vec<_> = (0..a.concurrency)
         .map(|t| {
             let (topic, data) = (topic.clone(), data.clone());

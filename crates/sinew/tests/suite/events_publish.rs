@@ -68,9 +68,12 @@ async fn publishing_is_refused_clearly() {
 
 /// JetStream refuses an id with a control character, which the sidecar
 /// lets through (any 1-256 characters). Published among many concurrent
-/// good events, so the sidecar puts it in shared calls, it fails alone:
-/// the refused call is retried publisher by publisher (each publisher's
-/// request parsed again), and every good event is stored.
+/// good events, it fails alone: the refused call is retried publisher by
+/// publisher (each publisher's request parsed again), and every good event
+/// is stored. A round's first two publishes reach the control plane alone
+/// (two calls in flight); the rest queue behind them and share calls, so
+/// over 8 rounds of 25 the bad event all but surely shares one (the test
+/// fails when the events made again are empty).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_jetstream_a_refused_event_fails_only_its_publisher() {
     let Some((control, _nats)) = on_jetstream().await else {
