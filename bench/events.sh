@@ -8,7 +8,7 @@ usage() {
 Usage: bash bench/events.sh [--no-build] [--update-docs] [--seconds S] [--concurrency C]
                             [--high-concurrency H] [--batch B] [--rate R] [--help]
 
-One run, every figure side by side (the load tool is crates/sinew/examples/events_bench.rs;
+One run, every figure side by side (the load tool is crates/sinew/examples/events_bench/;
 all data directories are on the disk under the run directory, never tmpfs):
 
 1. Publish throughput, C publishers (default 32), each with one publish outstanding, 256-byte

@@ -185,14 +185,15 @@ async fn send<P: Publish>(publisher: &P, batch: Vec<Job<P>>) {
         return;
     }
     let counts: Vec<usize> = batch.iter().map(|j| j.events.len()).collect();
-    let mut events = Vec::with_capacity(counts.iter().sum());
+    let total = counts.iter().sum();
+    let mut events = Vec::with_capacity(total);
     let mut callers = Vec::with_capacity(batch.len());
     for job in batch {
         events.extend(job.events);
         callers.push((job.again, job.reply));
     }
     match publisher.publish(events).await {
-        Ok(answers) if answers.len() == counts.iter().sum::<usize>() => {
+        Ok(answers) if answers.len() == total => {
             let mut answers = answers.into_iter();
             for (reply, n) in replies(callers).zip(counts) {
                 let _ = reply.send(Ok(answers.by_ref().take(n).collect()));
