@@ -25,9 +25,14 @@ const LIST: &str = "link/text-order.txt";
 fn main() {
     println!("cargo:rerun-if-changed={LIST}");
     println!("cargo:rerun-if-env-changed=SINEW_TEXT_ORDER");
-    if !links_with_lld() || env::var("SINEW_TEXT_ORDER").is_ok_and(|v| v == "0") {
-        return;
-    }
+    let applied =
+        links_with_lld() && !env::var("SINEW_TEXT_ORDER").is_ok_and(|v| v == "0") && apply_order();
+    // Tells the tests (suite::code_layout) whether to expect the layout.
+    println!("cargo:rustc-env=SINEW_TEXT_ORDERED={}", u8::from(applied));
+}
+
+/// Writes the linker script and passes it to the link of the binary; false if it cannot.
+fn apply_order() -> bool {
     let list = fs::read_to_string(LIST).expect("crates/sinew/link/text-order.txt is readable");
     let mut script = String::from("SECTIONS {\n  .text.ordered : {\n");
     for name in list.lines().map(str::trim) {
@@ -47,9 +52,11 @@ fn main() {
     fs::write(&path, script).expect("OUT_DIR is writable");
     let path = path.display().to_string();
     // `-Wl,` splits its argument at commas.
-    if !path.contains(',') {
-        println!("cargo:rustc-link-arg-bin=sinew=-Wl,-T,{path}");
+    if path.contains(',') {
+        return false;
     }
+    println!("cargo:rustc-link-arg-bin=sinew=-Wl,-T,{path}");
+    true
 }
 
 /// Whether the link uses LLD, whose linker scripts can add an output section to the

@@ -56,6 +56,9 @@ use crate::broker::{lock, now_ms, read, write, Event, Published, ID_HEADER};
 use crate::error::{Error, Result};
 use crate::record::{Header, Record};
 
+mod cursors;
+mod read;
+
 /// The header JetStream de-duplicates by.
 const MSG_ID: &str = "Nats-Msg-Id";
 /// The header carrying an event's partition key.
@@ -63,7 +66,6 @@ const KEY_HEADER: &str = "Sinew-Key";
 /// The header carrying an event's timestamp (ms since the Unix epoch).
 const TIME_HEADER: &str = "Sinew-Time";
 /// Most messages one fetch reads (pipelined direct gets).
-const FETCH_BATCH: u64 = 64;
 /// JetStream's error code for "insufficient resources" (the account's or
 /// server's storage limit reached).
 const INSUFFICIENT_RESOURCES: u64 = 10023;
@@ -390,285 +392,12 @@ impl JetStream {
         Ok(partition_for(Some(key), "", count))
     }
 
-    /// See [`Broker::fetch`](crate::Broker::fetch).
-    pub async fn fetch(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: u64,
-        max_bytes: usize,
-        wait: Duration,
-    ) -> Result<Vec<Record>> {
-        let topic = self.topic(topic).await?;
-        let part = topic.partition(partition)?;
-        // Subscribed before the state is read, so an append in between wakes us.
-        let mut appended = self.waker(&part.subject);
-        let mut range = offsets(part).await?;
-        if from < range.start || from > range.end {
-            return Err(Error::OffsetOutOfRange {
-                requested: from,
-                first: range.start,
-                next: range.end,
-            });
-        }
-        if from == range.end && !wait.is_zero() {
-            let deadline = tokio::time::Instant::now() + wait;
-            while from == range.end {
-                match tokio::time::timeout_at(deadline, appended.changed()).await {
-                    Ok(Ok(())) => {
-                        appended.borrow_and_update();
-                        // The stream may store it a moment after the
-                        // subscription sees it.
-                        for _ in 0..5 {
-                            range = offsets(part).await?;
-                            if range.end > from {
-                                break;
-                            }
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
-                    }
-                    Ok(Err(_)) | Err(_) => return Ok(Vec::new()),
-                }
-            }
-        }
-        let count = (range.end - from).min(FETCH_BATCH);
-        let gets = (0..count).map(|i| part.stream.direct_get(from + i + 1));
-        let messages = futures_util::future::join_all(gets).await;
-        let mut records = Vec::with_capacity(messages.len());
-        let mut bytes = 0;
-        for message in messages {
-            let message = match message {
-                Ok(message) => message,
-                // Aged out under us: the caller's next fetch repositions.
-                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => break,
-                Err(e) => return Err(remote("read", &e)),
-            };
-            let record = to_record(message);
-            bytes += record.value.len() + record.key.len();
-            records.push(record);
-            if bytes >= max_bytes {
-                break;
-            }
-        }
-        Ok(records)
-    }
-
-    /// `first..next` of `topic`/`partition`.
-    pub async fn offsets(&self, topic: &str, partition: u32) -> Result<Range<u64>> {
-        let topic = self.topic(topic).await?;
-        offsets(topic.partition(partition)?).await
-    }
-
-    /// The offset of the first event of `topic`/`partition` stored at or
-    /// after `ts_ms` (by JetStream's clock, which only grows within a
-    /// stream); `None` when there is none.
-    pub async fn offset_for_time(
-        &self,
-        topic: &str,
-        partition: u32,
-        ts_ms: u64,
-    ) -> Result<Option<u64>> {
-        let topic = self.topic(topic).await?;
-        let part = topic.partition(partition)?;
-        let range = offsets(part).await?;
-        // Binary search for the first offset stored at or after ts_ms.
-        let (mut lo, mut hi) = (range.start, range.end);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match part.stream.direct_get(mid + 1).await {
-                Ok(message) if stored_ms(&message) >= ts_ms => hi = mid,
-                Ok(_) => lo = mid + 1,
-                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => lo = mid + 1,
-                Err(e) => return Err(remote("read", &e)),
-            }
-        }
-        Ok((lo < range.end).then_some(lo))
-    }
-
-    /// See [`Broker::heartbeat`](crate::Broker::heartbeat).
-    pub async fn heartbeat(&self, group: &str, topic: &str, member: &str) -> Result<Assignment> {
-        check_name("group", group)?;
-        check_name("member", member)?;
-        let partitions = self.partitions(topic).await?;
-        let ready = self.ready().await?;
-        Ok(lock(&ready.groups).heartbeat(
-            (group, topic),
-            partitions,
-            member,
-            Instant::now(),
-            self.config.session_timeout,
-        ))
-    }
-
-    /// See [`Broker::leave`](crate::Broker::leave).
-    pub async fn leave(&self, group: &str, topic: &str, member: &str) -> Result<()> {
-        check_name("group", group)?;
-        check_name("member", member)?;
-        check_topic(topic)?;
-        let ready = self.ready().await?;
-        lock(&ready.groups).leave((group, topic), member);
-        Ok(())
-    }
-
-    /// See [`Broker::committed`](crate::Broker::committed).
-    pub async fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
-        check_name("group", group)?;
-        self.topic(topic).await?.partition(partition)?;
-        let ready = self.ready().await?;
-        let entry = ready
-            .cursors
-            .entry(cursor_key(group, topic, partition))
-            .await
-            .map_err(|e| remote("read cursor", &e))?;
-        match entry {
-            Some(entry) if entry.operation == kv::Operation::Put => {
-                Ok(Some(parse_offset(&entry.value)?))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// See [`Broker::commit`](crate::Broker::commit): fenced by this
-    /// process's groups, forward-only by compare-and-set in the bucket.
-    pub async fn commit(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        next_offset: u64,
-        member: &str,
-        generation: u64,
-    ) -> Result<()> {
-        check_name("group", group)?;
-        check_name("member", member)?;
-        let part_next = {
-            let topic = self.topic(topic).await?;
-            offsets(topic.partition(partition)?).await?.end
-        };
-        let ready = self.ready().await?;
-        lock(&ready.groups).fence((group, topic), partition, member, generation)?;
-        self.set_cursor(
-            ready,
-            group,
-            topic,
-            partition,
-            next_offset,
-            part_next,
-            false,
-        )
-        .await
-    }
-
-    /// See [`Broker::reset_cursor`](crate::Broker::reset_cursor).
-    pub async fn reset_cursor(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        next_offset: u64,
-    ) -> Result<()> {
-        check_name("group", group)?;
-        let part_next = {
-            let topic = self.topic(topic).await?;
-            offsets(topic.partition(partition)?).await?.end
-        };
-        let ready = self.ready().await?;
-        self.set_cursor(ready, group, topic, partition, next_offset, part_next, true)
-            .await
-    }
-
-    #[expect(clippy::too_many_arguments, reason = "one cursor write, named parts")]
-    async fn set_cursor(
-        &self,
-        ready: &Ready,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        next_offset: u64,
-        part_next: u64,
-        backwards: bool,
-    ) -> Result<()> {
-        if next_offset > part_next {
-            return Err(Error::CursorOutOfRange {
-                requested: next_offset,
-                next: part_next,
-            });
-        }
-        let key = cursor_key(group, topic, partition);
-        let value = Bytes::from(next_offset.to_string());
-        if backwards {
-            ready
-                .cursors
-                .put(&key, value)
-                .await
-                .map_err(|e| remote("write cursor", &e))?;
-            return Ok(());
-        }
-        // Forward only: compare-and-set on the revision read, again on a race.
-        loop {
-            let entry = ready
-                .cursors
-                .entry(key.clone())
-                .await
-                .map_err(|e| remote("read cursor", &e))?;
-            let written = match entry {
-                Some(entry) if entry.operation == kv::Operation::Put => {
-                    if parse_offset(&entry.value)? >= next_offset {
-                        return Ok(());
-                    }
-                    ready
-                        .cursors
-                        .update(&key, value.clone(), entry.revision)
-                        .await
-                        .map_err(|e| e.kind() == kv::UpdateErrorKind::WrongLastRevision)
-                }
-                _ => ready
-                    .cursors
-                    .create(&key, value.clone())
-                    .await
-                    .map_err(|e| e.kind() == kv::CreateErrorKind::AlreadyExists),
-            };
-            match written {
-                Ok(_) => return Ok(()),
-                Err(true) => continue,
-                Err(false) => {
-                    return Err(Error::Remote {
-                        op: "write cursor",
-                        message: format!(
-                            "cannot write the cursor of {group} on {topic}/{partition}"
-                        ),
-                        storage_full: false,
-                    })
-                }
-            }
-        }
-    }
-
-    /// Expires silent group members (the embedded broker's background
-    /// tick; the control plane calls it every quarter second or so).
-    pub fn expire_members(&self) {
-        if let Some(ready) = self.ready.get() {
-            lock(&ready.groups).expire(Instant::now(), self.config.session_timeout);
-        }
-    }
-
     /// Stops listening and flushes what the client has buffered.
     pub async fn close(&self) -> Result<()> {
         if let Some(task) = lock(&self.listener).take() {
             task.abort();
         }
         self.client.flush().await.map_err(|e| remote("flush", &e))
-    }
-
-    /// A receiver bumped on every message on `subject`.
-    fn waker(&self, subject: &str) -> watch::Receiver<u64> {
-        let mut wakers = lock(&self.wakers);
-        let waker = wakers
-            .entry(subject.to_owned())
-            .or_insert_with(|| watch::channel(0).0);
-        let mut receiver = waker.subscribe();
-        receiver.borrow_and_update();
-        receiver
     }
 }
 
@@ -682,23 +411,6 @@ impl Topic {
                 partitions: self.partitions.len() as u32,
             })
     }
-}
-
-/// `first..next` offsets of a partition's stream.
-async fn offsets(part: &Partition) -> Result<Range<u64>> {
-    let info = part
-        .stream
-        .get_info()
-        .await
-        .map_err(|e| remote("stream info", &e))?;
-    let state = info.state;
-    let next = state.last_sequence;
-    let first = if state.messages == 0 {
-        next
-    } else {
-        state.first_sequence.saturating_sub(1)
-    };
-    Ok(first..next)
 }
 
 /// Builds event `index`'s message: (ce-id, key, headers, payload).
@@ -750,55 +462,6 @@ fn message(index: usize, event: Event) -> Result<(String, Option<Bytes>, HeaderM
         }
     }
     Ok((event.id, key, headers, event.value))
-}
-
-/// A stored message as a record: offset = sequence − 1, the ce-id first.
-fn to_record(message: async_nats::jetstream::message::StreamMessage) -> Record {
-    let timestamp_ms = message
-        .headers
-        .get(TIME_HEADER)
-        .and_then(|v| v.as_str().parse().ok())
-        .unwrap_or_else(|| stored_ms(&message));
-    let key = message
-        .headers
-        .get(KEY_HEADER)
-        .map(|v| Bytes::copy_from_slice(v.as_str().as_bytes()))
-        .unwrap_or_default();
-    let mut headers = Vec::with_capacity(message.headers.len());
-    if let Some(id) = message.headers.get(MSG_ID) {
-        headers.push(Header {
-            name: ID_HEADER.to_owned(),
-            value: Bytes::copy_from_slice(id.as_str().as_bytes()),
-        });
-    }
-    let mut rest: Vec<Header> = message
-        .headers
-        .iter()
-        .filter(|(name, _)| {
-            let name: &str = name.as_ref();
-            !name.starts_with("Nats-") && !name.starts_with("Sinew-")
-        })
-        .flat_map(|(name, values)| {
-            values.iter().map(move |value| Header {
-                name: name.to_string(),
-                value: Bytes::copy_from_slice(value.as_str().as_bytes()),
-            })
-        })
-        .collect();
-    rest.sort_by(|a, b| a.name.cmp(&b.name));
-    headers.extend(rest);
-    Record {
-        offset: message.sequence.saturating_sub(1),
-        timestamp_ms,
-        key,
-        headers,
-        value: message.payload,
-    }
-}
-
-/// When JetStream stored `message`, in ms since the Unix epoch.
-fn stored_ms(message: &async_nats::jetstream::message::StreamMessage) -> u64 {
-    u64::try_from(message.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
 /// Raises the epoch in `meta` by one (compare-and-set) and returns it.
@@ -860,11 +523,6 @@ fn subject(topic: &str, partition: u32) -> String {
     format!("sinew.{}.{partition}", topic.replace('.', "~"))
 }
 
-/// A cursor's key in the bucket (keys are `[-/_=.a-zA-Z0-9]`).
-fn cursor_key(group: &str, topic: &str, partition: u32) -> String {
-    format!("{}.{}.{partition}", hex(group), hex(topic))
-}
-
 fn hex(s: &str) -> String {
     use std::fmt::Write;
     s.bytes()
@@ -916,6 +574,8 @@ fn is_text(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::cursors::cursor_key;
+    use super::read::to_record;
     use super::*;
 
     #[test]

@@ -5,6 +5,7 @@
 mod api;
 mod authorization;
 mod balancing;
+mod code_layout;
 mod config_errors;
 mod control_cli;
 mod control_identity;
