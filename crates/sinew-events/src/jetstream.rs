@@ -37,9 +37,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::ops::Range;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::header::HeaderMap;
 use async_nats::jetstream::{self, kv, stream};
@@ -48,13 +47,12 @@ use futures_util::StreamExt;
 use tokio::sync::{watch, OnceCell};
 use tracing::info;
 
-use crate::broker::group::{Assignment, Groups};
-use crate::broker::layout::{check_name, check_topic};
+use crate::broker::group::Groups;
+use crate::broker::layout::check_topic;
 use crate::broker::partitioner::partition_for;
 use crate::broker::publish::check_event;
-use crate::broker::{lock, now_ms, read, write, Event, Published, ID_HEADER};
+use crate::broker::{lock, now_ms, read, write, Event, Published};
 use crate::error::{Error, Result};
-use crate::record::{Header, Record};
 
 mod cursors;
 mod read;
@@ -575,7 +573,6 @@ fn is_text(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::cursors::cursor_key;
-    use super::read::to_record;
     use super::*;
 
     #[test]
