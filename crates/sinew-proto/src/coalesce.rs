@@ -36,8 +36,12 @@ use crate::{payload_bytes, Event};
 pub const MAX_EVENTS: usize = 512;
 /// Most payload bytes in one coalesced call (a lone larger job goes alone).
 pub const MAX_BYTES: usize = 1 << 20;
-/// Calls in flight per topic: the next batch gathers while one is synced.
-pub const IN_FLIGHT: usize = 2;
+/// Calls in flight per topic: the next batches gather while earlier ones are
+/// synced. A call of 500 events spends about a third of its time in the
+/// partition's group commit and the rest in transit, decoding and queueing,
+/// so 4 keep the broker busier than 2 (batches of 100 through the sidecar:
+/// +4 to +20 % events/s in 6 of 6 interleaved pairs, 1 and 8 partitions).
+pub const IN_FLIGHT: usize = 4;
 
 /// One topic's Publish call, as a [`Coalescer`] makes it.
 pub trait Publish: Send + Sync + 'static {
