@@ -16,9 +16,10 @@
 //! 150, and less CPU). Zeros can never be a frame (a frame's length is at
 //! least [`record::MIN_RECORD_LEN`]), so a scan that meets a bad frame
 //! followed only by zeros has found the end of the records, not damage: it
-//! trims the padding without a warning, in either [`Tail`] mode. A roll and a clean close trim the padding too. If
-//! the zeros cannot be written (a full disk), the segment stops
-//! preallocating and appends as before; the data is always written first.
+//! trims the padding without a warning, in either [`Tail`] mode. A roll
+//! and a clean close trim the padding too. If the zeros cannot be written
+//! (a full disk), the segment stops preallocating and appends as before;
+//! the data is always written first.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;

@@ -8,8 +8,9 @@ use std::time::Instant;
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 
+use super::names::{cursor_key, parse_offset};
 use super::read::offsets;
-use super::{hex, parse_offset, remote, JetStream, Ready};
+use super::{remote, JetStream, Ready};
 use crate::broker::group::Assignment;
 use crate::broker::layout::{check_name, check_topic};
 use crate::broker::lock;
@@ -182,9 +183,4 @@ impl JetStream {
             lock(&ready.groups).expire(Instant::now(), self.config.session_timeout);
         }
     }
-}
-
-/// A cursor's key in the bucket (keys are `[-/_=.a-zA-Z0-9]`).
-pub(super) fn cursor_key(group: &str, topic: &str, partition: u32) -> String {
-    format!("{}.{}.{partition}", hex(group), hex(topic))
 }
