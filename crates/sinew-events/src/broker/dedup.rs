@@ -7,34 +7,35 @@
 //! publish writes it). So two concurrent publishes of one id never both
 //! write it.
 //!
-//! Entries expire `window` after they were acknowledged; expiry walks a
-//! queue in acknowledgement order, so it costs one step per entry. A
-//! written id older than the window is not a duplicate even before expiry
-//! removes it.
+//! A written id older than the window is not a duplicate. Written ids are
+//! kept in generations, each covering half a window of acknowledgements:
 //!
-//! An id is kept once, shared (`Arc<str>`) by its slot, the expiry queue
-//! and the reservation that writes it.
+//! ```text
+//! generations (oldest first): [ t0 .. t0+W/2 ) [ .. ) [ current ]
+//!   each: a table of (key, where the id's bytes are, partition, offset, acked at)
+//!         + one buffer holding all its ids' bytes
+//! ```
+//!
+//! Expiry drops a whole generation once its newest entry has left the
+//! window: no step per id, and nothing in an entry to free. Ids are kept
+//! exactly (a lookup compares bytes, never a hash alone), but without an
+//! allocation of their own: a generation appends them to its buffer. At a
+//! high publish rate the window holds millions of ids (two minutes at
+//! 100k events/s is 12 million), so this is what keeps publishing cheap: an
+//! id costs about 40 bytes of table and its own length of buffer, one
+//! keyed hash to compute, and no rehash of the whole window as it grows
+//! (each generation is sized from the one before it).
+//!
+//! Pending ids are few (those of the appends in flight) and kept apart,
+//! by key alone: two ids sharing a 64-bit key would only make the second
+//! publish wait for the first's write, then look again.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
+use hashbrown::HashTable;
 use tokio::sync::watch;
-
-/// What the window knows of an id.
-#[derive(Debug)]
-enum Slot {
-    /// Written and acknowledged.
-    Written {
-        /// Its partition.
-        partition: u32,
-        /// Its offset.
-        offset: u64,
-        /// When it was acknowledged (ms since the epoch, broker clock).
-        at_ms: u64,
-    },
-    /// Being written; the channel closes when that write ends.
-    Pending(watch::Receiver<()>),
-}
 
 /// The answer of [`Dedup::lookup`].
 #[derive(Debug)]
@@ -52,17 +53,123 @@ pub(crate) enum Seen {
     Pending(watch::Receiver<()>),
 }
 
+/// Turns ids into the 64-bit keys the window files them under: SipHash
+/// with this process's random keys, so ids chosen to collide cannot be
+/// made to crowd one slot.
+#[derive(Debug, Default)]
+pub(crate) struct IdKeys(RandomState);
+
+impl IdKeys {
+    /// `id`'s key.
+    pub(crate) fn key(&self, id: &str) -> u64 {
+        self.0.hash_one(id)
+    }
+}
+
+/// Hashes a key that is already a keyed hash: passes it through.
+#[derive(Debug, Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+}
+
+/// A map keyed by [`IdKeys`] keys.
+pub(crate) type ByKey<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+
+/// One written id, in its generation's table.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Its key.
+    key: u64,
+    /// Where its bytes start in the generation's buffer.
+    start: usize,
+    /// Their length.
+    len: u32,
+    /// Its partition.
+    partition: u32,
+    /// Its offset.
+    offset: u64,
+    /// When it was acknowledged (ms since the epoch, broker clock).
+    at_ms: u64,
+}
+
+/// Written ids acknowledged within one span of time.
+#[derive(Debug)]
+struct Generation {
+    /// The first acknowledgement in it.
+    first_ms: u64,
+    /// The latest acknowledgement in it.
+    newest_ms: u64,
+    /// The ids, by key.
+    table: HashTable<Entry>,
+    /// Their bytes, one after another.
+    ids: String,
+}
+
+impl Generation {
+    /// An empty generation starting at `first_ms`, sized for `expect` ids
+    /// of about `mean` bytes.
+    fn new(first_ms: u64, expect: usize, mean: usize) -> Self {
+        Self {
+            first_ms,
+            newest_ms: first_ms,
+            table: HashTable::with_capacity(expect),
+            ids: String::with_capacity(expect.saturating_mul(mean)),
+        }
+    }
+
+    /// `id`'s entry, if written in this generation.
+    fn find(&self, id: &str, key: u64) -> Option<&Entry> {
+        self.table.find(key, |e| {
+            e.key == key && self.ids.get(e.start..e.start + e.len as usize) == Some(id)
+        })
+    }
+
+    /// Files `id` as written (it is not in this generation). Ids are at
+    /// most 256 bytes; one that does not fit the entry is not filed.
+    fn insert(&mut self, id: &str, key: u64, (partition, offset): (u32, u64), at_ms: u64) {
+        let Ok(len) = u32::try_from(id.len()) else {
+            return;
+        };
+        let entry = Entry {
+            key,
+            start: self.ids.len(),
+            len,
+            partition,
+            offset,
+            at_ms,
+        };
+        self.ids.push_str(id);
+        self.newest_ms = self.newest_ms.max(at_ms);
+        self.table.insert_unique(key, entry, |e| e.key);
+    }
+}
+
 /// The window of one topic.
 #[derive(Debug)]
 pub(crate) struct Dedup {
     /// The window's length in ms.
     window_ms: u64,
-    /// Ids in the window, and pending ones.
-    slots: HashMap<Arc<str>, Slot>,
-    /// Written ids in acknowledgement order, for expiry.
-    order: VecDeque<(u64, Arc<str>)>,
-    /// The latest acknowledgement time queued (keeps `order` sorted when
-    /// the clock steps back).
+    /// Written ids, oldest generation first.
+    generations: VecDeque<Generation>,
+    /// Ids being written, by key: the channel that closes when the write
+    /// ends.
+    pending: ByKey<watch::Receiver<()>>,
+    /// The latest acknowledgement time filed (keeps generations in order
+    /// when the clock steps back).
     last_ms: u64,
 }
 
@@ -71,105 +178,121 @@ impl Dedup {
     pub(crate) fn new(window_ms: u64) -> Self {
         Self {
             window_ms,
-            slots: HashMap::new(),
-            order: VecDeque::new(),
+            generations: VecDeque::new(),
+            pending: ByKey::default(),
             last_ms: 0,
         }
     }
 
-    /// What the window knows of `id` at `now_ms`.
-    pub(crate) fn lookup(&self, id: &str, now_ms: u64) -> Seen {
-        match self.slots.get(id) {
-            Some(Slot::Written {
-                partition,
-                offset,
-                at_ms,
-            }) if now_ms.saturating_sub(*at_ms) <= self.window_ms => Seen::Written {
-                partition: *partition,
-                offset: *offset,
+    /// What the window knows of `id` (whose key is `key`) at `now_ms`.
+    pub(crate) fn lookup(&self, id: &str, key: u64, now_ms: u64) -> Seen {
+        if let Some(done) = self.pending.get(&key) {
+            return Seen::Pending(done.clone());
+        }
+        // Newest first: an id written again after its first write expired
+        // answers with the later write.
+        match self.find(id, key) {
+            Some(e) if now_ms.saturating_sub(e.at_ms) <= self.window_ms => Seen::Written {
+                partition: e.partition,
+                offset: e.offset,
             },
-            Some(Slot::Pending(done)) => Seen::Pending(done.clone()),
             _ => Seen::New,
         }
     }
 
-    /// Marks `id` as being written; `done` closes when the write ends.
-    pub(crate) fn reserve(&mut self, id: Arc<str>, done: watch::Receiver<()>) {
-        self.slots.insert(id, Slot::Pending(done));
+    /// `id`'s latest written entry still kept.
+    fn find(&self, id: &str, key: u64) -> Option<&Entry> {
+        self.generations.iter().rev().find_map(|g| g.find(id, key))
+    }
+
+    /// Marks the id of `key` as being written (`lookup` found it new);
+    /// `done` closes when the write ends.
+    pub(crate) fn reserve(&mut self, key: u64, done: watch::Receiver<()>) {
+        self.pending.insert(key, done);
     }
 
     /// Records that the write reserved with `done` put `id` at `partition`,
     /// `offset`, acknowledged at `now_ms`.
     pub(crate) fn written(
         &mut self,
-        id: &Arc<str>,
+        id: &str,
+        key: u64,
         done: &watch::Receiver<()>,
-        (partition, offset): (u32, u64),
+        place: (u32, u64),
         now_ms: u64,
     ) {
-        if let Some(slot) = self.slots.get_mut(&**id) {
-            if matches!(slot, Slot::Pending(ours) if ours.same_channel(done)) {
-                let at_ms = now_ms.max(self.last_ms);
-                *slot = Slot::Written {
-                    partition,
-                    offset,
-                    at_ms,
-                };
-                self.last_ms = at_ms;
-                self.order.push_back((at_ms, Arc::clone(id)));
-            }
+        if self.release(key, done) {
+            let at_ms = now_ms.max(self.last_ms);
+            self.file(id, key, place, at_ms);
         }
     }
 
-    /// Forgets `id`'s reservation made with `done`: its write failed.
-    pub(crate) fn abandon(&mut self, id: &str, done: &watch::Receiver<()>) {
-        if matches!(self.slots.get(id), Some(Slot::Pending(ours)) if ours.same_channel(done)) {
-            self.slots.remove(id);
+    /// Forgets the reservation of `key` made with `done`: its write failed.
+    pub(crate) fn abandon(&mut self, key: u64, done: &watch::Receiver<()>) {
+        self.release(key, done);
+    }
+
+    /// Removes the reservation of `key` if `done` made it.
+    fn release(&mut self, key: u64, done: &watch::Receiver<()>) -> bool {
+        let ours = matches!(self.pending.get(&key), Some(d) if d.same_channel(done));
+        if ours {
+            self.pending.remove(&key);
         }
+        ours
     }
 
     /// Adds an id found in the log when the window is rebuilt; the first
     /// occurrence of an id wins. Call in acknowledgement order.
-    pub(crate) fn restore(&mut self, id: String, (partition, offset): (u32, u64), at_ms: u64) {
-        if self.slots.contains_key(id.as_str()) {
-            return;
+    pub(crate) fn restore(&mut self, id: &str, key: u64, place: (u32, u64), at_ms: u64) {
+        if self.find(id, key).is_none() {
+            let at_ms = at_ms.max(self.last_ms);
+            self.file(id, key, place, at_ms);
         }
-        let id: Arc<str> = id.into();
-        let at_ms = at_ms.max(self.last_ms);
-        self.last_ms = at_ms;
-        self.order.push_back((at_ms, Arc::clone(&id)));
-        self.slots.insert(
-            id,
-            Slot::Written {
-                partition,
-                offset,
-                at_ms,
-            },
-        );
     }
 
-    /// Drops written ids older than the window at `now_ms`.
+    /// Files `id` as written at `at_ms` (not before `last_ms`), in the
+    /// current generation or a new one.
+    fn file(&mut self, id: &str, key: u64, place: (u32, u64), at_ms: u64) {
+        self.last_ms = at_ms;
+        let span = (self.window_ms / 2).max(1);
+        let current = match self.generations.back_mut() {
+            Some(g) if at_ms < g.first_ms.saturating_add(span) => g,
+            last => {
+                // Sized like the generation before: a steady rate never
+                // grows (and so never rehashes) a table.
+                let (expect, mean) = last.map_or((0, 0), |g| {
+                    let n = g.table.len();
+                    (n, g.ids.len() / n.max(1))
+                });
+                self.generations
+                    .push_back(Generation::new(at_ms, expect, mean));
+                self.generations.back_mut().expect("just pushed")
+            }
+        };
+        current.insert(id, key, place, at_ms);
+    }
+
+    /// Drops the generations wholly older than the window at `now_ms`.
     pub(crate) fn expire(&mut self, now_ms: u64) {
         let horizon = now_ms.saturating_sub(self.window_ms);
-        while let Some((at_ms, _)) = self.order.front() {
-            if *at_ms >= horizon {
-                break;
-            }
-            let Some((at_ms, id)) = self.order.pop_front() else {
-                break;
-            };
-            // Only the entry this queue item was made for: the id may have
-            // been written again (after an earlier expiry) or be pending.
-            if matches!(self.slots.get(&id), Some(Slot::Written { at_ms: t, .. }) if *t == at_ms) {
-                self.slots.remove(&id);
-            }
+        while self
+            .generations
+            .front()
+            .is_some_and(|g| g.newest_ms < horizon)
+        {
+            self.generations.pop_front();
         }
     }
 
-    /// Ids in the window, written or pending.
+    /// Ids kept, written (expired or not) or pending.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.slots.len()
+        self.pending.len()
+            + self
+                .generations
+                .iter()
+                .map(|g| g.table.len())
+                .sum::<usize>()
     }
 }
 
@@ -177,22 +300,28 @@ impl Dedup {
 mod tests {
     use super::*;
 
+    /// The window and the keys it files ids under.
+    fn window(window_ms: u64) -> (Dedup, impl Fn(&str) -> u64) {
+        let keys = IdKeys::default();
+        (Dedup::new(window_ms), move |id: &str| keys.key(id))
+    }
+
     #[test]
     fn written_ids_are_duplicates_within_the_window_only() {
-        let mut dedup = Dedup::new(1000);
+        let (mut dedup, key) = window(1000);
         let (_tx, rx) = watch::channel(());
-        assert!(matches!(dedup.lookup("a", 0), Seen::New));
-        dedup.reserve("a".into(), rx.clone());
-        assert!(matches!(dedup.lookup("a", 0), Seen::Pending(_)));
-        dedup.written(&"a".into(), &rx, (3, 42), 10_000);
+        assert!(matches!(dedup.lookup("a", key("a"), 0), Seen::New));
+        dedup.reserve(key("a"), rx.clone());
+        assert!(matches!(dedup.lookup("a", key("a"), 0), Seen::Pending(_)));
+        dedup.written("a", key("a"), &rx, (3, 42), 10_000);
         assert!(matches!(
-            dedup.lookup("a", 11_000),
+            dedup.lookup("a", key("a"), 11_000),
             Seen::Written {
                 partition: 3,
                 offset: 42
             }
         ));
-        assert!(matches!(dedup.lookup("a", 11_001), Seen::New));
+        assert!(matches!(dedup.lookup("a", key("a"), 11_001), Seen::New));
         dedup.expire(10_999);
         assert_eq!(dedup.len(), 1);
         dedup.expire(11_001);
@@ -200,21 +329,40 @@ mod tests {
     }
 
     #[test]
+    fn ids_compare_by_their_bytes_not_their_key() {
+        let (mut dedup, key) = window(1000);
+        // Two ids filed under one key (as a 64-bit collision would).
+        let shared = key("a");
+        dedup.restore("a", shared, (0, 1), 10);
+        dedup.restore("b", shared, (0, 2), 10);
+        assert!(matches!(
+            dedup.lookup("a", shared, 10),
+            Seen::Written { offset: 1, .. }
+        ));
+        assert!(matches!(
+            dedup.lookup("b", shared, 10),
+            Seen::Written { offset: 2, .. }
+        ));
+        assert!(matches!(dedup.lookup("c", shared, 10), Seen::New));
+        assert!(matches!(dedup.lookup("a", key("b"), 10), Seen::New));
+    }
+
+    #[test]
     fn a_failed_write_frees_the_id_and_a_stale_reservation_changes_nothing() {
-        let mut dedup = Dedup::new(1000);
+        let (mut dedup, key) = window(1000);
         let (_first_tx, first) = watch::channel(());
         let (_second_tx, second) = watch::channel(());
-        dedup.reserve("a".into(), first.clone());
-        dedup.abandon("a", &first);
-        assert!(matches!(dedup.lookup("a", 0), Seen::New));
-        dedup.reserve("a".into(), second.clone());
+        dedup.reserve(key("a"), first.clone());
+        dedup.abandon(key("a"), &first);
+        assert!(matches!(dedup.lookup("a", key("a"), 0), Seen::New));
+        dedup.reserve(key("a"), second.clone());
         // The first write's late answers do not touch the second's slot.
-        dedup.written(&"a".into(), &first, (0, 1), 5);
-        dedup.abandon("a", &first);
-        assert!(matches!(dedup.lookup("a", 5), Seen::Pending(_)));
-        dedup.written(&"a".into(), &second, (1, 7), 5);
+        dedup.written("a", key("a"), &first, (0, 1), 5);
+        dedup.abandon(key("a"), &first);
+        assert!(matches!(dedup.lookup("a", key("a"), 5), Seen::Pending(_)));
+        dedup.written("a", key("a"), &second, (1, 7), 5);
         assert!(matches!(
-            dedup.lookup("a", 5),
+            dedup.lookup("a", key("a"), 5),
             Seen::Written {
                 partition: 1,
                 offset: 7
@@ -223,30 +371,64 @@ mod tests {
     }
 
     #[test]
-    fn expiry_spares_an_id_written_again() {
-        let mut dedup = Dedup::new(100);
-        dedup.restore("a".into(), (0, 0), 1000);
-        dedup.restore("a".into(), (0, 9), 1001);
+    fn an_id_written_again_after_expiry_answers_with_the_later_write() {
+        let (mut dedup, key) = window(100);
+        dedup.restore("a", key("a"), (0, 0), 1000);
+        dedup.restore("a", key("a"), (0, 9), 1001);
         assert!(matches!(
-            dedup.lookup("a", 1000),
+            dedup.lookup("a", key("a"), 1000),
             Seen::Written { offset: 0, .. }
         ));
-        // Past the window, "a" is new: written again later, it survives the
-        // expiry of its first entry.
+        // Past the window, "a" is new: written again later, it is found
+        // with its new place, and outlives its first entry's generation.
+        assert!(matches!(dedup.lookup("a", key("a"), 1101), Seen::New));
         let (_tx, rx) = watch::channel(());
-        dedup.reserve("a".into(), rx.clone());
-        dedup.written(&"a".into(), &rx, (0, 5), 1200);
+        dedup.reserve(key("a"), rx.clone());
+        dedup.written("a", key("a"), &rx, (0, 5), 1200);
         dedup.expire(1250);
+        assert_eq!(dedup.len(), 1);
         assert!(matches!(
-            dedup.lookup("a", 1250),
+            dedup.lookup("a", key("a"), 1250),
             Seen::Written { offset: 5, .. }
         ));
-        // A clock that steps back keeps the queue in order: "b" counts as
-        // acknowledged with the latest entry.
-        dedup.restore("b".into(), (0, 6), 900);
+        // A clock that steps back files "b" as of the latest entry.
+        dedup.restore("b", key("b"), (0, 6), 900);
+        assert!(matches!(
+            dedup.lookup("b", key("b"), 1300),
+            Seen::Written { offset: 6, .. }
+        ));
         dedup.expire(1299);
         assert_eq!(dedup.len(), 2);
         dedup.expire(1301);
         assert_eq!(dedup.len(), 0);
+    }
+
+    #[test]
+    fn generations_roll_over_and_expire_whole() {
+        let (mut dedup, key) = window(1000);
+        for t in 0..3000u64 {
+            let id = format!("id-{t}");
+            dedup.restore(&id, key(&id), (0, t), t);
+        }
+        // Half-window generations: [0, 500) ... [2500, 3000).
+        assert_eq!(dedup.generations.len(), 6);
+        dedup.expire(2999);
+        // Kept: every generation with an entry at or after 1999.
+        assert_eq!(dedup.generations.len(), 3);
+        assert_eq!(dedup.len(), 1500);
+        for t in [1999u64, 2000, 2999] {
+            let id = format!("id-{t}");
+            assert!(matches!(
+                dedup.lookup(&id, key(&id), 2999),
+                Seen::Written { offset, .. } if offset == t
+            ));
+        }
+        // Kept but out of the window: not a duplicate.
+        assert!(matches!(
+            dedup.lookup("id-1500", key("id-1500"), 2999),
+            Seen::New
+        ));
+        // Each generation after the first was sized from the one before.
+        assert!(dedup.generations.iter().all(|g| g.table.capacity() >= 500));
     }
 }

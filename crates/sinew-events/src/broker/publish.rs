@@ -19,6 +19,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use tokio::sync::watch;
 
 use super::dedup::Seen;
@@ -117,8 +118,10 @@ struct Reservation {
     topic: Arc<Topic>,
     /// The batch's partition.
     partition: u32,
-    /// The ids, in batch order (shared with the window).
-    ids: Vec<Arc<str>>,
+    /// The ids' bytes, one after another, in batch order.
+    ids: String,
+    /// Per id: its key and where its bytes end in `ids`.
+    ends: Vec<(u64, usize)>,
     /// Closed when this is dropped.
     _signal: watch::Sender<()>,
     /// Identifies this reservation's slots.
@@ -128,6 +131,21 @@ struct Reservation {
 }
 
 impl Reservation {
+    /// Adds `id` (whose key is `key`).
+    fn push(&mut self, id: &str, key: u64) {
+        self.ids.push_str(id);
+        self.ends.push((key, self.ids.len()));
+    }
+
+    /// The ids with their keys, in batch order.
+    fn ids(&self) -> impl Iterator<Item = (&str, u64)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|&(_, end)| end));
+        self.ends
+            .iter()
+            .zip(starts)
+            .map(|(&(key, end), start)| (&self.ids[start..end], key))
+    }
+
     /// Marks the ids written from `first_offset` on.
     fn written(mut self, first_offset: u64) {
         self.first_offset = Some(first_offset);
@@ -140,13 +158,13 @@ impl Drop for Reservation {
         match self.first_offset {
             Some(first) => {
                 let now = now_ms();
-                for (id, offset) in self.ids.iter().zip(first..) {
-                    dedup.written(id, &self.done, (self.partition, offset), now);
+                for ((id, key), offset) in self.ids().zip(first..) {
+                    dedup.written(id, key, &self.done, (self.partition, offset), now);
                 }
             }
             None => {
-                for id in &self.ids {
-                    dedup.abandon(id, &self.done);
+                for &(key, _) in &self.ends {
+                    dedup.abandon(key, &self.done);
                 }
             }
         }
@@ -174,8 +192,9 @@ pub(crate) async fn publish(
         .iter()
         .map(|item| partition_for(Some(&item.record.key), &item.id, count))
         .collect();
+    let keys: Vec<u64> = items.iter().map(|i| topic.id_keys.key(&i.id)).collect();
     let (fates, batches) = loop {
-        match plan(topic, &items, &partitions) {
+        match plan(topic, &items, &keys, &partitions) {
             Ok(planned) => break planned,
             Err(pending) => {
                 for mut done in pending {
@@ -268,21 +287,24 @@ type Batches = BTreeMap<u32, (Vec<usize>, Reservation)>;
 fn plan(
     topic: &Arc<Topic>,
     items: &[Item],
+    keys: &[u64],
     partitions: &[u32],
 ) -> Result<(Vec<Fate>, Batches), Vec<watch::Receiver<()>>> {
     let now = now_ms();
     let mut dedup = lock(&topic.dedup);
     dedup.expire(now);
-    let mut first_seen: HashMap<&str, usize> = HashMap::new();
+    // This call's ids so far, by key: each one's first index.
+    let mut first_seen: HashTable<usize> = HashTable::with_capacity(items.len());
     let mut fates = Vec::with_capacity(items.len());
     let mut pending = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        if let Some(first) = first_seen.get(item.id.as_str()) {
-            fates.push(Some(Fate::SameAs(*first)));
+    for (index, (item, &key)) in items.iter().zip(keys).enumerate() {
+        let same = |&first: &usize| keys[first] == key && items[first].id == item.id;
+        if let Some(&first) = first_seen.find(key, same) {
+            fates.push(Some(Fate::SameAs(first)));
             continue;
         }
-        first_seen.insert(&item.id, index);
-        fates.push(match dedup.lookup(&item.id, now) {
+        first_seen.insert_unique(key, index, |&i| keys[i]);
+        fates.push(match dedup.lookup(&item.id, key, now) {
             Seen::New => None,
             Seen::Written { partition, offset } => Some(Fate::Written { partition, offset }),
             Seen::Pending(done) => {
@@ -297,9 +319,9 @@ fn plan(
     let mut batches: Batches = BTreeMap::new();
     let fates = fates
         .into_iter()
-        .zip(items.iter().zip(partitions))
+        .zip(items.iter().zip(keys.iter().zip(partitions)))
         .enumerate()
-        .map(|(index, (fate, (item, &partition)))| {
+        .map(|(index, (fate, (item, (&key, &partition))))| {
             if let Some(fate) = fate {
                 return fate;
             }
@@ -308,16 +330,16 @@ fn plan(
                 let reservation = Reservation {
                     topic: Arc::clone(topic),
                     partition,
-                    ids: Vec::new(),
+                    ids: String::new(),
+                    ends: Vec::new(),
                     _signal: signal,
                     done,
                     first_offset: None,
                 };
                 (Vec::new(), reservation)
             });
-            let id: Arc<str> = item.id.as_str().into();
-            dedup.reserve(Arc::clone(&id), reservation.done.clone());
-            reservation.ids.push(id);
+            dedup.reserve(key, reservation.done.clone());
+            reservation.push(&item.id, key);
             indices.push(index);
             Fate::New {
                 partition,

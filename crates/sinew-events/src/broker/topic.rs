@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
-use super::dedup::Dedup;
+use super::dedup::{Dedup, IdKeys};
 use super::{event_id, lock};
 use crate::commit::{Committer, CommitterConfig};
 use crate::error::{Error, Result};
@@ -56,6 +56,8 @@ pub(crate) struct Topic {
     pub(crate) partitions: Vec<Partition>,
     /// The ce-ids published in the window, and those being written.
     pub(crate) dedup: Mutex<Dedup>,
+    /// The keys `dedup` files ids under.
+    pub(crate) id_keys: IdKeys,
 }
 
 impl Topic {
@@ -75,6 +77,7 @@ impl Topic {
             name,
             partitions,
             dedup: Mutex::new(Dedup::new(window_ms)),
+            id_keys: IdKeys::default(),
         }
     }
 
@@ -128,7 +131,7 @@ impl Topic {
         let restored = found.len();
         let mut dedup = lock(&self.dedup);
         for (at, id, partition, offset) in found {
-            dedup.restore(id, (partition, offset), at);
+            dedup.restore(&id, self.id_keys.key(&id), (partition, offset), at);
         }
         Ok(restored)
     }
