@@ -7,6 +7,12 @@ use std::process::ExitCode;
 mod cmd;
 mod logging;
 
+/// mimalloc, not glibc's malloc: decoded events are allocated on one
+/// thread and freed on another in bursts, which glibc serves from its slow
+/// paths (ARCHITECTURE.md, Decisions).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sinew: a service mesh and event mesh in one small binary.
 #[derive(Debug, Parser)]
 #[command(name = "sinew", version, about, long_about = None, propagate_version = true)]
