@@ -23,9 +23,14 @@ use bytes::Bytes;
 use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sinew_proto::{Event, PublishRequest};
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::Code;
@@ -115,11 +120,18 @@ async fn publish(
     let again = move || events(&headers, body, now).unwrap_or_default();
     match control.publish_coalesced(request, again).await {
         Ok(results) => {
-            let results: Vec<Value> = results
-                .iter()
-                .map(|p| json!({"partition": p.partition, "offset": p.offset, "duplicate": p.duplicate}))
-                .collect();
-            respond(StatusCode::OK, &json!({ "results": results }))
+            let mut body = String::with_capacity(16 + 56 * results.len());
+            body.push_str(r#"{"results":["#);
+            for (i, p) in results.iter().enumerate() {
+                let comma = if i == 0 { "" } else { "," };
+                let _ = write!(
+                    body,
+                    r#"{comma}{{"partition":{},"offset":{},"duplicate":{}}}"#,
+                    p.partition, p.offset, p.duplicate
+                );
+            }
+            body.push_str("]}");
+            super::respond(StatusCode::OK, "application/json", body)
         }
         Err(status) => error(http_status(status.code()), status.message()),
     }
@@ -145,28 +157,35 @@ fn events(headers: &HeaderMap, body: Bytes, now: u64) -> Result<Vec<Event>, Stri
         .to_ascii_lowercase();
     match media.as_str() {
         "application/cloudevents+json" => {
-            let value: Value = serde_json::from_slice(&body)
-                .map_err(|e| format!("the body is not valid JSON: {e}"))?;
-            Ok(vec![
-                structured(value, now).map_err(|e| format!("event: {e}"))?
-            ])
+            let one: Structured<'_> = from_json(&body).map_err(|e| format!("event: {e}"))?;
+            Ok(vec![one
+                .into_event(now)
+                .map_err(|e| format!("event: {e}"))?])
         }
         "application/cloudevents-batch+json" => {
-            let value: Value = serde_json::from_slice(&body)
-                .map_err(|e| format!("the body is not valid JSON: {e}"))?;
-            let Value::Array(list) = value else {
-                return Err("a batch must be a JSON array of events".into());
-            };
+            let list = batch(&body)?;
             if list.is_empty() {
                 return Err("the batch is empty".into());
             }
             list.into_iter()
                 .enumerate()
-                .map(|(i, v)| structured(v, now).map_err(|e| format!("event [{i}]: {e}")))
+                .map(|(i, one)| one.into_event(now).map_err(|e| format!("event [{i}]: {e}")))
                 .collect()
         }
         _ => binary(headers, content_type, body, now).map(|e| vec![e]),
     }
+}
+
+/// Parses a JSON body; a syntax error says the body is not JSON, any
+/// other says what in it is not an event.
+fn from_json<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            e.to_string()
+        } else {
+            format!("the body is not valid JSON: {e}")
+        }
+    })
 }
 
 /// Binary mode: `ce-*` headers are the attributes, the body the data.
@@ -194,57 +213,184 @@ fn binary(headers: &HeaderMap, content_type: &str, body: Bytes, now: u64) -> Res
     event(attributes, body, now)
 }
 
-/// Structured mode: one event as a JSON object (its strings are moved, not
-/// copied, into the event).
-fn structured(value: Value, now: u64) -> Result<Event, String> {
-    let Value::Object(object) = value else {
-        return Err("must be a JSON object".into());
-    };
-    let is_json = object
-        .get("datacontenttype")
-        .and_then(Value::as_str)
-        .is_none_or(|t| t.contains("json"));
-    let mut attributes = BTreeMap::new();
-    let mut data = Vec::new();
-    for (name, v) in object {
-        match name.as_str() {
-            "data" => data = data_bytes(v, is_json),
-            "data_base64" => {
-                use base64::Engine;
-                let text = v.as_str().ok_or("`data_base64` must be a string")?;
-                data = base64::engine::general_purpose::STANDARD
-                    .decode(text)
-                    .map_err(|e| format!("`data_base64`: {e}"))?;
-            }
-            _ => {
-                let text = match v {
-                    Value::String(s) => s,
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    _ => {
-                        return Err(format!(
-                            "attribute `{name}` must be a string, number or boolean"
-                        ))
-                    }
-                };
-                attributes.insert(name, text);
-            }
-        }
-    }
-    for required in REQUIRED {
-        if !attributes.contains_key(required) {
-            return Err(format!("missing `{required}`"));
-        }
-    }
-    event(attributes, Bytes::from(data), now)
+/// Structured mode: one event as a JSON object, parsed straight into its
+/// attributes and data (no JSON tree is built: a batch of events costs
+/// about a third of the sidecar's CPU less that way).
+#[derive(Debug)]
+struct Structured<'a> {
+    /// Every member but the data, as text.
+    attributes: BTreeMap<String, String>,
+    /// `data`, as it was written.
+    data: Option<&'a RawValue>,
+    /// `data_base64`.
+    data_base64: Option<String>,
 }
 
-/// `data` as bytes: a JSON string as its text when the content type is not
-/// JSON (`is_json` false), else the JSON value itself.
-fn data_bytes(v: Value, is_json: bool) -> Vec<u8> {
-    match v {
-        Value::String(s) if !is_json => s.into_bytes(),
-        other => other.to_string().into_bytes(),
+impl<'de> Deserialize<'de> for Structured<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(StructuredVisitor)
+    }
+}
+
+/// Reads a [`Structured`] event.
+struct StructuredVisitor;
+
+impl<'de> Visitor<'de> for StructuredVisitor {
+    type Value = Structured<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event, which must be a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut event = Structured {
+            attributes: BTreeMap::new(),
+            data: None,
+            data_base64: None,
+        };
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            match &*name {
+                "data" => event.data = Some(map.next_value()?),
+                "data_base64" => {
+                    let text = map
+                        .next_value()
+                        .map_err(|_| de::Error::custom("`data_base64` must be a string"))?;
+                    event.data_base64 = Some(text);
+                }
+                _ => {
+                    let Text(text) = map
+                        .next_value()
+                        .map_err(|e| de::Error::custom(format!("attribute `{name}`: {e}")))?;
+                    event.attributes.insert(name.into_owned(), text);
+                }
+            }
+        }
+        Ok(event)
+    }
+}
+
+impl Structured<'_> {
+    /// The broker's event, once the attributes check out.
+    fn into_event(mut self, now: u64) -> Result<Event, String> {
+        for required in REQUIRED {
+            if !self.attributes.contains_key(required) {
+                return Err(format!("missing `{required}`"));
+            }
+        }
+        let data = if let Some(text) = self.data_base64.take() {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| format!("`data_base64`: {e}"))?
+        } else if let Some(raw) = self.data {
+            let is_json = self
+                .attributes
+                .get("datacontenttype")
+                .is_none_or(|t| t.contains("json"));
+            data_bytes(raw, is_json)?
+        } else {
+            Vec::new()
+        };
+        event(self.attributes, Bytes::from(data), now)
+    }
+}
+
+/// `data` as bytes: the JSON value as written when the content type is
+/// JSON (`is_json`), else a JSON string's text (any other value as
+/// written).
+fn data_bytes(raw: &RawValue, is_json: bool) -> Result<Vec<u8>, String> {
+    let json = raw.get();
+    if !is_json && json.starts_with('"') {
+        let text: String = serde_json::from_str(json).map_err(|e| format!("`data`: {e}"))?;
+        return Ok(text.into_bytes());
+    }
+    Ok(json.as_bytes().to_vec())
+}
+
+/// A batch: a JSON array of structured events. A mistake names the event
+/// it is in.
+fn batch(body: &[u8]) -> Result<Vec<Structured<'_>>, String> {
+    let at = Cell::new(None);
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let parsed = (&mut json)
+        .deserialize_seq(BatchVisitor { at: &at })
+        .and_then(|list| json.end().map(|()| list));
+    parsed.map_err(|e| match at.get() {
+        _ if !e.is_data() => format!("the body is not valid JSON: {e}"),
+        Some(index) => format!("event [{index}]: {e}"),
+        None => e.to_string(),
+    })
+}
+
+/// Reads a batch, noting which event it is at.
+struct BatchVisitor<'c> {
+    /// The index of the event being read.
+    at: &'c Cell<Option<usize>>,
+}
+
+impl<'de> Visitor<'de> for BatchVisitor<'_> {
+    type Value = Vec<Structured<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a batch, which must be a JSON array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        loop {
+            self.at.set(Some(list.len()));
+            match seq.next_element()? {
+                Some(event) => list.push(event),
+                None => return Ok(list),
+            }
+        }
+    }
+}
+
+/// An attribute's value as text: a string, a number or a boolean.
+struct Text(String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+/// Reads a [`Text`].
+struct TextVisitor;
+
+impl Visitor<'_> for TextVisitor {
+    type Value = Text;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, number or boolean")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+        Ok(Text(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Text, E> {
+        Ok(Text(v))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+        Ok(Text(v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
+        // As a JSON number is written (1e+20, not 100000000000000000000).
+        Ok(Text(
+            serde_json::Number::from_f64(v).map_or_else(|| v.to_string(), |n| n.to_string()),
+        ))
     }
 }
 
@@ -342,6 +488,18 @@ mod tests {
         let e = events(&h, Bytes::from(body), 1).expect("valid");
         assert_eq!(e[0].data, &b"hi"[..]);
         assert_eq!(e[1].data, &[0u8, 1, 2][..]);
+        // Numbers and booleans are attributes' text; JSON data stays as
+        // written; a JSON string under a text type is its text, escapes
+        // undone.
+        let body = r#"[{"specversion":"1.0","id":"c","source":"/s","type":"t","n":7,"f":1e20,"ok":true,
+                        "data":[1, {"y":"z"}]},
+                       {"specversion":"1.0","id":"d","source":"/s","type":"t","datacontenttype":"text/plain","data":"a\"b\u00e9"}]"#;
+        let e = events(&h, Bytes::from(body), 1).expect("valid");
+        assert_eq!(e[0].headers["n"], "7");
+        assert_eq!(e[0].headers["f"], "1e+20");
+        assert_eq!(e[0].headers["ok"], "true");
+        assert_eq!(e[0].data, &br#"[1, {"y":"z"}]"#[..]);
+        assert_eq!(e[1].data, "a\"b\u{e9}".as_bytes());
     }
 
     #[test]
@@ -351,7 +509,7 @@ mod tests {
             &'static str,
             &'static str,
         );
-        let cases: [Case; 5] = [
+        let cases: [Case; 9] = [
             (&[("ce-id", "a")], "", "missing `ce-source`"),
             (
                 &[
@@ -377,6 +535,26 @@ mod tests {
                 &[("content-type", "application/cloudevents+json")],
                 r#"{"specversion":"1.0","id":"","source":"/s","type":"t"}"#,
                 "`id` must be",
+            ),
+            (
+                &[("content-type", "application/cloudevents-batch+json")],
+                r#"[{"specversion":"1.0","id":"a","source":"/s","type":"t"},{"id":"b","x":{}}]"#,
+                "event [1]: attribute `x`: invalid type: map, expected a string, number or boolean",
+            ),
+            (
+                &[("content-type", "application/cloudevents-batch+json")],
+                r#"[{"specversion":"1.0","id":"a","source":"/s","type":"t"},{"id":"b","#,
+                "the body is not valid JSON",
+            ),
+            (
+                &[("content-type", "application/cloudevents-batch+json")],
+                r#"{"id":"a"}"#,
+                "must be a JSON array of events",
+            ),
+            (
+                &[("content-type", "application/cloudevents-batch+json")],
+                r#"[{"specversion":"1.0","id":"a","source":"/s","type":"t"},{"id":"b"}]"#,
+                "event [1]: missing `source`",
             ),
         ];
         for (h, body, want) in cases {
