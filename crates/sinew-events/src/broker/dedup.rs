@@ -23,8 +23,9 @@
 //! high publish rate the window holds millions of ids (two minutes at
 //! 100k events/s is 12 million), so this is what keeps publishing cheap: an
 //! id costs about 40 bytes of table and its own length of buffer, one
-//! keyed hash to compute, and no rehash of the whole window as it grows
-//! (each generation is sized from the one before it).
+//! keyed hash to compute, and never a rehash of the window under the
+//! topic's lock: a generation is sized from the one before it, and one that
+//! fills up is followed by a new one twice its size rather than grown.
 //!
 //! Pending ids are few (those of the appends in flight) and kept apart,
 //! by key alone: two ids sharing a 64-bit key would only make the second
@@ -89,6 +90,11 @@ impl Hasher for KeyHasher {
 /// A map keyed by [`IdKeys`] keys.
 pub(crate) type ByKey<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
 
+/// The ids the first generation has room for.
+const FIRST_IDS: usize = 1024;
+/// The id length a new generation's buffer is sized for, at least.
+const FIRST_MEAN: usize = 16;
+
 /// One written id, in its generation's table.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -129,6 +135,20 @@ impl Generation {
             table: HashTable::with_capacity(expect),
             ids: String::with_capacity(expect.saturating_mul(mean)),
         }
+    }
+
+    /// Whether one more id of `len` bytes would make its table or its
+    /// buffer grow.
+    fn is_full(&self, len: usize) -> bool {
+        self.table.len() == self.table.capacity() || self.ids.len() + len > self.ids.capacity()
+    }
+
+    /// Its ids' mean length, rounded up.
+    fn mean(&self) -> usize {
+        self.ids
+            .len()
+            .div_ceil(self.table.len().max(1))
+            .max(FIRST_MEAN)
     }
 
     /// `id`'s entry, if written in this generation.
@@ -255,21 +275,24 @@ impl Dedup {
     fn file(&mut self, id: &str, key: u64, place: (u32, u64), at_ms: u64) {
         self.last_ms = at_ms;
         let span = (self.window_ms / 2).max(1);
-        let current = match self.generations.back_mut() {
-            Some(g) if at_ms < g.first_ms.saturating_add(span) => g,
-            last => {
-                // Sized like the generation before: a steady rate never
-                // grows (and so never rehashes) a table.
-                let (expect, mean) = last.map_or((0, 0), |g| {
-                    let n = g.table.len();
-                    (n, g.ids.len() / n.max(1))
-                });
-                self.generations
-                    .push_back(Generation::new(at_ms, expect, mean));
-                self.generations.back_mut().expect("just pushed")
+        let next = match self.generations.back() {
+            None => Some((FIRST_IDS, FIRST_MEAN)),
+            Some(g) if at_ms >= g.first_ms.saturating_add(span) => {
+                // Sized like the one before: a steady rate fills it.
+                Some((g.table.len().max(FIRST_IDS), g.mean()))
             }
+            // Full: a new one twice its size, rather than growing this one
+            // (a rehash of millions of ids, under the topic's lock).
+            Some(g) if g.is_full(id.len()) => Some((2 * g.table.capacity(), g.mean())),
+            Some(_) => None,
         };
-        current.insert(id, key, place, at_ms);
+        if let Some((ids, mean)) = next {
+            self.generations
+                .push_back(Generation::new(at_ms, ids, mean));
+        }
+        if let Some(current) = self.generations.back_mut() {
+            current.insert(id, key, place, at_ms);
+        }
     }
 
     /// Drops the generations wholly older than the window at `now_ms`.
@@ -430,5 +453,28 @@ mod tests {
         ));
         // Each generation after the first was sized from the one before.
         assert!(dedup.generations.iter().all(|g| g.table.capacity() >= 500));
+    }
+
+    #[test]
+    fn a_full_generation_is_followed_by_a_bigger_one_not_grown() {
+        let (mut dedup, key) = window(60_000);
+        let mut n = 0u64;
+        while dedup.generations.len() < 3 {
+            let id = format!("id-{n}");
+            dedup.restore(&id, key(&id), (0, n), 5);
+            n += 1;
+        }
+        let (first, second) = (&dedup.generations[0], &dedup.generations[1]);
+        assert_eq!(first.table.len(), first.table.capacity());
+        assert!(first.table.len() >= FIRST_IDS);
+        assert_eq!(second.table.len(), second.table.capacity());
+        assert!(second.table.capacity() >= 2 * first.table.capacity());
+        for i in (0..n).step_by(97) {
+            let id = format!("id-{i}");
+            assert!(matches!(
+                dedup.lookup(&id, key(&id), 5),
+                Seen::Written { offset, .. } if offset == i
+            ));
+        }
     }
 }
