@@ -581,7 +581,8 @@ impl Broker {
                 total.segments += done.segments;
                 total.bytes += done.bytes;
             }
-            lock(&topic.dedup).expire(now_ms());
+            let expired = lock(&topic.dedup).expire(now_ms());
+            publish::free(expired);
         }
         Ok(total)
     }

@@ -28,8 +28,13 @@
 //! fills up is followed by a new one twice its size rather than grown.
 //!
 //! Pending ids are few (those of the appends in flight) and kept apart,
-//! by key alone: two ids sharing a 64-bit key would only make the second
-//! publish wait for the first's write, then look again.
+//! by key alone: a key holds every reservation made under it, so two ids
+//! sharing a 64-bit key (in one publish or in two) are each settled by
+//! their own write, and a publish that meets the other's reservation only
+//! waits for that write and looks again.
+//!
+//! Expired generations are handed back to the caller ([`Expired`]), to be
+//! freed after the lock is released: one can hold hundreds of megabytes.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -37,6 +42,8 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use hashbrown::HashTable;
 use tokio::sync::watch;
+
+use super::MAX_ID_BYTES;
 
 /// The answer of [`Dedup::lookup`].
 #[derive(Debug)]
@@ -114,9 +121,7 @@ struct Entry {
 
 /// Written ids acknowledged within one span of time.
 #[derive(Debug)]
-struct Generation {
-    /// The first acknowledgement in it.
-    first_ms: u64,
+pub(crate) struct Generation {
     /// The latest acknowledgement in it.
     newest_ms: u64,
     /// The ids, by key.
@@ -130,7 +135,6 @@ impl Generation {
     /// of about `mean` bytes.
     fn new(first_ms: u64, expect: usize, mean: usize) -> Self {
         Self {
-            first_ms,
             newest_ms: first_ms,
             table: HashTable::with_capacity(expect),
             ids: String::with_capacity(expect.saturating_mul(mean)),
@@ -148,7 +152,7 @@ impl Generation {
         self.ids
             .len()
             .div_ceil(self.table.len().max(1))
-            .max(FIRST_MEAN)
+            .clamp(FIRST_MEAN, MAX_ID_BYTES)
     }
 
     /// `id`'s entry, if written in this generation.
@@ -185,12 +189,36 @@ pub(crate) struct Dedup {
     window_ms: u64,
     /// Written ids, oldest generation first.
     generations: VecDeque<Generation>,
-    /// Ids being written, by key: the channel that closes when the write
-    /// ends.
-    pending: ByKey<watch::Receiver<()>>,
+    /// Ids being written, by key: the channels that close when their
+    /// writes end.
+    pending: ByKey<Holders>,
     /// The latest acknowledgement time filed (keeps generations in order
     /// when the clock steps back).
     last_ms: u64,
+    /// The current half-window: when it began, and how many ids were filed
+    /// in it (over however many generations it took).
+    span: (u64, usize),
+}
+
+/// Generations out of the window: free them without holding the lock.
+#[derive(Debug, Default)]
+#[must_use = "dropped here, the generations are freed under the lock"]
+pub(crate) struct Expired(Vec<Generation>);
+
+impl Expired {
+    /// Whether nothing expired.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The reservations made under one key: almost always one.
+#[derive(Debug)]
+enum Holders {
+    /// One reservation.
+    One(watch::Receiver<()>),
+    /// Several (different ids sharing the key).
+    Many(Vec<watch::Receiver<()>>),
 }
 
 impl Dedup {
@@ -201,13 +229,16 @@ impl Dedup {
             generations: VecDeque::new(),
             pending: ByKey::default(),
             last_ms: 0,
+            span: (0, 0),
         }
     }
 
     /// What the window knows of `id` (whose key is `key`) at `now_ms`.
     pub(crate) fn lookup(&self, id: &str, key: u64, now_ms: u64) -> Seen {
-        if let Some(done) = self.pending.get(&key) {
-            return Seen::Pending(done.clone());
+        match self.pending.get(&key) {
+            Some(Holders::One(done)) => return Seen::Pending(done.clone()),
+            Some(Holders::Many(all)) if !all.is_empty() => return Seen::Pending(all[0].clone()),
+            _ => {}
         }
         // Newest first: an id written again after its first write expired
         // answers with the later write.
@@ -228,7 +259,19 @@ impl Dedup {
     /// Marks the id of `key` as being written (`lookup` found it new);
     /// `done` closes when the write ends.
     pub(crate) fn reserve(&mut self, key: u64, done: watch::Receiver<()>) {
-        self.pending.insert(key, done);
+        use std::collections::hash_map::Entry as Slot;
+        match self.pending.entry(key) {
+            Slot::Vacant(slot) => {
+                slot.insert(Holders::One(done));
+            }
+            Slot::Occupied(mut slot) => {
+                let holders = slot.get_mut();
+                match holders {
+                    Holders::One(first) => *holders = Holders::Many(vec![first.clone(), done]),
+                    Holders::Many(all) => all.push(done),
+                }
+            }
+        }
     }
 
     /// Records that the write reserved with `done` put `id` at `partition`,
@@ -252,19 +295,30 @@ impl Dedup {
         self.release(key, done);
     }
 
-    /// Removes the reservation of `key` if `done` made it.
+    /// Removes one reservation of `key` that `done` made, if any.
     fn release(&mut self, key: u64, done: &watch::Receiver<()>) -> bool {
-        let ours = matches!(self.pending.get(&key), Some(d) if d.same_channel(done));
-        if ours {
+        let (ours, now_empty) = match self.pending.get_mut(&key) {
+            Some(Holders::One(d)) => (d.same_channel(done), true),
+            Some(Holders::Many(all)) => match all.iter().position(|d| d.same_channel(done)) {
+                Some(i) => {
+                    all.swap_remove(i);
+                    (true, all.is_empty())
+                }
+                None => (false, false),
+            },
+            None => (false, false),
+        };
+        if ours && now_empty {
             self.pending.remove(&key);
         }
         ours
     }
 
     /// Adds an id found in the log when the window is rebuilt; the first
-    /// occurrence of an id wins. Call in acknowledgement order.
+    /// occurrence of an id wins. Call in acknowledgement order. An id over
+    /// [`MAX_ID_BYTES`] (which no publish can write) is left out.
     pub(crate) fn restore(&mut self, id: &str, key: u64, place: (u32, u64), at_ms: u64) {
-        if self.find(id, key).is_none() {
+        if id.len() <= MAX_ID_BYTES && self.find(id, key).is_none() {
             let at_ms = at_ms.max(self.last_ms);
             self.file(id, key, place, at_ms);
         }
@@ -276,10 +330,15 @@ impl Dedup {
         self.last_ms = at_ms;
         let span = (self.window_ms / 2).max(1);
         let next = match self.generations.back() {
-            None => Some((FIRST_IDS, FIRST_MEAN)),
-            Some(g) if at_ms >= g.first_ms.saturating_add(span) => {
-                // Sized like the one before: a steady rate fills it.
-                Some((g.table.len().max(FIRST_IDS), g.mean()))
+            None => {
+                self.span = (at_ms, 0);
+                Some((FIRST_IDS, FIRST_MEAN))
+            }
+            Some(g) if at_ms >= self.span.0.saturating_add(span) => {
+                // Sized for the half-window before: a steady rate fills it.
+                let ids = self.span.1.max(FIRST_IDS);
+                self.span = (at_ms, 0);
+                Some((ids, g.mean()))
             }
             // Full: a new one twice its size, rather than growing this one
             // (a rehash of millions of ids, under the topic's lock).
@@ -292,25 +351,34 @@ impl Dedup {
         }
         if let Some(current) = self.generations.back_mut() {
             current.insert(id, key, place, at_ms);
+            self.span.1 += 1;
         }
     }
 
-    /// Drops the generations wholly older than the window at `now_ms`.
-    pub(crate) fn expire(&mut self, now_ms: u64) {
+    /// Takes out the generations wholly older than the window at `now_ms`.
+    pub(crate) fn expire(&mut self, now_ms: u64) -> Expired {
         let horizon = now_ms.saturating_sub(self.window_ms);
+        let mut expired = Expired::default();
         while self
             .generations
             .front()
             .is_some_and(|g| g.newest_ms < horizon)
         {
-            self.generations.pop_front();
+            expired.0.extend(self.generations.pop_front());
         }
+        expired
     }
 
     /// Ids kept, written (expired or not) or pending.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.pending.len()
+        self.pending
+            .values()
+            .map(|h| match h {
+                Holders::One(_) => 1,
+                Holders::Many(all) => all.len(),
+            })
+            .sum::<usize>()
             + self
                 .generations
                 .iter()
@@ -345,9 +413,9 @@ mod tests {
             }
         ));
         assert!(matches!(dedup.lookup("a", key("a"), 11_001), Seen::New));
-        dedup.expire(10_999);
+        drop(dedup.expire(10_999));
         assert_eq!(dedup.len(), 1);
-        dedup.expire(11_001);
+        drop(dedup.expire(11_001));
         assert_eq!(dedup.len(), 0);
     }
 
@@ -368,6 +436,56 @@ mod tests {
         ));
         assert!(matches!(dedup.lookup("c", shared, 10), Seen::New));
         assert!(matches!(dedup.lookup("a", key("b"), 10), Seen::New));
+    }
+
+    #[test]
+    fn reservations_sharing_a_key_are_each_settled_by_their_own_write() {
+        let (mut dedup, key) = window(1000);
+        // Two ids filed under one key (as a 64-bit collision would), by two
+        // writes (two partitions of one publish).
+        let shared = key("x");
+        let (_x_tx, x_done) = watch::channel(());
+        let (_y_tx, y_done) = watch::channel(());
+        dedup.reserve(shared, x_done.clone());
+        dedup.reserve(shared, y_done.clone());
+        assert!(matches!(dedup.lookup("z", shared, 0), Seen::Pending(_)));
+        dedup.written("y", shared, &y_done, (1, 5), 10);
+        // x's reservation still stands until its own write ends.
+        assert!(matches!(dedup.lookup("x", shared, 10), Seen::Pending(_)));
+        dedup.written("x", shared, &x_done, (0, 3), 10);
+        assert!(matches!(
+            dedup.lookup("x", shared, 10),
+            Seen::Written {
+                partition: 0,
+                offset: 3
+            }
+        ));
+        assert!(matches!(
+            dedup.lookup("y", shared, 10),
+            Seen::Written {
+                partition: 1,
+                offset: 5
+            }
+        ));
+        // One write holding two ids under one key settles both.
+        let (_tx, both) = watch::channel(());
+        dedup.reserve(key("v"), both.clone());
+        dedup.reserve(key("v"), both.clone());
+        dedup.written("v", key("v"), &both, (0, 7), 10);
+        dedup.written("w", key("v"), &both, (0, 8), 10);
+        assert_eq!(dedup.len(), 4);
+        assert!(matches!(
+            dedup.lookup("w", key("v"), 10),
+            Seen::Written { offset: 8, .. }
+        ));
+    }
+
+    #[test]
+    fn restore_leaves_out_ids_no_publish_could_write() {
+        let (mut dedup, key) = window(1000);
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        dedup.restore(&long, key(&long), (0, 1), 5);
+        assert_eq!(dedup.len(), 0);
     }
 
     #[test]
@@ -408,7 +526,7 @@ mod tests {
         let (_tx, rx) = watch::channel(());
         dedup.reserve(key("a"), rx.clone());
         dedup.written("a", key("a"), &rx, (0, 5), 1200);
-        dedup.expire(1250);
+        drop(dedup.expire(1250));
         assert_eq!(dedup.len(), 1);
         assert!(matches!(
             dedup.lookup("a", key("a"), 1250),
@@ -420,9 +538,9 @@ mod tests {
             dedup.lookup("b", key("b"), 1300),
             Seen::Written { offset: 6, .. }
         ));
-        dedup.expire(1299);
+        drop(dedup.expire(1299));
         assert_eq!(dedup.len(), 2);
-        dedup.expire(1301);
+        drop(dedup.expire(1301));
         assert_eq!(dedup.len(), 0);
     }
 
@@ -435,7 +553,7 @@ mod tests {
         }
         // Half-window generations: [0, 500) ... [2500, 3000).
         assert_eq!(dedup.generations.len(), 6);
-        dedup.expire(2999);
+        drop(dedup.expire(2999));
         // Kept: every generation with an entry at or after 1999.
         assert_eq!(dedup.generations.len(), 3);
         assert_eq!(dedup.len(), 1500);
@@ -469,6 +587,13 @@ mod tests {
         assert!(first.table.len() >= FIRST_IDS);
         assert_eq!(second.table.len(), second.table.capacity());
         assert!(second.table.capacity() >= 2 * first.table.capacity());
+        // The next half-window is sized for all of this one's ids, not for
+        // its last generation's.
+        let filed = dedup.len();
+        let id = "later";
+        dedup.restore(id, key(id), (0, n), 30_005);
+        let newest = dedup.generations.back().expect("a generation");
+        assert!(newest.table.capacity() >= filed);
         for i in (0..n).step_by(97) {
             let id = format!("id-{i}");
             assert!(matches!(

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 use tokio::sync::watch;
 
-use super::dedup::Seen;
+use super::dedup::{Expired, Seen};
 use super::gate::Pass;
 use super::partitioner::partition_for;
 use super::topic::Topic;
@@ -193,6 +193,8 @@ pub(crate) async fn publish(
         .map(|item| partition_for(Some(&item.record.key), &item.id, count))
         .collect();
     let keys: Vec<u64> = items.iter().map(|i| topic.id_keys.key(&i.id)).collect();
+    let expired = lock(&topic.dedup).expire(now_ms());
+    free(expired);
     let (fates, batches) = loop {
         match plan(topic, &items, &keys, &partitions) {
             Ok(planned) => break planned,
@@ -278,6 +280,14 @@ pub(crate) async fn publish(
     Ok(published)
 }
 
+/// Frees expired de-duplication generations off the lock and off the
+/// async workers (one can hold hundreds of megabytes).
+pub(crate) fn free(expired: Expired) {
+    if !expired.is_empty() {
+        tokio::task::spawn_blocking(move || drop(expired));
+    }
+}
+
 /// Per partition: the indices of its new events, and their reservation.
 type Batches = BTreeMap<u32, (Vec<usize>, Reservation)>;
 
@@ -292,7 +302,6 @@ fn plan(
 ) -> Result<(Vec<Fate>, Batches), Vec<watch::Receiver<()>>> {
     let now = now_ms();
     let mut dedup = lock(&topic.dedup);
-    dedup.expire(now);
     // This call's ids so far, by key: each one's first index.
     let mut first_seen: HashTable<usize> = HashTable::with_capacity(items.len());
     let mut fates = Vec::with_capacity(items.len());
