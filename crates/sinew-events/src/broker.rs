@@ -581,8 +581,7 @@ impl Broker {
                 total.segments += done.segments;
                 total.bytes += done.bytes;
             }
-            let expired = lock(&topic.dedup).expire(now_ms());
-            publish::free(expired);
+            topic.expire_dedup(now_ms());
         }
         Ok(total)
     }

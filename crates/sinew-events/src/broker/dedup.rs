@@ -237,8 +237,12 @@ impl Dedup {
     pub(crate) fn lookup(&self, id: &str, key: u64, now_ms: u64) -> Seen {
         match self.pending.get(&key) {
             Some(Holders::One(done)) => return Seen::Pending(done.clone()),
-            Some(Holders::Many(all)) if !all.is_empty() => return Seen::Pending(all[0].clone()),
-            _ => {}
+            Some(Holders::Many(all)) => {
+                if let Some(done) = all.first() {
+                    return Seen::Pending(done.clone());
+                }
+            }
+            None => {}
         }
         // Newest first: an id written again after its first write expired
         // answers with the later write.

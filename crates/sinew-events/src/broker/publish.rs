@@ -22,7 +22,7 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 use tokio::sync::watch;
 
-use super::dedup::{Expired, Seen};
+use super::dedup::Seen;
 use super::gate::Pass;
 use super::partitioner::partition_for;
 use super::topic::Topic;
@@ -193,8 +193,7 @@ pub(crate) async fn publish(
         .map(|item| partition_for(Some(&item.record.key), &item.id, count))
         .collect();
     let keys: Vec<u64> = items.iter().map(|i| topic.id_keys.key(&i.id)).collect();
-    let expired = lock(&topic.dedup).expire(now_ms());
-    free(expired);
+    topic.expire_dedup(now_ms());
     let (fates, batches) = loop {
         match plan(topic, &items, &keys, &partitions) {
             Ok(planned) => break planned,
@@ -278,14 +277,6 @@ pub(crate) async fn publish(
         published.push(answer);
     }
     Ok(published)
-}
-
-/// Frees expired de-duplication generations off the lock and off the
-/// async workers (one can hold hundreds of megabytes).
-pub(crate) fn free(expired: Expired) {
-    if !expired.is_empty() {
-        tokio::task::spawn_blocking(move || drop(expired));
-    }
 }
 
 /// Per partition: the indices of its new events, and their reservation.

@@ -98,6 +98,16 @@ impl Topic {
             })
     }
 
+    /// Drops the de-duplication window's generations older than the window
+    /// at `now_ms`, freeing them after the lock is released and off the
+    /// async workers (one can hold hundreds of megabytes).
+    pub(crate) fn expire_dedup(&self, now_ms: u64) {
+        let expired = lock(&self.dedup).expire(now_ms);
+        if !expired.is_empty() {
+            tokio::task::spawn_blocking(move || drop(expired));
+        }
+    }
+
     /// Refills the de-duplication window from the partitions' tails: every
     /// record from the first one stamped at or after `now_ms - window_ms`
     /// on. A record after it with an older stamp was still appended after
