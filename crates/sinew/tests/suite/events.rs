@@ -162,7 +162,12 @@ async fn key_order_and_dead_letters(control: &Control) {
                 "inventory-orders",
                 "orders",
                 "/events/orders",
-                "max_in_flight: 8\nretry: {max_attempts: 3, backoff: {base: 100ms, max: 400ms}}\n",
+                // Full jitter draws each retry's delay from 0 up to the
+                // backoff, so the poison key's three events can be
+                // dead-lettered within a few hundred ms: the base leaves the
+                // other keys' 60 publishes time to land first on a loaded
+                // machine (a full `cargo test --workspace` on 2 CPUs).
+                "max_in_flight: 8\nretry: {max_attempts: 3, backoff: {base: 300ms, max: 1s}}\n",
             ),
             subscription("inventory-dlq", "orders.dlq", "/dlq", ""),
         ))
