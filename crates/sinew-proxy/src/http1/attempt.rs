@@ -210,7 +210,7 @@ async fn send(
 /// Reads from the upstream until `ubuf` holds a complete response head.
 pub(super) async fn read_head(up: &mut Conn, ubuf: &mut BytesMut) -> Result<(), ProxyError> {
     loop {
-        if memchr::memmem::find(ubuf, b"\r\n\r\n").is_some() {
+        if head::blank_line(ubuf).is_some() {
             return Ok(());
         }
         if ubuf.len() >= head::MAX_HEAD_BYTES {

@@ -42,6 +42,15 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, Pr
     Ok(None)
 }
 
+/// Where the blank line ending a head starts in `buf`, if it is there.
+/// The searcher is built once: `memmem::find` would build one per call,
+/// and this runs for every response head read.
+pub(crate) fn blank_line(buf: &[u8]) -> Option<usize> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    FINDER.find(buf)
+}
+
 /// Refuses an incomplete head that can no longer become acceptable: a
 /// request line past the target limit (414) or a head past the size limit (431).
 pub(crate) fn check_incomplete(buf: &[u8]) -> Result<(), ProxyError> {

@@ -409,7 +409,7 @@ impl Connection {
             Next::Close
         } else {
             // The head is consumed; an unframed request has nothing more.
-            if let Some(end) = memchr::memmem::find(&self.rbuf, b"\r\n\r\n") {
+            if let Some(end) = head::blank_line(&self.rbuf) {
                 self.rbuf.advance(end + 4);
             }
             Next::KeepAlive
