@@ -105,7 +105,7 @@ pub(crate) fn decide<'r>(
             retry: cluster
                 .retry
                 .as_ref()
-                .map(|p| (p, cluster.retry_budget.as_ref())),
+                .map(|p| (p, cluster.retry_budget.as_deref())),
             forward: None,
             route: "inbound",
             metrics: &inbound.metrics,
@@ -163,11 +163,11 @@ pub(crate) fn decide<'r>(
                 .pick_hashed(hash)
                 .ok_or(ProxyError::new(ErrorKind::NoEndpoint))?;
             let retry = match &rule.retry {
-                Some((policy, budget)) => Some((policy, Some(budget))),
+                Some((policy, budget)) => Some((policy, Some(&**budget))),
                 None => cluster
                     .retry
                     .as_ref()
-                    .map(|p| (p, cluster.retry_budget.as_ref())),
+                    .map(|p| (p, cluster.retry_budget.as_deref())),
             };
             Ok(Decision::Forward(Target {
                 _permit: admit(cluster)?,

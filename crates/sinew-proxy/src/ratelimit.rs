@@ -21,12 +21,12 @@
 //! at what rate, so a new config that keeps a limit keeps its bucket (and
 //! what it has spent); a changed limit starts a new, full bucket.
 
+use crate::config::Kept;
 use crate::error::ProxyError;
 use crate::telemetry::Counter;
 use sinew_model::RateLimit;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -179,22 +179,17 @@ impl Limiter {
 /// ```
 #[derive(Debug, Default)]
 pub struct RateLimits {
-    buckets: Mutex<HashMap<(String, RateLimit), Weak<TokenBucket>>>,
+    buckets: Kept<(String, RateLimit), TokenBucket>,
 }
 
 impl RateLimits {
     /// Gives `limiter` the bucket a live config already has for `key` at
     /// the same limit (else registers its own), and `rejected` as its counter.
     pub fn rebind(&self, limiter: &mut Limiter, key: &str, rejected: Arc<Counter>) {
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = (key.to_owned(), limiter.limit);
-        match buckets.get(&entry).and_then(Weak::upgrade) {
-            Some(bucket) => limiter.bucket = bucket,
-            None => {
-                buckets.retain(|_, weak| weak.strong_count() > 0);
-                buckets.insert(entry, Arc::downgrade(&limiter.bucket));
-            }
-        }
+        let own = limiter.bucket.clone();
+        limiter.bucket = self
+            .buckets
+            .get_or_insert_with((key.to_owned(), limiter.limit), || own);
         limiter.rejected = rejected;
     }
 }

@@ -31,6 +31,7 @@ pub struct Shared {
     pub(crate) pools: Pools,
     health: HealthStates,
     rate_limits: RateLimits,
+    resilience: crate::config::ResilienceStates,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) access_log: Option<AccessLog>,
     /// The workload certificate for mTLS, swapped on renewal.
@@ -57,6 +58,7 @@ impl Shared {
             health: &self.health,
             metrics: &self.metrics,
             rate_limits: &self.rate_limits,
+            resilience: &self.resilience,
             tls: &self.tls,
             jwks: &self.jwks,
         }
@@ -186,6 +188,7 @@ impl Server {
         };
         let health = HealthStates::default();
         let rate_limits = RateLimits::default();
+        let resilience = crate::config::ResilienceStates::default();
         let tls = Arc::new(TlsState::default());
         if let Some(material) = static_tls(&config)? {
             tls.set(material);
@@ -202,6 +205,7 @@ impl Server {
                 health: &health,
                 metrics: &metrics,
                 rate_limits: &rate_limits,
+                resilience: &resilience,
                 tls: &tls,
                 jwks: &jwks,
             },
@@ -231,6 +235,7 @@ impl Server {
             pools,
             health,
             rate_limits,
+            resilience,
             metrics,
             access_log,
             tls,

@@ -181,7 +181,7 @@ impl serde::Serialize for HashKey {
 }
 
 /// Concurrency limits toward a service; requests beyond them fail fast.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct CircuitBreaker {
     /// Open connections, all endpoints together. Default 1024.
     pub max_connections: u32,

@@ -124,7 +124,7 @@ pub struct Cluster {
     /// The service's retry policy.
     pub retry: Option<RetryPolicy>,
     /// Bounds retries to a share of recent requests.
-    pub retry_budget: Option<RetryBudget>,
+    pub retry_budget: Option<Arc<RetryBudget>>,
     /// Below this share of usable endpoints, balance over all of them.
     pub panic_threshold_percent: u32,
     /// Whether any endpoint has an active health check.

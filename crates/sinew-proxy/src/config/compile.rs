@@ -8,7 +8,7 @@ use crate::endpoint::Pools;
 use crate::gateway::JwtPolicy;
 use crate::health::{self, HealthStates};
 use crate::ratelimit::{Limiter, RateLimits};
-use crate::resilience::{CircuitBreaker, OutlierConfig, OutlierDetector, RetryBudget, RetryPolicy};
+use crate::resilience::{CircuitBreaker, OutlierConfig, RetryPolicy};
 use crate::route::{Action, ClusterId, RouteTable};
 use crate::server::Direction;
 use crate::telemetry::{DirectResponseMetrics, Metrics, RequestLabels, RequestMetrics, TcpMetrics};
@@ -205,6 +205,8 @@ pub struct Registries<'a> {
     pub metrics: &'a Metrics,
     /// Rate-limit buckets by what they limit.
     pub rate_limits: &'a RateLimits,
+    /// Breakers, retry budgets and outlier states.
+    pub resilience: &'a super::ResilienceStates,
     /// The proxy's TLS material, referred to by meshed endpoints.
     pub tls: &'a Arc<TlsState>,
     /// JWKS URLs, by the Routes' `jwt` that name them.
@@ -243,7 +245,7 @@ pub fn compile(
         let model = services.get(service).copied();
         let breaker = breakers.entry(service.to_owned()).or_insert_with(|| {
             let limits = model.map(|s| s.spec.circuit_breaker).unwrap_or_default();
-            Arc::new(CircuitBreaker::from_model(&limits))
+            reg.resilience.breaker(service, limits)
         });
         let mut cluster = build_cluster(service, subset, model, breaker, mtls, reg);
         cluster.rate_limit = limiters
@@ -259,7 +261,7 @@ pub fn compile(
         config.snapshot.routes().values(),
         &mut cluster_of,
     );
-    bind_rule_limiters(&mut routes, reg);
+    bind_rule_state(&mut routes, reg);
 
     let mut tcp = Vec::new();
     for listener in &config.proxy.spec.listen.tcp {
@@ -341,9 +343,11 @@ pub fn compile(
     let spec = &config.proxy.spec;
     let inbound = spec.app.map(|app| {
         let own = services.get(spec.service.as_str()).copied();
-        let breaker = Arc::new(CircuitBreaker::from_model(
-            &sinew_model::CircuitBreaker::default(),
-        ));
+        // Kept apart from the outbound breaker of the same service.
+        let breaker = reg.resilience.breaker(
+            &format!("inbound/{}", spec.service),
+            sinew_model::CircuitBreaker::default(),
+        );
         let mut cluster = build_cluster(&spec.service, None, None, &breaker, mtls, reg);
         cluster.endpoints = vec![endpoint(&spec.service, app, None, None, reg)];
         cluster.balancer = Balancer::new(Algorithm::RoundRobin, &[1]);
@@ -443,7 +447,9 @@ fn service_limiter(name: &str, service: Option<&Service>, reg: Registries<'_>) -
 
 /// Gives each rate-limited rule the bucket an earlier config left for it
 /// (same hosts, route, rule index and limit) and its metric counter.
-fn bind_rule_limiters(routes: &mut RouteTable, reg: Registries<'_>) {
+/// Gives each rule the rate-limit bucket and retry budget a live config
+/// already has for it (by host, route and rule index).
+fn bind_rule_state(routes: &mut RouteTable, reg: Registries<'_>) {
     for vhost in routes.hosts.iter_mut() {
         let host = vhost
             .names
@@ -451,13 +457,18 @@ fn bind_rule_limiters(routes: &mut RouteTable, reg: Registries<'_>) {
             .map(|n| n.to_string())
             .unwrap_or_default();
         for rule in vhost.rules.iter_mut() {
-            let Some(limiter) = rule.rate_limit.as_mut() else {
+            if rule.rate_limit.is_none() && rule.retry.is_none() {
                 continue;
-            };
+            }
             let name = format!("{}.rules[{}]", rule.route_name, rule.index);
-            let counter = reg.metrics.rate_limited("route", &name);
-            reg.rate_limits
-                .rebind(limiter, &format!("route/{host}/{name}"), counter);
+            let key = format!("route/{host}/{name}");
+            if let Some(limiter) = rule.rate_limit.as_mut() {
+                let counter = reg.metrics.rate_limited("route", &name);
+                reg.rate_limits.rebind(limiter, &key, counter);
+            }
+            if let (Some((_, budget)), Some(model)) = (rule.retry.as_mut(), &rule.retries) {
+                *budget = reg.resilience.budget(&Arc::from(key), &model.budget);
+            }
         }
     }
 }
@@ -524,6 +535,10 @@ fn build_cluster(
     let keys: Vec<String> = chosen.iter().map(|e| e.address.to_string()).collect();
     let key_bytes: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let spec = &service.spec;
+    let retry_budget = spec
+        .retries
+        .as_ref()
+        .map(|r| reg.resilience.budget(&label, &r.budget));
     Cluster {
         service: Arc::from(name),
         subset: subset.map(Arc::from),
@@ -551,18 +566,16 @@ fn build_cluster(
         connect_timeout: spec.connect_timeout.into(),
         timeout: spec.timeout.map(Into::into),
         retry: spec.retries.as_ref().map(RetryPolicy::from_model),
-        retry_budget: spec
-            .retries
-            .as_ref()
-            .map(|r| RetryBudget::from_model(&r.budget)),
+        retry_budget,
         panic_threshold_percent: spec.balancer.panic_threshold_percent,
         health_checked: spec.health_check.is_some(),
         breaker: breaker.clone(),
         rate_limit: None,
-        outlier: spec
-            .outlier_detection
-            .as_ref()
-            .map(|o| OutlierDetector::new(chosen.len(), OutlierConfig::from_model(o))),
+        outlier: spec.outlier_detection.as_ref().map(|o| {
+            let addrs = chosen.iter().map(|e| e.address);
+            reg.resilience
+                .outlier_detector(name, addrs, OutlierConfig::from_model(o))
+        }),
         usable_cache: AtomicU64::new(u64::MAX),
         born: Instant::now(),
         telemetry: reg.metrics.service(name),

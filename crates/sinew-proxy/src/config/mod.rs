@@ -5,6 +5,8 @@
 
 mod cluster;
 mod compile;
+mod kept;
 
 pub use cluster::{Cluster, Endpoint, HashPolicy, UpstreamTls};
 pub use compile::{compile, CompileError, Registries, Runtime, TcpTarget};
+pub use kept::{Kept, ResilienceStates};

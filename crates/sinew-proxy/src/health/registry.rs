@@ -2,20 +2,14 @@
 //! version: a reload that keeps an endpoint keeps what its checks learned.
 
 use super::EndpointHealth;
+use crate::config::Kept;
 use sinew_model::InitialHealth;
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::{Arc, Mutex, PoisonError, Weak},
-};
+use std::{net::SocketAddr, sync::Arc};
 
-/// A (service, endpoint address) pair.
-type Key = (Arc<str>, SocketAddr);
-
-/// The registry of health states.
+/// The registry of health states, by (service, endpoint address).
 #[derive(Debug, Default)]
 pub struct HealthStates {
-    states: Mutex<HashMap<Key, Weak<EndpointHealth>>>,
+    states: Kept<(Arc<str>, SocketAddr), EndpointHealth>,
 }
 
 impl HealthStates {
@@ -27,15 +21,10 @@ impl HealthStates {
         addr: SocketAddr,
         initial: InitialHealth,
     ) -> Arc<EndpointHealth> {
-        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (Arc::<str>::from(service), addr);
-        if let Some(state) = states.get(&key).and_then(Weak::upgrade) {
-            return state;
-        }
-        states.retain(|_, weak| weak.strong_count() > 0);
-        let state = Arc::new(EndpointHealth::initial(initial));
-        states.insert(key, Arc::downgrade(&state));
-        state
+        self.states
+            .get_or_insert_with((Arc::from(service), addr), || {
+                Arc::new(EndpointHealth::initial(initial))
+            })
     }
 }
 

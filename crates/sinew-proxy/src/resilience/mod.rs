@@ -29,7 +29,7 @@ pub use backoff::{ceiling, delay, retry_after, RETRY_AFTER_CAP};
 pub use breaker::{CircuitBreaker, Permit};
 pub use budget::{RetryBudget, WINDOW_SECS};
 pub use eligible::{in_panic, pick_eligible, pick_excluding};
-pub use outlier::{Failure, OutlierConfig, OutlierDetector, MAX_EJECTION};
+pub use outlier::{EndpointOutlier, Failure, OutlierConfig, OutlierDetector, MAX_EJECTION};
 pub use policy::{is_idempotent, Outcome, RetryPolicy};
 
 /// Nanoseconds from `origin` to `now` (0 if `now` is earlier), saturating.

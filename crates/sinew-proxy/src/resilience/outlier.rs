@@ -22,15 +22,22 @@
 //! otherwise round down to none). With a single endpoint only 100 % ejects
 //! it. The panic threshold ([`super::pick_eligible`]) covers the rest.
 //!
+//! **Across configs:** what an endpoint has earned — ejected until when,
+//! its error runs, its ejection count — is an [`EndpointOutlier`], which
+//! detectors of several config versions may share
+//! ([`OutlierDetector::sharing`]); the thresholds and the percent are the
+//! detector's own.
+//!
 //! **Concurrency:** reads ([`is_ejected`](OutlierDetector::is_ejected),
 //! [`ejected_count`](OutlierDetector::ejected_count)) and reports are
-//! lock-free atomics (`ejected_until` in nanoseconds since the detector was
-//! made, and the error run per endpoint). Only an error that reaches the
-//! threshold takes a small `Mutex`, to check the percent and update the
-//! ejection count consistently; successes never lock.
+//! lock-free atomics (`ejected_until` in nanoseconds since the detectors'
+//! common origin, and the error run per endpoint). Only an error that
+//! reaches the threshold takes the detector's small `Mutex`, to check the
+//! percent, and then the endpoint's, to update its ejection count
+//! consistently with any other detector sharing it; successes never lock.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{duration_nanos, nanos_since};
@@ -101,16 +108,19 @@ impl Failure {
     }
 }
 
-/// The lock-free part of one endpoint's state.
+/// One endpoint's outlier state, which the detectors of successive config
+/// versions share (see the [module docs](self)).
 #[derive(Debug, Default)]
-struct Slot {
+pub struct EndpointOutlier {
     /// Ejected while the clock is below this (ns since `origin`; 0 = never).
     ejected_until: AtomicU64,
     /// Errors in a row of each kind since the last success or ejection.
     runs: [AtomicU32; RUNS],
+    /// Changed only under this lock.
+    record: Mutex<Record>,
 }
 
-impl Slot {
+impl EndpointOutlier {
     fn reset(&self, run: usize) {
         if self.runs[run].load(Ordering::Relaxed) != 0 {
             self.runs[run].store(0, Ordering::Relaxed);
@@ -118,7 +128,7 @@ impl Slot {
     }
 }
 
-/// The part changed only under the lock.
+/// The part of an endpoint's state changed only under its lock.
 #[derive(Debug, Clone, Copy, Default)]
 struct Record {
     /// Ejections counted toward the next ejection's length.
@@ -151,8 +161,9 @@ pub struct OutlierDetector {
     max_ns: u64,
     interval_ns: u64,
     max_ejected: usize,
-    slots: Box<[Slot]>,
-    records: Mutex<Box<[Record]>>,
+    slots: Box<[Arc<EndpointOutlier>]>,
+    /// Held while an ejection is checked against the percent.
+    eject: Mutex<()>,
     ejections: AtomicU64,
     refused: AtomicU64,
 }
@@ -161,6 +172,20 @@ impl OutlierDetector {
     /// A detector for `n_endpoints` endpoints, none ejected.
     #[must_use]
     pub fn new(n_endpoints: usize, config: OutlierConfig) -> OutlierDetector {
+        let slots = (0..n_endpoints).map(|_| Arc::default()).collect();
+        OutlierDetector::sharing(Instant::now(), slots, config)
+    }
+
+    /// A detector over endpoint states other detectors may share, in
+    /// balancer order. Every detector sharing a state must be given the
+    /// same `origin`, the time base of its ejections.
+    #[must_use]
+    pub fn sharing(
+        origin: Instant,
+        slots: Vec<Arc<EndpointOutlier>>,
+        config: OutlierConfig,
+    ) -> OutlierDetector {
+        let n_endpoints = slots.len();
         let percent = config.max_ejection_percent.min(100) as usize;
         let mut max_ejected = n_endpoints * percent / 100;
         if percent > 0 && n_endpoints >= 2 {
@@ -168,7 +193,7 @@ impl OutlierDetector {
         }
         let base_ns = duration_nanos(config.base_ejection);
         OutlierDetector {
-            origin: Instant::now(),
+            origin,
             thresholds: [
                 config.consecutive_errors.max(1),
                 config
@@ -182,8 +207,8 @@ impl OutlierDetector {
             max_ns: duration_nanos(MAX_EJECTION).max(base_ns),
             interval_ns: duration_nanos(config.interval).max(1),
             max_ejected,
-            slots: (0..n_endpoints).map(|_| Slot::default()).collect(),
-            records: Mutex::new(vec![Record::default(); n_endpoints].into_boxed_slice()),
+            slots: slots.into_boxed_slice(),
+            eject: Mutex::new(()),
             ejections: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         }
@@ -234,7 +259,7 @@ impl OutlierDetector {
     }
 
     /// Whether a run of `slot` has reached its threshold.
-    fn due(&self, slot: &Slot) -> bool {
+    fn due(&self, slot: &EndpointOutlier) -> bool {
         slot.runs
             .iter()
             .zip(self.thresholds)
@@ -243,8 +268,9 @@ impl OutlierDetector {
 
     /// Ejects `index` if it is still due and the percent allows it.
     fn try_eject(&self, index: usize, now: u64) {
-        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        let _percent = self.eject.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = &self.slots[index];
+        let mut record = slot.record.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.ejected_until.load(Ordering::Acquire) > now || !self.due(slot) {
             return; // another thread ejected it, or a success broke the run
         }
@@ -252,7 +278,6 @@ impl OutlierDetector {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let record = &mut records[index];
         let times = self.decayed(*record, now).saturating_add(1);
         let until = now
             .saturating_add(
@@ -311,8 +336,10 @@ impl OutlierDetector {
     #[must_use]
     pub fn times_ejected(&self, index: usize, now: Instant) -> u32 {
         let now = nanos_since(self.origin, now);
-        let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        records.get(index).map_or(0, |&r| self.decayed(r, now))
+        self.slots.get(index).map_or(0, |slot| {
+            let record = *slot.record.lock().unwrap_or_else(PoisonError::into_inner);
+            self.decayed(record, now)
+        })
     }
 
     /// Returns endpoint `index` at `now` and forgets its error run (e.g.
@@ -320,8 +347,8 @@ impl OutlierDetector {
     /// starts decaying from `now`.
     pub fn clear(&self, index: usize, now: Instant) {
         let now = nanos_since(self.origin, now);
-        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        if let (Some(slot), Some(record)) = (self.slots.get(index), records.get_mut(index)) {
+        if let Some(slot) = self.slots.get(index) {
+            let mut record = slot.record.lock().unwrap_or_else(PoisonError::into_inner);
             record.released_at = record.released_at.min(now);
             (0..RUNS).for_each(|run| slot.reset(run));
             slot.ejected_until.store(0, Ordering::Release);

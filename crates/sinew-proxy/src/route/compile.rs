@@ -181,7 +181,7 @@ fn compile_rule(
         retry: rule.retries.as_ref().map(|r| {
             (
                 crate::resilience::RetryPolicy::from_model(r),
-                crate::resilience::RetryBudget::from_model(&r.budget),
+                Arc::new(crate::resilience::RetryBudget::from_model(&r.budget)),
             )
         }),
         fallback: rule

@@ -28,10 +28,11 @@ pub struct Rule {
     pub timeout: Option<Duration>,
     /// Retry policy overriding the service's; `None` = the service's.
     pub retries: Option<sinew_model::Retries>,
-    /// `retries`, compiled, with its own budget.
+    /// `retries`, compiled, with its own budget (kept across reloads once
+    /// the config is compiled).
     pub retry: Option<(
         crate::resilience::RetryPolicy,
-        crate::resilience::RetryBudget,
+        std::sync::Arc<crate::resilience::RetryBudget>,
     )>,
     /// The proxy's answer when no endpoint is left for the picked backend.
     pub fallback: Option<DirectResponse>,

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use sinew_testkit::{Backend, BlackHole, Load, Proxy};
+use sinew_testkit::{assert_eventually, resource, Backend, BlackHole, Load, Proxy};
 
 const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
 
@@ -144,6 +144,45 @@ async fn a_failing_endpoint_is_ejected_and_with_all_ejected_traffic_still_flows(
         only_bad.requests() + other_bad.requests(),
         before + 10,
         "with every endpoint ejected, traffic still reaches them (panic threshold)"
+    );
+}
+
+#[tokio::test]
+async fn an_ejection_outlives_a_reload_that_changes_other_services() {
+    let good = Backend::http().name("good").spawn().await;
+    let bad = Backend::http().name("bad").fail("/", 503).spawn().await;
+    let spec = "balancer: {algorithm: round-robin}\noutlier_detection: {consecutive_errors: 3, interval: 10s, base_ejection: 30s, max_ejection_percent: 100}";
+    let mut proxy = Proxy::builder(SINEW)
+        .service_with("be", &[&good, &bad], spec)
+        .spawn()
+        .await;
+    for _ in 0..10 {
+        proxy.get("be", "/").await;
+    }
+    let bad_seen = bad.requests();
+    assert_eq!(proxy.get("be", "/").await.text(), "good", "ejected");
+
+    // A new config version in which `be` is unchanged: another service
+    // appears, as when any endpoint in the mesh registers.
+    let version = proxy.config_version().await;
+    proxy.rewrite_routes(&resource(
+        "Service",
+        "other",
+        "protocol: http\nendpoints: [{address: 127.0.0.1:9}]",
+    ));
+    assert_eventually!(
+        proxy.config_version().await > version,
+        Duration::from_secs(3),
+        "reloaded:\n{}",
+        proxy.stderr_tail()
+    );
+    for _ in 0..20 {
+        assert_eq!(proxy.get("be", "/").await.text(), "good");
+    }
+    assert_eq!(
+        bad.requests(),
+        bad_seen,
+        "the ejected endpoint stayed ejected across the reload"
     );
 }
 
