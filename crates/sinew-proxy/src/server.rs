@@ -31,7 +31,7 @@ pub struct Shared {
     pub(crate) pools: Pools,
     health: HealthStates,
     rate_limits: RateLimits,
-    resilience: crate::config::ResilienceStates,
+    kept: crate::config::KeptStates,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) access_log: Option<AccessLog>,
     /// The workload certificate for mTLS, swapped on renewal.
@@ -58,7 +58,7 @@ impl Shared {
             health: &self.health,
             metrics: &self.metrics,
             rate_limits: &self.rate_limits,
-            resilience: &self.resilience,
+            kept: &self.kept,
             tls: &self.tls,
             jwks: &self.jwks,
         }
@@ -188,7 +188,7 @@ impl Server {
         };
         let health = HealthStates::default();
         let rate_limits = RateLimits::default();
-        let resilience = crate::config::ResilienceStates::default();
+        let kept = crate::config::KeptStates::default();
         let tls = Arc::new(TlsState::default());
         if let Some(material) = static_tls(&config)? {
             tls.set(material);
@@ -205,7 +205,7 @@ impl Server {
                 health: &health,
                 metrics: &metrics,
                 rate_limits: &rate_limits,
-                resilience: &resilience,
+                kept: &kept,
                 tls: &tls,
                 jwks: &jwks,
             },
@@ -235,7 +235,7 @@ impl Server {
             pools,
             health,
             rate_limits,
-            resilience,
+            kept,
             metrics,
             access_log,
             tls,

@@ -205,8 +205,8 @@ pub struct Registries<'a> {
     pub metrics: &'a Metrics,
     /// Rate-limit buckets by what they limit.
     pub rate_limits: &'a RateLimits,
-    /// Breakers, retry budgets and outlier states.
-    pub resilience: &'a super::ResilienceStates,
+    /// Endpoint loads, outlier states, breakers and retry budgets.
+    pub kept: &'a super::KeptStates,
     /// The proxy's TLS material, referred to by meshed endpoints.
     pub tls: &'a Arc<TlsState>,
     /// JWKS URLs, by the Routes' `jwt` that name them.
@@ -245,7 +245,7 @@ pub fn compile(
         let model = services.get(service).copied();
         let breaker = breakers.entry(service.to_owned()).or_insert_with(|| {
             let limits = model.map(|s| s.spec.circuit_breaker).unwrap_or_default();
-            reg.resilience.breaker(service, limits)
+            reg.kept.breaker(service, limits)
         });
         let mut cluster = build_cluster(service, subset, model, breaker, mtls, reg);
         cluster.rate_limit = limiters
@@ -344,7 +344,7 @@ pub fn compile(
     let inbound = spec.app.map(|app| {
         let own = services.get(spec.service.as_str()).copied();
         // Kept apart from the outbound breaker of the same service.
-        let breaker = reg.resilience.breaker(
+        let breaker = reg.kept.breaker(
             &format!("inbound/{}", spec.service),
             sinew_model::CircuitBreaker::default(),
         );
@@ -467,7 +467,7 @@ fn bind_rule_state(routes: &mut RouteTable, reg: Registries<'_>) {
                 reg.rate_limits.rebind(limiter, &key, counter);
             }
             if let (Some((_, budget)), Some(model)) = (rule.retry.as_mut(), &rule.retries) {
-                *budget = reg.resilience.budget(&Arc::from(key), &model.budget);
+                *budget = reg.kept.budget(&Arc::from(key), &model.budget);
             }
         }
     }
@@ -538,7 +538,18 @@ fn build_cluster(
     let retry_budget = spec
         .retries
         .as_ref()
-        .map(|r| reg.resilience.budget(&label, &r.budget));
+        .map(|r| reg.kept.budget(&label, &r.budget));
+    let addrs = || chosen.iter().map(|e| e.address);
+    let balancer = Balancer::with_loads(
+        algorithm(spec.balancer.algorithm),
+        &weights,
+        &key_bytes,
+        &reg.kept.loads(&label, addrs()),
+    );
+    let outlier = spec.outlier_detection.as_ref().map(|o| {
+        reg.kept
+            .outlier_detector(&label, addrs(), OutlierConfig::from_model(o))
+    });
     Cluster {
         service: Arc::from(name),
         subset: subset.map(Arc::from),
@@ -561,7 +572,7 @@ fn build_cluster(
                 endpoint
             })
             .collect(),
-        balancer: Balancer::with_keys(algorithm(spec.balancer.algorithm), &weights, &key_bytes),
+        balancer,
         hash: spec.balancer.hash.as_ref().and_then(hash_policy),
         connect_timeout: spec.connect_timeout.into(),
         timeout: spec.timeout.map(Into::into),
@@ -571,11 +582,7 @@ fn build_cluster(
         health_checked: spec.health_check.is_some(),
         breaker: breaker.clone(),
         rate_limit: None,
-        outlier: spec.outlier_detection.as_ref().map(|o| {
-            let addrs = chosen.iter().map(|e| e.address);
-            reg.resilience
-                .outlier_detector(name, addrs, OutlierConfig::from_model(o))
-        }),
+        outlier,
         usable_cache: AtomicU64::new(u64::MAX),
         born: Instant::now(),
         telemetry: reg.metrics.service(name),

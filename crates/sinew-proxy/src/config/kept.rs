@@ -1,9 +1,10 @@
 //! State that outlives the config versions using it.
 //!
 //! A reload compiles a whole new config, but what the proxy has learned
-//! about an upstream — its health, its outlier ejections, the requests in
-//! flight against its breaker, its retry budget's window, its rate-limit
-//! tokens — belongs to the upstream, not to a config version. Each such piece
+//! about an upstream — its health, its outlier ejections, its requests in
+//! flight and latency estimate, the requests in flight against its breaker,
+//! its retry budget's window, its rate-limit tokens — belongs to the
+//! upstream, not to a config version. Each such piece
 //! is looked up in a [`Kept`] by what it is about, and by the settings a
 //! change of which must start it afresh. While any live config holds the
 //! value, the next config asking for the same key gets the same value, so an
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
+use crate::balance::EndpointLoad;
 use crate::resilience::{
     CircuitBreaker, EndpointOutlier, OutlierConfig, OutlierDetector, RetryBudget,
 };
@@ -84,37 +86,60 @@ impl<K, V> fmt::Debug for Kept<K, V> {
     }
 }
 
-/// The resilience state each compiled config takes over from the one before.
+/// The balancing and resilience state each compiled config takes over from
+/// the one before. A cluster is a service or one of its subsets, named by
+/// its label (`service` or `service/subset`); each keeps its own.
 ///
+/// - Each endpoint's load (requests in flight, latency estimate) and outlier
+///   state, by (cluster, address), whatever else changes: an ejected
+///   endpoint stays ejected for its full time, and its error runs and
+///   ejection count carry on. Thresholds come from the new config; the
+///   detectors of one cluster share one lock for the max ejection percent.
 /// - A service's circuit breaker, while its limits stay the same: requests
 ///   in flight under the old config still count against the new one.
 /// - A cluster's retry budget, while its ratio and floor stay the same.
-/// - Each endpoint's outlier state, by (service, address), whatever else
-///   changes: an ejected endpoint stays ejected for its full time, and its
-///   error runs and ejection count carry on. Thresholds come from the new
-///   config.
 #[derive(Debug)]
-pub struct ResilienceStates {
+pub struct KeptStates {
+    loads: Kept<(Arc<str>, SocketAddr), EndpointLoad>,
+    outliers: Kept<(Arc<str>, SocketAddr), EndpointOutlier>,
+    /// By cluster label: held while an ejection is checked against the percent.
+    ejections: Kept<Arc<str>, Mutex<()>>,
+    /// The time base of every outlier state here.
+    origin: Instant,
     breakers: Kept<(Arc<str>, sinew_model::CircuitBreaker), CircuitBreaker>,
     /// By cluster label, ratio (as bits) and floor.
     budgets: Kept<(Arc<str>, u64, u32), RetryBudget>,
-    outliers: Kept<(Arc<str>, SocketAddr), EndpointOutlier>,
-    /// The time base of every outlier state here.
-    origin: Instant,
 }
 
-impl Default for ResilienceStates {
+impl Default for KeptStates {
     fn default() -> Self {
-        ResilienceStates {
+        KeptStates {
+            loads: Kept::default(),
+            outliers: Kept::default(),
+            ejections: Kept::default(),
+            origin: Instant::now(),
             breakers: Kept::default(),
             budgets: Kept::default(),
-            outliers: Kept::default(),
-            origin: Instant::now(),
         }
     }
 }
 
-impl ResilienceStates {
+impl KeptStates {
+    /// The loads of cluster `label`'s endpoints at `addrs`, in balancer order.
+    pub fn loads(
+        &self,
+        label: &Arc<str>,
+        addrs: impl IntoIterator<Item = SocketAddr>,
+    ) -> Vec<Arc<EndpointLoad>> {
+        addrs
+            .into_iter()
+            .map(|addr| {
+                self.loads
+                    .get_or_insert_with((label.clone(), addr), Arc::default)
+            })
+            .collect()
+    }
+
     /// `service`'s breaker with `limits`.
     pub fn breaker(
         &self,
@@ -134,22 +159,25 @@ impl ResilienceStates {
             .get_or_insert_with(key, || Arc::new(RetryBudget::from_model(model)))
     }
 
-    /// Outlier detection over `service`'s endpoints at `addrs`, in balancer order.
+    /// Outlier detection over cluster `label`'s endpoints at `addrs`, in
+    /// balancer order.
     pub fn outlier_detector(
         &self,
-        service: &str,
+        label: &Arc<str>,
         addrs: impl IntoIterator<Item = SocketAddr>,
         config: OutlierConfig,
     ) -> OutlierDetector {
-        let service: Arc<str> = Arc::from(service);
         let states = addrs
             .into_iter()
             .map(|addr| {
                 self.outliers
-                    .get_or_insert_with((service.clone(), addr), Arc::default)
+                    .get_or_insert_with((label.clone(), addr), Arc::default)
             })
             .collect();
-        OutlierDetector::sharing(self.origin, states, config)
+        let lock = self
+            .ejections
+            .get_or_insert_with(label.clone(), Arc::default);
+        OutlierDetector::sharing(self.origin, states, lock, config)
     }
 }
 
@@ -190,21 +218,22 @@ mod tests {
 
     #[test]
     fn an_ejection_outlives_a_config_that_adds_an_endpoint() {
-        let states = ResilienceStates::default();
+        let states = KeptStates::default();
         let config = OutlierConfig {
             consecutive_errors: 2,
             max_ejection_percent: 100,
             ..OutlierConfig::default()
         };
         let now = Instant::now();
-        let old = states.outlier_detector("a", [addr(1), addr(2)], config);
+        let a: Arc<str> = Arc::from("a");
+        let old = states.outlier_detector(&a, [addr(1), addr(2)], config);
         old.report(1, false, now);
         old.report(1, false, now);
         assert!(old.is_ejected(1, now));
         old.report(0, false, now);
 
         // The endpoint set changes: addr(2) moves to index 2.
-        let new = states.outlier_detector("a", [addr(1), addr(3), addr(2)], config);
+        let new = states.outlier_detector(&a, [addr(1), addr(3), addr(2)], config);
         assert!(new.is_ejected(2, now), "still ejected");
         assert!(!new.is_ejected(1, now), "the new endpoint starts clean");
         assert_eq!(new.times_ejected(2, now), 1);
@@ -212,13 +241,45 @@ mod tests {
         assert!(new.is_ejected(0, now), "the error run carried on");
         let later = now + config.base_ejection;
         assert!(!new.is_ejected(2, later), "returns after its time");
-        let other = states.outlier_detector("b", [addr(2)], config);
-        assert!(!other.is_ejected(0, now), "another service's endpoint");
+        let other = states.outlier_detector(&Arc::from("a/v1"), [addr(2)], config);
+        assert!(!other.is_ejected(0, now), "another cluster's endpoint");
+    }
+
+    #[test]
+    fn the_percent_holds_across_the_detectors_of_one_cluster() {
+        let states = KeptStates::default();
+        let config = OutlierConfig {
+            consecutive_errors: 1,
+            max_ejection_percent: 50,
+            ..OutlierConfig::default()
+        };
+        let now = Instant::now();
+        let a: Arc<str> = Arc::from("a");
+        let old = states.outlier_detector(&a, [addr(1), addr(2)], config);
+        let new = states.outlier_detector(&a, [addr(1), addr(2), addr(3)], config);
+        old.report(0, false, now);
+        assert!(new.is_ejected(0, now));
+        new.report(1, false, now);
+        assert!(!new.is_ejected(1, now), "one of three is the most at 50 %");
+        assert_eq!(new.refused_ejections(), 1);
+    }
+
+    #[test]
+    fn loads_carry_over_by_cluster_and_address() {
+        let states = KeptStates::default();
+        let a: Arc<str> = Arc::from("a");
+        let old = states.loads(&a, [addr(1), addr(2)]);
+        let _in_flight = old[1].start_owned();
+        let new = states.loads(&a, [addr(2), addr(3)]);
+        assert_eq!(new[0].in_flight(), 1, "the old config's request counts");
+        assert_eq!(new[1].in_flight(), 0);
+        let subset = states.loads(&Arc::from("a/v1"), [addr(2)]);
+        assert_eq!(subset[0].in_flight(), 0, "each cluster has its own");
     }
 
     #[test]
     fn breakers_and_budgets_carry_over_while_their_settings_hold() {
-        let states = ResilienceStates::default();
+        let states = KeptStates::default();
         let limits = sinew_model::CircuitBreaker {
             max_requests: 1,
             ..sinew_model::CircuitBreaker::default()

@@ -9,4 +9,4 @@ mod kept;
 
 pub use cluster::{Cluster, Endpoint, HashPolicy, UpstreamTls};
 pub use compile::{compile, CompileError, Registries, Runtime, TcpTarget};
-pub use kept::{Kept, ResilienceStates};
+pub use kept::{Kept, KeptStates};

@@ -42,7 +42,7 @@ pub fn config_parser(data: &[u8]) {
     let health = HealthStates::default();
     let metrics = Metrics::new();
     let rate_limits = RateLimits::default();
-    let resilience = crate::config::ResilienceStates::default();
+    let kept = crate::config::KeptStates::default();
     let tls = Arc::default();
     let jwks = crate::gateway::jwks::JwksRegistry::default();
     let registries = Registries {
@@ -50,7 +50,7 @@ pub fn config_parser(data: &[u8]) {
         health: &health,
         metrics: &metrics,
         rate_limits: &rate_limits,
-        resilience: &resilience,
+        kept: &kept,
         tls: &tls,
         jwks: &jwks,
     };

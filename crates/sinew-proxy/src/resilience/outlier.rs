@@ -162,8 +162,9 @@ pub struct OutlierDetector {
     interval_ns: u64,
     max_ejected: usize,
     slots: Box<[Arc<EndpointOutlier>]>,
-    /// Held while an ejection is checked against the percent.
-    eject: Mutex<()>,
+    /// Held while an ejection is checked against the percent; shared by
+    /// the detectors sharing these endpoints.
+    eject: Arc<Mutex<()>>,
     ejections: AtomicU64,
     refused: AtomicU64,
 }
@@ -173,16 +174,19 @@ impl OutlierDetector {
     #[must_use]
     pub fn new(n_endpoints: usize, config: OutlierConfig) -> OutlierDetector {
         let slots = (0..n_endpoints).map(|_| Arc::default()).collect();
-        OutlierDetector::sharing(Instant::now(), slots, config)
+        OutlierDetector::sharing(Instant::now(), slots, Arc::default(), config)
     }
 
     /// A detector over endpoint states other detectors may share, in
     /// balancer order. Every detector sharing a state must be given the
-    /// same `origin`, the time base of its ejections.
+    /// same `origin`, the time base of its ejections, and the same `lock`,
+    /// under which an ejection is checked against the percent (so two
+    /// detectors cannot both eject up to it).
     #[must_use]
     pub fn sharing(
         origin: Instant,
         slots: Vec<Arc<EndpointOutlier>>,
+        lock: Arc<Mutex<()>>,
         config: OutlierConfig,
     ) -> OutlierDetector {
         let n_endpoints = slots.len();
@@ -208,7 +212,7 @@ impl OutlierDetector {
             interval_ns: duration_nanos(config.interval).max(1),
             max_ejected,
             slots: slots.into_boxed_slice(),
-            eject: Mutex::new(()),
+            eject: lock,
             ejections: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         }
