@@ -26,6 +26,8 @@ pub enum ErrorKind {
     HeadTooLarge,
     /// The request head did not arrive within the header timeout (slowloris).
     HeadTimeout,
+    /// The request body stopped coming for the stream idle timeout.
+    BodyTimeout,
     /// The request-target is longer than the proxy accepts.
     UriTooLong,
     /// A transfer coding the proxy does not implement (anything but `chunked`).
@@ -134,6 +136,7 @@ impl ProxyError {
             ErrorKind::BadRequest
             | ErrorKind::HeadTooLarge
             | ErrorKind::HeadTimeout
+            | ErrorKind::BodyTimeout
             | ErrorKind::UriTooLong
             | ErrorKind::NotImplemented
             | ErrorKind::BadPath
@@ -166,7 +169,7 @@ impl ProxyError {
         match self.kind {
             ErrorKind::BadRequest | ErrorKind::BadPath => 400,
             ErrorKind::HeadTooLarge => 431,
-            ErrorKind::HeadTimeout => 408,
+            ErrorKind::HeadTimeout | ErrorKind::BodyTimeout => 408,
             ErrorKind::UriTooLong => 414,
             ErrorKind::NotImplemented => 501,
             ErrorKind::RateLimited => 429,
@@ -191,6 +194,7 @@ impl ProxyError {
             ErrorKind::BadRequest
             | ErrorKind::HeadTooLarge
             | ErrorKind::HeadTimeout
+            | ErrorKind::BodyTimeout
             | ErrorKind::UriTooLong
             | ErrorKind::NotImplemented
             | ErrorKind::BadPath
@@ -214,6 +218,7 @@ impl ProxyError {
             ErrorKind::BadRequest => "bad-request",
             ErrorKind::HeadTooLarge => "head-too-large",
             ErrorKind::HeadTimeout => "head-timeout",
+            ErrorKind::BodyTimeout => "body-timeout",
             ErrorKind::UriTooLong => "uri-too-long",
             ErrorKind::NotImplemented => "not-implemented",
             ErrorKind::BadPath => "bad-path",

@@ -48,6 +48,12 @@ pub(crate) fn proxy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxySpe
         Duration::from_secs(10),
         super::check::positive_duration,
     );
+    let stream_idle_timeout = m.or(
+        cx,
+        "stream_idle_timeout",
+        Duration::from_secs(300),
+        super::check::positive_duration,
+    );
     let tls = m.opt(cx, "tls", tls);
     m.finish(cx);
     Some(ProxySpec {
@@ -60,6 +66,7 @@ pub(crate) fn proxy_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<ProxySpe
         drain_timeout: drain_timeout?,
         idle_timeout: idle_timeout?,
         request_header_timeout: request_header_timeout?,
+        stream_idle_timeout: stream_idle_timeout?,
         tls: tls?,
     })
 }

@@ -290,6 +290,25 @@ fn proxy_request_header_timeout_defaults_and_is_checked() {
 }
 
 #[test]
+fn proxy_stream_idle_timeout_defaults_and_is_checked() {
+    let all = parse_ok("kind: Proxy\nmetadata: {name: p}\nspec: {service: a}\n");
+    let Resource::Proxy(p) = &all[0] else {
+        panic!("not a proxy")
+    };
+    assert_eq!(p.spec.stream_idle_timeout, Duration::from_secs(300));
+    let all =
+        parse_ok("kind: Proxy\nmetadata: {name: p}\nspec: {service: a, stream_idle_timeout: 5s}\n");
+    let Resource::Proxy(p) = &all[0] else {
+        panic!("not a proxy")
+    };
+    assert_eq!(p.spec.stream_idle_timeout, Duration::from_secs(5));
+    let got =
+        errs("kind: Proxy\nmetadata: {name: p}\nspec: {service: a, stream_idle_timeout: 1}\n");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].3, "spec.stream_idle_timeout");
+}
+
+#[test]
 fn fallback_is_a_checked_direct_response_for_forwarding_rules() {
     use ErrorKind::*;
     let direct = "    - direct_response: {status: 404}\n      fallback: {status: 503}\n";

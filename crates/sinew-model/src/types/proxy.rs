@@ -45,6 +45,12 @@ pub struct ProxySpec {
     /// first byte (and an HTTP/2 preface within this long), else 408 and the
     /// connection is closed: the slowloris bound. Default 10s.
     pub request_header_timeout: Duration,
+    /// An HTTP/1 request in flight whose bytes stop moving for this long —
+    /// the client's body, the upstream's response head or body, or a client
+    /// not reading its response — is ended: `408` when the client's body
+    /// stalled, `504` when the upstream did, and the connection is closed.
+    /// Progress restarts the clock. Default 300s.
+    pub stream_idle_timeout: Duration,
     /// Static mode: the workload certificate and trust bundle for mTLS
     /// between sidecars. Absent in control mode (the control plane issues
     /// the certificate) and for plaintext meshes.

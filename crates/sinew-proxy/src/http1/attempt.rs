@@ -7,6 +7,7 @@
 use super::body::{self, BodyError, Progress, READ_CHUNK};
 use super::exchange::{body_error, Request};
 use super::head;
+use super::idle::{self, within};
 use crate::config::Endpoint;
 use crate::endpoint::connect;
 use crate::error::{ErrorKind, ProxyError};
@@ -180,20 +181,37 @@ async fn send(
     req: &Request<'_>,
     request_body: &mut Progress,
 ) -> Result<(), Send> {
-    if up.write_all(out).await.is_err() {
-        return Err(Send::Stale);
+    match within(req.idle, up.write_all(out)).await {
+        Ok(()) => {}
+        Err(e) if idle::stalled(&e) => {
+            return Err(Send::Failed(ProxyError::io(ErrorKind::Timeout, e)))
+        }
+        Err(_) => return Err(Send::Stale),
     }
     let mut replayable = true;
-    if !req.expect_continue && !request_body.is_done() {
+    if req.expect_continue && !request_body.is_done() {
+        // The client waits for `100 Continue` before its body. An upstream
+        // that ignores `Expect` waits for the body instead: after a short
+        // wait with no answer the proxy says 100 itself and sends the body,
+        // as curl does (RFC 9110 §10.1.1).
+        let wait = EXPECT_WAIT.min(req.idle);
+        // The inner reads' own stall bound must not fire first.
+        match tokio::time::timeout(wait, read_head(up, ubuf, wait + req.idle)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => return Err(Send::Failed(e)),
+            Err(_) => {
+                replayable = false;
+                within(req.idle, down.write_all(CONTINUE))
+                    .await
+                    .map_err(|e| Send::Client(ProxyError::io(ErrorKind::DownstreamIo, e)))?;
+                send_body(up, down, rbuf, req, request_body).await?;
+            }
+        }
+    } else if !request_body.is_done() {
         replayable = false;
-        body::copy(request_body, down, rbuf, up, false)
-            .await
-            .map_err(|e| match e {
-                BodyError::Sink(e) => Send::Failed(ProxyError::io(ErrorKind::UpstreamReset, e)),
-                other => Send::Client(body_error(other, true)),
-            })?;
+        send_body(up, down, rbuf, req, request_body).await?;
     }
-    match read_head(up, ubuf).await {
+    match read_head(up, ubuf, req.idle).await {
         Ok(()) => Ok(()),
         Err(e)
             if replayable
@@ -207,8 +225,37 @@ async fn send(
     }
 }
 
-/// Reads from the upstream until `ubuf` holds a complete response head.
-pub(super) async fn read_head(up: &mut Conn, ubuf: &mut BytesMut) -> Result<(), ProxyError> {
+/// How long a request with `Expect: 100-continue` waits for the upstream's
+/// answer before its body is sent anyway.
+const EXPECT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The interim response the proxy gives in the upstream's place.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Streams the rest of the request body from the client to the upstream.
+async fn send_body(
+    up: &mut Conn,
+    down: &mut Conn,
+    rbuf: &mut BytesMut,
+    req: &Request<'_>,
+    request_body: &mut Progress,
+) -> Result<(), Send> {
+    body::copy(request_body, down, rbuf, up, false, req.idle)
+        .await
+        .map(drop)
+        .map_err(|e| match e {
+            e @ BodyError::Sink(_) => Send::Failed(body_error(e, true)),
+            other => Send::Client(body_error(other, true)),
+        })
+}
+
+/// Reads from the upstream until `ubuf` holds a complete response head,
+/// each read within `idle` (else `Timeout`). Cancel-safe.
+pub(super) async fn read_head(
+    up: &mut Conn,
+    ubuf: &mut BytesMut,
+    idle: std::time::Duration,
+) -> Result<(), ProxyError> {
     loop {
         if head::blank_line(ubuf).is_some() {
             return Ok(());
@@ -217,9 +264,10 @@ pub(super) async fn read_head(up: &mut Conn, ubuf: &mut BytesMut) -> Result<(), 
             return Err(ProxyError::new(ErrorKind::UpstreamProtocol));
         }
         ubuf.reserve(READ_CHUNK);
-        match up.read_buf(ubuf).await {
+        match within(idle, up.read_buf(ubuf)).await {
             Ok(0) => return Err(ProxyError::new(ErrorKind::UpstreamReset)),
             Ok(_) => {}
+            Err(e) if idle::stalled(&e) => return Err(ProxyError::io(ErrorKind::Timeout, e)),
             Err(e) => return Err(ProxyError::io(ErrorKind::UpstreamReset, e)),
         }
     }

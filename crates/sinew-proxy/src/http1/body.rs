@@ -3,8 +3,10 @@
 
 use super::chunked::Chunked;
 use super::head::Framing;
+use super::idle::within;
 use bytes::{Buf, BytesMut};
 use std::io;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Read size for body transfers.
@@ -84,13 +86,19 @@ impl Progress {
 /// Copies the rest of a body from `src` to `dst`. `buf` holds bytes already
 /// read from `src` (the body's start has already been taken from it); bytes
 /// past the body's end stay in `buf`. With `decode`, chunked framing is
-/// removed (for HTTP/1.0 clients).
+/// removed (for HTTP/1.0 clients). A read or write that makes no progress
+/// within `idle` fails with `TimedOut`.
+///
+/// Cancel-safe as to framing: bytes `progress` has counted are out of `buf`
+/// before their write is awaited, so a copy dropped mid-write (a request
+/// timeout) never leaves body bytes in `buf` to be read as the next request.
 pub(crate) async fn copy<R, W>(
     progress: &mut Progress,
     src: &mut R,
     buf: &mut BytesMut,
     dst: &mut W,
     decode: bool,
+    idle: Duration,
 ) -> Result<u64, BodyError>
 where
     R: AsyncRead + Unpin,
@@ -101,7 +109,9 @@ where
     while !progress.is_done() {
         if buf.is_empty() {
             buf.reserve(READ_CHUNK);
-            let n = src.read_buf(buf).await.map_err(BodyError::Source)?;
+            let n = within(idle, src.read_buf(buf))
+                .await
+                .map_err(BodyError::Source)?;
             if n == 0 {
                 if matches!(progress, Progress::UntilClose) {
                     *progress = Progress::Done;
@@ -113,15 +123,92 @@ where
         let n = if decode {
             decoded.clear();
             let n = progress.take(buf, Some(&mut decoded))?;
-            dst.write_all(&decoded).await.map_err(BodyError::Sink)?;
+            buf.advance(n);
+            within(idle, dst.write_all(&decoded))
+                .await
+                .map_err(BodyError::Sink)?;
             n
         } else {
             let n = progress.take(buf, None)?;
-            dst.write_all(&buf[..n]).await.map_err(BodyError::Sink)?;
+            let taken = buf.split_to(n);
+            within(idle, dst.write_all(&taken))
+                .await
+                .map_err(BodyError::Sink)?;
             n
         };
         copied += n as u64;
-        buf.advance(n);
     }
     Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A destination that never takes a byte.
+    struct Stuck;
+
+    impl AsyncWrite for Stuck {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_copy_dropped_mid_write_leaves_only_the_next_request_in_the_buffer() {
+        // The body's last bytes and a pipelined request arrived together; the
+        // write of those last bytes never finishes and the copy is dropped (a
+        // request timeout). What stays in the buffer must be the next
+        // request, not body bytes that would be parsed as one.
+        let next = b"GET /next HTTP/1.1\r\nHost: be\r\n\r\n";
+        let mut buf = BytesMut::from(&b"hello"[..]);
+        buf.extend_from_slice(next);
+        let mut progress = Progress::Length(5);
+        let mut src = tokio::io::empty();
+        let mut stuck = Stuck;
+        let copy = copy(
+            &mut progress,
+            &mut src,
+            &mut buf,
+            &mut stuck,
+            false,
+            Duration::from_secs(60),
+        );
+        let dropped = tokio::time::timeout(Duration::from_millis(20), copy).await;
+        assert!(dropped.is_err(), "the write never finishes");
+        assert!(progress.is_done());
+        assert_eq!(&buf[..], &next[..]);
+    }
+
+    #[tokio::test]
+    async fn a_destination_that_takes_nothing_fails_at_the_idle_timeout() {
+        let mut buf = BytesMut::from(&b"hello"[..]);
+        let mut progress = Progress::Length(5);
+        let mut src = tokio::io::empty();
+        let result = copy(
+            &mut progress,
+            &mut src,
+            &mut buf,
+            &mut Stuck,
+            false,
+            Duration::from_millis(20),
+        )
+        .await;
+        assert!(
+            matches!(result, Err(BodyError::Sink(ref e)) if e.kind() == io::ErrorKind::TimedOut),
+            "{result:?}"
+        );
+    }
 }

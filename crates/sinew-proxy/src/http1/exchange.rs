@@ -7,6 +7,7 @@
 use super::attempt::{attempt, failure_of, read_head, response_status, retry_after_of, Attempt};
 use super::body::{self, BodyError, Progress, READ_CHUNK};
 use super::head::{self, Framing};
+use super::idle::{self, within};
 use super::write::{self, Downstream, Edits};
 use crate::dispatch::Target;
 use crate::error::{ErrorKind, ProxyError};
@@ -29,6 +30,8 @@ pub(crate) struct Request<'r> {
     pub(crate) upgrade: bool,
     pub(crate) expect_continue: bool,
     pub(crate) response_edits: Edits<'r>,
+    /// `stream_idle_timeout`: the longest wait without progress.
+    pub(crate) idle: std::time::Duration,
 }
 
 /// A finished exchange.
@@ -107,7 +110,7 @@ pub(crate) async fn run(
         let already = (out.len() - head_len) as u64;
         if !req.expect_continue && !request_body.is_done() {
             let room = policy.max_body_bytes().saturating_sub(already);
-            buffer_body(&mut request_body, down, rbuf, out, room)
+            buffer_body(&mut request_body, down, rbuf, out, room, req.idle)
                 .await
                 .map_err(|e| failed(e, &request_body))?;
         }
@@ -249,21 +252,34 @@ pub(crate) async fn run(
         };
         let status = resp.status;
         if status < 200 && status != 101 {
-            // Interim: pass through verbatim, then read the final head.
+            // Interim: pass through verbatim (an HTTP/1.0 client would take
+            // it for the final answer: it gets none), then read the final head.
             let len = resp.len;
-            down.write_all(&ubuf[..len])
-                .await
-                .map_err(|e| failed(ProxyError::io(ErrorKind::DownstreamIo, e), &request_body))?;
+            if !req.client_http10 {
+                within(req.idle, down.write_all(&ubuf[..len]))
+                    .await
+                    .map_err(|e| {
+                        failed(ProxyError::io(ErrorKind::DownstreamIo, e), &request_body)
+                    })?;
+            }
             ubuf.advance(len);
             if status == 100 && req.expect_continue && !request_body.is_done() {
-                body::copy(&mut request_body, down, rbuf, &mut up, false)
+                body::copy(&mut request_body, down, rbuf, &mut up, false, req.idle)
                     .await
                     .map_err(|e| failed(body_error(e, true), &request_body))?;
             }
-            read_head(&mut up, ubuf)
+            read_head(&mut up, ubuf, req.idle)
                 .await
                 .map_err(|e| failed(e, &request_body))?;
             continue;
+        }
+        if status == 101 && !req.upgrade {
+            // A switch nobody asked for: the connection now speaks something
+            // else, so it is neither answered from nor pooled.
+            return Err(failed(
+                ProxyError::new(ErrorKind::UpstreamProtocol),
+                &request_body,
+            ));
         }
         if status == 101 && req.upgrade {
             write::response(
@@ -303,13 +319,15 @@ pub(crate) async fn run(
         }
         ubuf.advance(n);
         let mut upstream_bytes = n as u64;
-        down.write_all(out).await.map_err(|e| Failed {
-            error: ProxyError::io(ErrorKind::DownstreamIo, e),
-            response_started: true,
-            request_unread: !request_body.is_done(),
-        })?;
+        within(req.idle, down.write_all(out))
+            .await
+            .map_err(|e| Failed {
+                error: ProxyError::io(ErrorKind::DownstreamIo, e),
+                response_started: true,
+                request_unread: !request_body.is_done(),
+            })?;
         if !response_body.is_done() {
-            upstream_bytes += body::copy(&mut response_body, &mut up, ubuf, down, decode)
+            upstream_bytes += body::copy(&mut response_body, &mut up, ubuf, down, decode, req.idle)
                 .await
                 .map_err(|e| Failed {
                     error: body_error(e, false),
@@ -338,14 +356,18 @@ async fn buffer_body(
     rbuf: &mut BytesMut,
     out: &mut Vec<u8>,
     cap: u64,
+    idle: std::time::Duration,
 ) -> Result<(), ProxyError> {
     let mut buffered = 0u64;
     while !progress.is_done() && buffered < cap {
         if rbuf.is_empty() {
             rbuf.reserve(READ_CHUNK);
-            match down.read_buf(rbuf).await {
+            match within(idle, down.read_buf(rbuf)).await {
                 Ok(0) => return Err(ProxyError::new(ErrorKind::DownstreamIo)),
                 Ok(_) => {}
+                Err(e) if idle::stalled(&e) => {
+                    return Err(ProxyError::io(ErrorKind::BodyTimeout, e))
+                }
                 Err(e) => return Err(ProxyError::io(ErrorKind::DownstreamIo, e)),
             }
         }
@@ -365,12 +387,22 @@ async fn buffer_body(
     Ok(())
 }
 
+/// The error a failed body transfer answers with; `request` says which
+/// body (the client's, or the upstream's response).
 pub(super) fn body_error(e: BodyError, request: bool) -> ProxyError {
     match (e, request) {
         (BodyError::Framing, true) => ProxyError::new(ErrorKind::BadRequest),
         (BodyError::Framing, false) => ProxyError::new(ErrorKind::UpstreamProtocol),
+        // The client's body stopped coming: 408.
+        (BodyError::Source(e), true) if idle::stalled(&e) => {
+            ProxyError::io(ErrorKind::BodyTimeout, e)
+        }
         (BodyError::Source(e), true) | (BodyError::Sink(e), false) => {
             ProxyError::io(ErrorKind::DownstreamIo, e)
+        }
+        // The upstream stopped reading the body or sending its own: 504.
+        (BodyError::Source(e), false) | (BodyError::Sink(e), true) if idle::stalled(&e) => {
+            ProxyError::io(ErrorKind::Timeout, e)
         }
         (BodyError::Source(e), false) | (BodyError::Sink(e), true) => {
             ProxyError::io(ErrorKind::UpstreamReset, e)

@@ -83,6 +83,8 @@ pub(crate) enum Framing {
 pub(crate) struct ConnectionInfo {
     /// `Connection: close` (or HTTP/1.0 without keep-alive).
     pub(crate) close: bool,
+    /// A `close` token was sent: it wins over any `keep-alive`.
+    pub(crate) close_asked: bool,
     /// `Connection: upgrade` was present.
     pub(crate) upgrade: bool,
     /// `Connection` names headers other than the well-known tokens; those
@@ -422,8 +424,9 @@ fn read_connection(value: &[u8], conn: &mut ConnectionInfo) {
         let token = token.trim_ascii();
         if token.eq_ignore_ascii_case(b"close") {
             conn.close = true;
+            conn.close_asked = true;
         } else if token.eq_ignore_ascii_case(b"keep-alive") {
-            conn.close = false;
+            conn.close = conn.close_asked;
         } else if token.eq_ignore_ascii_case(b"upgrade") {
             conn.upgrade = true;
         } else if !token.is_empty() {
@@ -657,6 +660,23 @@ mod tests {
         let raw = b"HTTP/1.0 200 OK\r\n\r\n";
         let r = parse_response(raw, &mut headers, false).unwrap().unwrap();
         assert_eq!((r.framing, r.conn.close), (Framing::UntilClose, true));
+    }
+
+    #[test]
+    fn close_wins_over_keep_alive_in_any_order() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nConnection: close, keep-alive\r\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let mut headers = header_buf();
+            let r = parse_response(raw, &mut headers, false).unwrap().unwrap();
+            assert!(r.conn.close, "{}", String::from_utf8_lossy(raw));
+        }
+        let mut headers = header_buf();
+        let raw = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
+        let r = parse_response(raw, &mut headers, false).unwrap().unwrap();
+        assert!(!r.conn.close, "HTTP/1.0 keep-alive persists");
     }
 
     #[test]

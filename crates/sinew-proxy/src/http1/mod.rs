@@ -9,6 +9,7 @@ mod exchange;
 #[cfg(any(test, fuzzing))]
 pub(crate) mod fuzz;
 mod head;
+mod idle;
 mod server;
 mod write;
 

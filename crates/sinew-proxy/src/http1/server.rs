@@ -20,6 +20,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Headers of a parsed request, as the matchers see them.
 struct Fields<'a, 'b>(&'a [httparse::Header<'b>]);
 
+/// A request the proxy answers itself, once its head is parsed.
+#[derive(Debug, Clone, Copy)]
+struct Refused {
+    /// The head's length: skipping it keeps the connection in step.
+    len: usize,
+    /// A `HEAD` request: the answer has no body.
+    is_head: bool,
+}
+
 impl crate::route::HeaderSource for Fields<'_, '_> {
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.0
@@ -105,7 +114,7 @@ impl Connection {
                 Ok(false) => return,
                 Err(e) => {
                     self.shared.metrics.proxy_error(e.metric_kind()).inc();
-                    let _ = self.reply_error(&e, true).await;
+                    let _ = self.reply_error(&e, true, false).await;
                     return;
                 }
             }
@@ -126,6 +135,12 @@ impl Connection {
     async fn read_head(&mut self) -> Result<bool, ProxyError> {
         let mut scanned = 0;
         loop {
+            // Empty lines before a request line are ignored (RFC 9112 §2.2):
+            // dropped here, so a head's length is where the next one starts.
+            while self.rbuf.starts_with(b"\r\n") {
+                self.rbuf.advance(2);
+                scanned = 0;
+            }
             if !self.rbuf.is_empty() {
                 if head::find_head_end(&self.rbuf, scanned)?.is_some() {
                     self.head_deadline = None;
@@ -166,13 +181,23 @@ impl Connection {
             Ok(Some(head)) => head,
             Ok(None) => {
                 return self
-                    .fail(ProxyError::new(ErrorKind::BadRequest), true, started)
+                    .fail(ProxyError::new(ErrorKind::BadRequest), true, None)
                     .await
             }
-            Err(e) => return self.fail(e, true, started).await,
+            Err(e) => return self.fail(e, true, None).await,
         };
         let head_len = head.len;
         let has_body = head.framing != Framing::Empty;
+        let refused = Some(Refused {
+            len: head_len,
+            is_head: head.method == "HEAD",
+        });
+        if head.method == "CONNECT" {
+            // Tunnels are not proxied, whatever the target's form.
+            return self
+                .fail(ProxyError::new(ErrorKind::NotSupported), true, refused)
+                .await;
+        }
         let mut record = log.map(|_| {
             Record::new(
                 self.direction,
@@ -190,7 +215,7 @@ impl Connection {
                 Ok(p) => p,
                 Err(_) => {
                     return self
-                        .fail(ProxyError::new(ErrorKind::BadPath), true, started)
+                        .fail(ProxyError::new(ErrorKind::BadPath), true, refused)
                         .await
                 }
             }
@@ -215,6 +240,7 @@ impl Connection {
                     direct.headers,
                     direct.body,
                     has_body || head.conn.close,
+                    head.method == "HEAD",
                 );
                 direct.metrics.record(direct.status.as_u16());
                 if let (Some(log), Some(record)) = (log, record.as_mut()) {
@@ -236,7 +262,7 @@ impl Connection {
                     record.failed(&e);
                     record.log(log, e.status(), started.elapsed(), None);
                 }
-                return self.fail(e, has_body || head.conn.close, started).await;
+                return self.fail(e, has_body || head.conn.close, refused).await;
             }
         };
         if let Some(fault) = target.fault {
@@ -261,6 +287,7 @@ impl Connection {
                     &marker,
                     b"fault injected\n",
                     close,
+                    head.method == "HEAD",
                 );
                 target.metrics.record(status.as_u16(), started.elapsed());
                 if let (Some(log), Some(record)) = (log, record.as_mut()) {
@@ -317,6 +344,7 @@ impl Connection {
             close: head.conn.close,
             upgrade: head.upgrade.is_some(),
             expect_continue: head.expect_continue,
+            idle: runtime.config.proxy.spec.stream_idle_timeout.into(),
             response_edits: forward.map_or_else(Edits::default, |f| Edits {
                 set: &f.response_headers.set,
                 remove: &f.response_headers.remove,
@@ -391,6 +419,7 @@ impl Connection {
                     &[],
                     failed.error.reason().as_bytes(),
                     close,
+                    request.is_head,
                 );
                 if self.down.write_all(&self.out).await.is_err() || close {
                     Next::Close
@@ -401,22 +430,29 @@ impl Connection {
         }
     }
 
-    /// Answers a request the proxy refuses before forwarding it.
-    async fn fail(&mut self, error: ProxyError, close: bool, started: Instant) -> Next {
+    /// Answers a request the proxy refuses before forwarding it. `head` is
+    /// the refused request's, when it was parsed; without it the connection
+    /// closes (where the next request would start is unknown).
+    async fn fail(&mut self, error: ProxyError, close: bool, head: Option<Refused>) -> Next {
         self.shared.metrics.proxy_error(error.metric_kind()).inc();
-        let _ = started;
-        if self.reply_error(&error, close).await.is_err() || close {
-            Next::Close
-        } else {
-            // The head is consumed; an unframed request has nothing more.
-            if let Some(end) = head::blank_line(&self.rbuf) {
-                self.rbuf.advance(end + 4);
-            }
-            Next::KeepAlive
+        let close = close || head.is_none();
+        let is_head = head.is_some_and(|h| h.is_head);
+        if self.reply_error(&error, close, is_head).await.is_err() || close {
+            return Next::Close;
         }
+        // An unframed request ends with its head.
+        if let Some(head) = head {
+            self.rbuf.advance(head.len);
+        }
+        Next::KeepAlive
     }
 
-    async fn reply_error(&mut self, error: &ProxyError, close: bool) -> std::io::Result<()> {
+    async fn reply_error(
+        &mut self,
+        error: &ProxyError,
+        close: bool,
+        is_head: bool,
+    ) -> std::io::Result<()> {
         self.out.clear();
         let status =
             http::StatusCode::from_u16(error.status()).unwrap_or(http::StatusCode::BAD_REQUEST);
@@ -428,6 +464,7 @@ impl Connection {
             retry_after.as_slice(),
             error.reason().as_bytes(),
             close,
+            is_head,
         );
         self.down.write_all(&self.out).await
     }

@@ -195,10 +195,21 @@ pub(crate) fn response(
     // any `Content-Length` (RFC 9112 §6.3); a repeated one is sent once.
     let mut length_dropped = matches!(head.framing, Framing::Chunked | Framing::UntilClose);
     let mut upgrade = None;
+    let mut codings_sent = false;
     for h in head.headers {
         let name = h.name;
         if head.status == 101 && name.eq_ignore_ascii_case("upgrade") {
             upgrade = Some(h.value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            // A body framed by its codings leaves as it came, so they go
+            // with it (`gzip, chunked` is not just `chunked`); decoded for
+            // an HTTP/1.0 client, or absent (HEAD, 204, 304), it has none.
+            if !decode_chunked && matches!(head.framing, Framing::Chunked | Framing::UntilClose) {
+                field(out, name.as_bytes(), h.value);
+                codings_sent = true;
+            }
             continue;
         }
         if name.eq_ignore_ascii_case("content-length") {
@@ -217,7 +228,7 @@ pub(crate) fn response(
         field(out, name.as_bytes(), h.value);
     }
     edits.write_set(out);
-    if head.framing == Framing::Chunked && !decode_chunked {
+    if head.framing == Framing::Chunked && !decode_chunked && !codings_sent {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     if let Some(upgrade) = upgrade {
@@ -232,6 +243,8 @@ pub(crate) fn response(
 }
 
 /// Writes a complete proxy-generated response (errors, direct responses).
+/// The answer to a `HEAD` request (`head_request`) carries the body's
+/// `content-length` but not the body.
 pub(crate) fn local_response(
     out: &mut Vec<u8>,
     status: http::StatusCode,
@@ -239,6 +252,7 @@ pub(crate) fn local_response(
     headers: &[(HeaderName, HeaderValue)],
     body: &[u8],
     close: bool,
+    head_request: bool,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -262,7 +276,9 @@ pub(crate) fn local_response(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    if !head_request {
+        out.extend_from_slice(body);
+    }
 }
 
 #[cfg(test)]
@@ -373,7 +389,7 @@ mod tests {
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         );
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 5\r\nConnection: content-length, x-a\r\nX-A: 1\r\n\r\n";
         let mut headers = head::header_buf();
@@ -390,6 +406,52 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn response_keeps_its_transfer_codings() {
+        for (raw, codings) in [
+            (
+                &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"[..],
+                "Transfer-Encoding: gzip, chunked\r\n",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n",
+                "Transfer-Encoding: gzip\r\n",
+            ),
+        ] {
+            let mut headers = head::header_buf();
+            let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
+            let mut out = Vec::new();
+            response(
+                &mut out,
+                &head,
+                Edits::default(),
+                Downstream::PassThrough,
+                true,
+            );
+            let out = String::from_utf8(out).unwrap();
+            assert!(out.contains(codings), "{out}");
+            let lower = out.to_ascii_lowercase();
+            assert_eq!(lower.matches("transfer-encoding").count(), 1, "{out}");
+        }
+    }
+
+    #[test]
+    fn a_local_answer_to_head_has_its_length_but_no_body() {
+        let mut out = Vec::new();
+        local_response(
+            &mut out,
+            http::StatusCode::NOT_FOUND,
+            Some("no-route"),
+            &[],
+            b"no-route",
+            false,
+            true,
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("content-length: 8\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\n"), "{out}");
     }
 
     #[test]

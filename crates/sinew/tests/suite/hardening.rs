@@ -148,6 +148,8 @@ refused! {
         b"GET  / HTTP/1.1\r\nHost: be\r\n\r\n";
     connect_is_not_proxied: 405,
         b"CONNECT be:80 HTTP/1.1\r\nHost: be:80\r\n\r\n";
+    connect_in_origin_form_is_not_proxied: 405,
+        b"CONNECT /x HTTP/1.1\r\nHost: be\r\n\r\n";
     overlong_uri: 414,
         format!("GET /{} HTTP/1.1\r\nHost: be\r\n\r\n", "a".repeat(9000)).as_bytes();
     overlong_request_line_never_ending: 414,

@@ -23,6 +23,7 @@ mod h2_retries;
 mod hardening;
 mod hot_reload;
 mod http1;
+mod http1_stalls;
 mod interop;
 mod mtls;
 mod overload;
