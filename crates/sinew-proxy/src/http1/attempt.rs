@@ -7,7 +7,7 @@
 use super::body::{self, BodyError, Progress, READ_CHUNK};
 use super::exchange::{body_error, Request};
 use super::head;
-use super::idle::{self, within};
+use super::idle::{self, Stall};
 use crate::config::Endpoint;
 use crate::endpoint::connect;
 use crate::error::{ErrorKind, ProxyError};
@@ -39,6 +39,8 @@ pub(super) async fn attempt(
     ubuf: &mut BytesMut,
     out: &[u8],
     request_body: &mut Progress,
+    stall: &mut Stall<'_>,
+    waiting_since: Option<Instant>,
 ) -> Result<(Conn, Option<Permit>), Attempt> {
     let mut fresh_only = false;
     loop {
@@ -48,7 +50,8 @@ pub(super) async fn attempt(
                 outcome: Some(Outcome::ConnectFailed),
                 error,
             })?;
-        match send(&mut up, down, rbuf, ubuf, out, req, request_body).await {
+        let sent = Sent { out, waiting_since };
+        match send(&mut up, down, rbuf, ubuf, sent, req, request_body, stall).await {
             Ok(()) => return Ok((up, permit)),
             Err(Send::Stale) if reused && !fresh_only => {
                 ubuf.clear();
@@ -172,16 +175,25 @@ enum Send {
     Client(ProxyError),
 }
 
+/// The request as it leaves: its bytes so far, and since when it has been
+/// waiting, when that is known without reading the clock.
+struct Sent<'a> {
+    out: &'a [u8],
+    waiting_since: Option<Instant>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn send(
     up: &mut Conn,
     down: &mut Conn,
     rbuf: &mut BytesMut,
     ubuf: &mut BytesMut,
-    out: &[u8],
+    sent: Sent<'_>,
     req: &Request<'_>,
     request_body: &mut Progress,
+    stall: &mut Stall<'_>,
 ) -> Result<(), Send> {
-    match within(req.idle, up.write_all(out)).await {
+    match stall.within(None, up.write_all(sent.out)).await {
         Ok(()) => {}
         Err(e) if idle::stalled(&e) => {
             return Err(Send::Failed(ProxyError::io(ErrorKind::Timeout, e)))
@@ -194,24 +206,28 @@ async fn send(
         // that ignores `Expect` waits for the body instead: after a short
         // wait with no answer the proxy says 100 itself and sends the body,
         // as curl does (RFC 9110 §10.1.1).
-        let wait = EXPECT_WAIT.min(req.idle);
-        // The inner reads' own stall bound must not fire first.
-        match tokio::time::timeout(wait, read_head(up, ubuf, wait + req.idle)).await {
+        // Well inside the stall bound, which must not end the wait first.
+        let wait = EXPECT_WAIT.min(stall.idle / 2);
+        match tokio::time::timeout(wait, read_head(up, ubuf, stall, None)).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => return Err(Send::Failed(e)),
             Err(_) => {
                 replayable = false;
-                within(req.idle, down.write_all(CONTINUE))
+                stall
+                    .within(None, down.write_all(CONTINUE))
                     .await
                     .map_err(|e| Send::Client(ProxyError::io(ErrorKind::DownstreamIo, e)))?;
-                send_body(up, down, rbuf, req, request_body).await?;
+                send_body(up, down, rbuf, request_body, stall).await?;
             }
         }
     } else if !request_body.is_done() {
         replayable = false;
-        send_body(up, down, rbuf, req, request_body).await?;
+        send_body(up, down, rbuf, request_body, stall).await?;
     }
-    match read_head(up, ubuf, req.idle).await {
+    // A request sent whole waits for its answer from when it came in (no
+    // clock read); one whose body streamed, from now.
+    let since = sent.waiting_since.filter(|_| replayable);
+    match read_head(up, ubuf, stall, since).await {
         Ok(()) => Ok(()),
         Err(e)
             if replayable
@@ -237,10 +253,10 @@ async fn send_body(
     up: &mut Conn,
     down: &mut Conn,
     rbuf: &mut BytesMut,
-    req: &Request<'_>,
     request_body: &mut Progress,
+    stall: &mut Stall<'_>,
 ) -> Result<(), Send> {
-    body::copy(request_body, down, rbuf, up, false, req.idle)
+    body::copy(request_body, down, rbuf, up, false, stall)
         .await
         .map(drop)
         .map_err(|e| match e {
@@ -250,11 +266,13 @@ async fn send_body(
 }
 
 /// Reads from the upstream until `ubuf` holds a complete response head,
-/// each read within `idle` (else `Timeout`). Cancel-safe.
+/// each read within the stall bound of `since` (`None`: of when it starts
+/// waiting), else `Timeout`. Cancel-safe.
 pub(super) async fn read_head(
     up: &mut Conn,
     ubuf: &mut BytesMut,
-    idle: std::time::Duration,
+    stall: &mut Stall<'_>,
+    mut since: Option<Instant>,
 ) -> Result<(), ProxyError> {
     loop {
         if head::blank_line(ubuf).is_some() {
@@ -264,9 +282,10 @@ pub(super) async fn read_head(
             return Err(ProxyError::new(ErrorKind::UpstreamProtocol));
         }
         ubuf.reserve(READ_CHUNK);
-        match within(idle, up.read_buf(ubuf)).await {
+        match stall.within(since, up.read_buf(ubuf)).await {
             Ok(0) => return Err(ProxyError::new(ErrorKind::UpstreamReset)),
-            Ok(_) => {}
+            // Progress: a further wait is timed from its own start.
+            Ok(_) => since = None,
             Err(e) if idle::stalled(&e) => return Err(ProxyError::io(ErrorKind::Timeout, e)),
             Err(e) => return Err(ProxyError::io(ErrorKind::UpstreamReset, e)),
         }

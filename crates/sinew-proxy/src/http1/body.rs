@@ -3,10 +3,9 @@
 
 use super::chunked::Chunked;
 use super::head::Framing;
-use super::idle::within;
+use super::idle::Stall;
 use bytes::{Buf, BytesMut};
 use std::io;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Read size for body transfers.
@@ -87,7 +86,7 @@ impl Progress {
 /// read from `src` (the body's start has already been taken from it); bytes
 /// past the body's end stay in `buf`. With `decode`, chunked framing is
 /// removed (for HTTP/1.0 clients). A read or write that makes no progress
-/// within `idle` fails with `TimedOut`.
+/// within the stall bound fails with `TimedOut`.
 ///
 /// Cancel-safe as to framing: bytes `progress` has counted are out of `buf`
 /// before their write is awaited, so a copy dropped mid-write (a request
@@ -98,7 +97,7 @@ pub(crate) async fn copy<R, W>(
     buf: &mut BytesMut,
     dst: &mut W,
     decode: bool,
-    idle: Duration,
+    stall: &mut Stall<'_>,
 ) -> Result<u64, BodyError>
 where
     R: AsyncRead + Unpin,
@@ -109,7 +108,8 @@ where
     while !progress.is_done() {
         if buf.is_empty() {
             buf.reserve(READ_CHUNK);
-            let n = within(idle, src.read_buf(buf))
+            let n = stall
+                .within(None, src.read_buf(buf))
                 .await
                 .map_err(BodyError::Source)?;
             if n == 0 {
@@ -124,14 +124,16 @@ where
             decoded.clear();
             let n = progress.take(buf, Some(&mut decoded))?;
             buf.advance(n);
-            within(idle, dst.write_all(&decoded))
+            stall
+                .within(None, dst.write_all(&decoded))
                 .await
                 .map_err(BodyError::Sink)?;
             n
         } else {
             let n = progress.take(buf, None)?;
             let taken = buf.split_to(n);
-            within(idle, dst.write_all(&taken))
+            stall
+                .within(None, dst.write_all(&taken))
                 .await
                 .map_err(BodyError::Sink)?;
             n
@@ -146,6 +148,7 @@ mod tests {
     use super::*;
     use std::pin::Pin;
     use std::task::{Context, Poll};
+    use std::time::Duration;
 
     /// A destination that never takes a byte.
     struct Stuck;
@@ -178,13 +181,19 @@ mod tests {
         let mut progress = Progress::Length(5);
         let mut src = tokio::io::empty();
         let mut stuck = Stuck;
+        let timer = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(timer);
+        let mut stall = Stall {
+            timer: timer.as_mut(),
+            idle: Duration::from_secs(60),
+        };
         let copy = copy(
             &mut progress,
             &mut src,
             &mut buf,
             &mut stuck,
             false,
-            Duration::from_secs(60),
+            &mut stall,
         );
         let dropped = tokio::time::timeout(Duration::from_millis(20), copy).await;
         assert!(dropped.is_err(), "the write never finishes");
@@ -197,13 +206,19 @@ mod tests {
         let mut buf = BytesMut::from(&b"hello"[..]);
         let mut progress = Progress::Length(5);
         let mut src = tokio::io::empty();
+        let timer = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(timer);
+        let mut stall = Stall {
+            timer: timer.as_mut(),
+            idle: Duration::from_millis(20),
+        };
         let result = copy(
             &mut progress,
             &mut src,
             &mut buf,
             &mut Stuck,
             false,
-            Duration::from_millis(20),
+            &mut stall,
         )
         .await;
         assert!(

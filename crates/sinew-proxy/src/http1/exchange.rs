@@ -7,7 +7,7 @@
 use super::attempt::{attempt, failure_of, read_head, response_status, retry_after_of, Attempt};
 use super::body::{self, BodyError, Progress, READ_CHUNK};
 use super::head::{self, Framing};
-use super::idle::{self, within};
+use super::idle::{self, Stall};
 use super::write::{self, Downstream, Edits};
 use crate::dispatch::Target;
 use crate::error::{ErrorKind, ProxyError};
@@ -30,8 +30,6 @@ pub(crate) struct Request<'r> {
     pub(crate) upgrade: bool,
     pub(crate) expect_continue: bool,
     pub(crate) response_edits: Edits<'r>,
-    /// `stream_idle_timeout`: the longest wait without progress.
-    pub(crate) idle: std::time::Duration,
 }
 
 /// A finished exchange.
@@ -73,6 +71,8 @@ pub(crate) struct Buffers<'c> {
     pub(crate) ubuf: &'c mut BytesMut,
     /// Holds the upstream request head on entry.
     pub(crate) out: &'c mut Vec<u8>,
+    /// The bound on waiting without progress, on the connection's timer.
+    pub(crate) stall: Stall<'c>,
 }
 
 /// Runs one exchange. `io.out` holds the rewritten request head.
@@ -87,6 +87,7 @@ pub(crate) async fn run(
         rbuf,
         ubuf,
         out,
+        mut stall,
     } = io;
     let mut request_body = Progress::new(req.framing);
     let head_len = out.len();
@@ -110,7 +111,7 @@ pub(crate) async fn run(
         let already = (out.len() - head_len) as u64;
         if !req.expect_continue && !request_body.is_done() {
             let room = policy.max_body_bytes().saturating_sub(already);
-            buffer_body(&mut request_body, down, rbuf, out, room, req.idle)
+            buffer_body(&mut request_body, down, rbuf, out, room, &mut stall)
                 .await
                 .map_err(|e| failed(e, &request_body))?;
         }
@@ -146,6 +147,9 @@ pub(crate) async fn run(
             ubuf,
             out,
             &mut request_body,
+            &mut stall,
+            // A first try of a bodiless request has waited since it came in.
+            (retry == 0 && req.framing == Framing::Empty).then_some(started),
         );
         let result = match try_deadline {
             Some(at) => tokio::time::timeout_at(at, sent).await.unwrap_or_else(|_| {
@@ -256,7 +260,8 @@ pub(crate) async fn run(
             // it for the final answer: it gets none), then read the final head.
             let len = resp.len;
             if !req.client_http10 {
-                within(req.idle, down.write_all(&ubuf[..len]))
+                stall
+                    .within(None, down.write_all(&ubuf[..len]))
                     .await
                     .map_err(|e| {
                         failed(ProxyError::io(ErrorKind::DownstreamIo, e), &request_body)
@@ -264,11 +269,11 @@ pub(crate) async fn run(
             }
             ubuf.advance(len);
             if status == 100 && req.expect_continue && !request_body.is_done() {
-                body::copy(&mut request_body, down, rbuf, &mut up, false, req.idle)
+                body::copy(&mut request_body, down, rbuf, &mut up, false, &mut stall)
                     .await
                     .map_err(|e| failed(body_error(e, true), &request_body))?;
             }
-            read_head(&mut up, ubuf, req.idle)
+            read_head(&mut up, ubuf, &mut stall, None)
                 .await
                 .map_err(|e| failed(e, &request_body))?;
             continue;
@@ -319,7 +324,8 @@ pub(crate) async fn run(
         }
         ubuf.advance(n);
         let mut upstream_bytes = n as u64;
-        within(req.idle, down.write_all(out))
+        stall
+            .within(None, down.write_all(out))
             .await
             .map_err(|e| Failed {
                 error: ProxyError::io(ErrorKind::DownstreamIo, e),
@@ -327,13 +333,14 @@ pub(crate) async fn run(
                 request_unread: !request_body.is_done(),
             })?;
         if !response_body.is_done() {
-            upstream_bytes += body::copy(&mut response_body, &mut up, ubuf, down, decode, req.idle)
-                .await
-                .map_err(|e| Failed {
-                    error: body_error(e, false),
-                    response_started: true,
-                    request_unread: !request_body.is_done(),
-                })?;
+            upstream_bytes +=
+                body::copy(&mut response_body, &mut up, ubuf, down, decode, &mut stall)
+                    .await
+                    .map_err(|e| Failed {
+                        error: body_error(e, false),
+                        response_started: true,
+                        request_unread: !request_body.is_done(),
+                    })?;
         }
         if upstream_reusable && ubuf.is_empty() && request_body.is_done() {
             endpoint.pool.checkin(worker, up, connection_slot, started);
@@ -356,13 +363,13 @@ async fn buffer_body(
     rbuf: &mut BytesMut,
     out: &mut Vec<u8>,
     cap: u64,
-    idle: std::time::Duration,
+    stall: &mut Stall<'_>,
 ) -> Result<(), ProxyError> {
     let mut buffered = 0u64;
     while !progress.is_done() && buffered < cap {
         if rbuf.is_empty() {
             rbuf.reserve(READ_CHUNK);
-            match within(idle, down.read_buf(rbuf)).await {
+            match stall.within(None, down.read_buf(rbuf)).await {
                 Ok(0) => return Err(ProxyError::new(ErrorKind::DownstreamIo)),
                 Ok(_) => {}
                 Err(e) if idle::stalled(&e) => {

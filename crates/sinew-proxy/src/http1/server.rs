@@ -3,6 +3,7 @@
 
 use super::exchange::{self, Buffers, Exchanged, Request};
 use super::head::{self, Framing};
+use super::idle::Stall;
 use super::write::{self, Edits, Forwarded, RequestRewrite};
 use crate::access::Record;
 use crate::dispatch::{self, Decision};
@@ -14,8 +15,9 @@ use crate::server::{Direction, Shared};
 use crate::telemetry::{AccessFlags, TraceContext};
 use crate::tls::Conn;
 use bytes::{Buf, BytesMut};
-use std::{sync::Arc, time::Instant};
+use std::{pin::Pin, sync::Arc, time::Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Sleep;
 
 /// Headers of a parsed request, as the matchers see them.
 struct Fields<'a, 'b>(&'a [httparse::Header<'b>]);
@@ -121,7 +123,13 @@ impl Connection {
             // The idle clock restarts at each request (one clock read per request).
             let started = Instant::now();
             last_active = started;
-            let next = self.handle(started).await;
+            let next = self.handle(started, idle.as_mut()).await;
+            // A request that stalled a while may have left the timer set
+            // past the idle deadline that starts now.
+            let idle_deadline = tokio::time::Instant::from_std(started + idle_timeout);
+            if idle.deadline() > idle_deadline {
+                idle.as_mut().reset(idle_deadline);
+            }
             match next {
                 Next::KeepAlive if !self.shared.is_draining() => {}
                 _ => return,
@@ -169,8 +177,9 @@ impl Connection {
         }
     }
 
-    /// Serves one request whose head is in `rbuf`, received at `started`.
-    async fn handle(&mut self, started: Instant) -> Next {
+    /// Serves one request whose head is in `rbuf`, received at `started`;
+    /// `timer` is the connection's, lent for the request's stall bound.
+    async fn handle(&mut self, started: Instant, timer: Pin<&mut Sleep>) -> Next {
         let runtime = self.shared.runtime();
         let worker = crate::endpoint::current_worker();
         let log = self.shared.access_log.as_ref();
@@ -344,7 +353,6 @@ impl Connection {
             close: head.conn.close,
             upgrade: head.upgrade.is_some(),
             expect_continue: head.expect_continue,
-            idle: runtime.config.proxy.spec.stream_idle_timeout.into(),
             response_edits: forward.map_or_else(Edits::default, |f| Edits {
                 set: &f.response_headers.set,
                 remove: &f.response_headers.remove,
@@ -367,6 +375,10 @@ impl Connection {
             rbuf: &mut self.rbuf,
             ubuf: &mut self.ubuf,
             out: &mut self.out,
+            stall: Stall {
+                timer,
+                idle: runtime.config.proxy.spec.stream_idle_timeout.into(),
+            },
         };
         let result = exchange::run(io, &request, worker, started).await;
         let elapsed = started.elapsed();
