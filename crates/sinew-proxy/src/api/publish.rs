@@ -411,6 +411,15 @@ fn event(mut attributes: BTreeMap<String, String>, data: Bytes, now: u64) -> Res
             ));
         }
     }
+    // Attributes are delivered as `ce-*` headers: a control character could
+    // never be, and the event would only retry its way to the dead letters.
+    for (name, value) in &attributes {
+        if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(format!(
+                "attribute `{name}`: control characters cannot be delivered (in a header)"
+            ));
+        }
+    }
     let id = attributes.remove("id").unwrap_or_default();
     if id.is_empty() || id.len() > 256 {
         return Err("`id` must be 1-256 characters".into());
@@ -509,7 +518,12 @@ mod tests {
             &'static str,
             &'static str,
         );
-        let cases: [Case; 9] = [
+        let cases: [Case; 10] = [
+            (
+                &[("content-type", "application/cloudevents+json")],
+                r#"{"specversion":"1.0","id":"a","source":"/s","type":"t","partitionkey":"a\nb"}"#,
+                "attribute `partitionkey`: control characters",
+            ),
             (&[("ce-id", "a")], "", "missing `ce-source`"),
             (
                 &[

@@ -122,7 +122,9 @@ pub fn spawn(shared: Arc<Shared>, control: Arc<Control>) {
 
 /// Keeps this member in the group and one worker per owned partition.
 async fn consume(sub: Arc<Subscriber>) {
-    let mut workers: HashMap<u32, (u64, JoinHandle<()>)> = HashMap::new();
+    // Dropped with the consumer (a Subscription edited or deleted, a
+    // drain): each worker is aborted, never left delivering on its own.
+    let mut workers: HashMap<u32, Worker> = HashMap::new();
     let request = HeartbeatRequest {
         group: sub.group.clone(),
         topic: sub.spec.topic.clone(),
@@ -146,21 +148,26 @@ async fn consume(sub: Arc<Subscriber>) {
         };
         // A worker keeps its partition across generations only while it runs;
         // one that ended (moved away, then back) starts afresh.
-        workers.retain(|partition, (_, task)| {
-            let keep = assignment.partitions.contains(partition) && !task.is_finished();
-            if !keep {
-                task.abort();
-            }
-            keep
+        workers.retain(|partition, worker| {
+            assignment.partitions.contains(partition) && !worker.0.is_finished()
         });
         for partition in &assignment.partitions {
-            if let Some((generation, _)) = workers.get_mut(partition) {
-                *generation = assignment.generation;
+            if workers.contains_key(partition) {
                 continue;
             }
             let task = tokio::spawn(worker::run(sub.clone(), *partition, assignment.generation));
-            workers.insert(*partition, (assignment.generation, task));
+            workers.insert(*partition, Worker(task));
         }
+    }
+}
+
+/// One partition's worker task, aborted when dropped: its partition moved,
+/// or its consumer stopped.
+struct Worker(JoinHandle<()>);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

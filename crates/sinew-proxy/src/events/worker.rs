@@ -41,6 +41,9 @@ struct State {
     next_fetch: u64,
     /// The cursor as last committed.
     committed: u64,
+    /// Whether the group has a cursor here at all. Until it has, `committed`
+    /// is only where this worker started, and that start is committed first.
+    pinned: bool,
     /// Offsets fetched and not yet done, with their event.
     pending: BTreeMap<u64, Arc<Event>>,
     /// Per key (ordering: key), the offsets waiting behind the one in flight.
@@ -76,12 +79,18 @@ type Call<T> = Pin<Box<dyn Future<Output = Result<T, tonic::Status>> + Send>>;
 /// a finished delivery does not cancel it), and one cursor commit at a
 /// time, at most every [`COMMIT_EVERY`].
 pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
-    let Some(start) = start_offset(&sub, partition).await else {
+    let Some((start, committed)) = start_offset(&sub, partition).await else {
         return;
     };
     let mut state = State {
         next_fetch: start,
         committed: start,
+        // A `latest` start is committed at once, beside the first fetch:
+        // otherwise a member taking the partition over before the first
+        // commit would compute its own "latest" and skip what this one had
+        // not finished. The other starts come out the same when computed
+        // again. While the commit fails (a full disk) deliveries go on.
+        pinned: committed || !matches!(sub.spec.start, StartPosition::Latest),
         pending: BTreeMap::new(),
         queued: HashMap::new(),
         ready: VecDeque::new(),
@@ -114,7 +123,7 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
             }));
         }
         let point = state.commit_point();
-        let commit_wanted = point > state.committed && committing.is_none();
+        let commit_wanted = (point > state.committed || !state.pinned) && committing.is_none();
         if commit_wanted && Instant::now() >= next_commit {
             let sub = sub.clone();
             committing = Some((
@@ -160,6 +169,7 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
                         }
                         commit_failing = false;
                         state.committed = state.committed.max(point);
+                        state.pinned = true;
                     }
                     Err(status) if status.code() == Code::FailedPrecondition => {
                         tracing::info!(subscription = %sub.name, partition, "partition moved to another member");
@@ -359,8 +369,9 @@ async fn commit(
         .await
 }
 
-/// The committed cursor, or the subscription's `start` the first time.
-async fn start_offset(sub: &Subscriber, partition: u32) -> Option<u64> {
+/// The committed cursor (and `true`), or the subscription's `start` the
+/// first time (and `false`).
+async fn start_offset(sub: &Subscriber, partition: u32) -> Option<(u64, bool)> {
     let mut pause = ERROR_PAUSE;
     loop {
         match start_offset_once(sub, partition).await {
@@ -374,7 +385,7 @@ async fn start_offset(sub: &Subscriber, partition: u32) -> Option<u64> {
     }
 }
 
-async fn start_offset_once(sub: &Subscriber, partition: u32) -> Result<u64, tonic::Status> {
+async fn start_offset_once(sub: &Subscriber, partition: u32) -> Result<(u64, bool), tonic::Status> {
     let cursor = sub
         .control
         .committed(CursorRequest {
@@ -385,7 +396,7 @@ async fn start_offset_once(sub: &Subscriber, partition: u32) -> Result<u64, toni
         })
         .await?;
     if cursor.committed {
-        return Ok(cursor.next_offset);
+        return Ok((cursor.next_offset, true));
     }
     let time_ms = match &sub.spec.start {
         StartPosition::Time(t) => super::rfc3339_ms(t).unwrap_or(0),
@@ -400,13 +411,14 @@ async fn start_offset_once(sub: &Subscriber, partition: u32) -> Result<u64, toni
             namespace: sub.namespace.clone(),
         })
         .await?;
-    Ok(match &sub.spec.start {
+    let start = match &sub.spec.start {
         StartPosition::Earliest => offsets.first,
         StartPosition::Latest => offsets.next,
         StartPosition::Offset(n) => (*n).clamp(offsets.first, offsets.next),
         StartPosition::Time(_) if offsets.has_at_time => offsets.at_time,
         StartPosition::Time(_) => offsets.next,
-    })
+    };
+    Ok((start, false))
 }
 
 #[cfg(test)]
@@ -428,6 +440,7 @@ mod tests {
         State {
             next_fetch: 0,
             committed: 0,
+            pinned: true,
             pending: BTreeMap::new(),
             queued: HashMap::new(),
             ready: VecDeque::new(),

@@ -15,6 +15,7 @@ mod events;
 mod events_broker;
 mod events_durability;
 mod events_publish;
+mod events_start;
 mod explain;
 mod failover;
 mod fault;
