@@ -367,7 +367,9 @@ impl ControlPlane {
             sinew_proto::events_server::EventsServer::new(crate::events::EventsService::new(
                 crate::events::Admission::Mesh(replica.clone()),
                 broker,
-            ));
+            ))
+            .max_decoding_message_size(sinew_proto::EVENTS_MAX_MESSAGE)
+            .max_encoding_message_size(sinew_proto::EVENTS_MAX_MESSAGE);
         let bundle_file = data_dir.join("ca.pem");
         let incoming = crate::grpc_tls::incoming(grpc, replica.clone(), bundle_file)
             .await

@@ -142,7 +142,9 @@ impl StandaloneBroker {
         let service = sinew_proto::events_server::EventsServer::new(EventsService::new(
             Admission::Token(token),
             Some(store.clone()),
-        ));
+        ))
+        .max_decoding_message_size(sinew_proto::EVENTS_MAX_MESSAGE)
+        .max_encoding_message_size(sinew_proto::EVENTS_MAX_MESSAGE);
         let server = tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(5)))

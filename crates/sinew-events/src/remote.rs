@@ -109,7 +109,9 @@ impl RemoteBroker {
             .map_err(|_| Error::InvalidConfig("the broker token is not a header value"))?;
         Ok(Arc::new(Self {
             calls: Calls {
-                client: EventsClient::new(channel),
+                client: EventsClient::new(channel)
+                    .max_decoding_message_size(sinew_proto::EVENTS_MAX_MESSAGE)
+                    .max_encoding_message_size(sinew_proto::EVENTS_MAX_MESSAGE),
                 authorization,
             },
             coalescer: Coalescer::default(),

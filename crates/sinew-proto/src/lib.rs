@@ -20,6 +20,14 @@ pub mod coalesce;
 /// Metadata key carrying the bearer token on every call.
 pub const AUTHORIZATION: &str = "authorization";
 
+/// The largest message the Events API takes or sends, on every hop (sidecar
+/// → control plane → standalone broker, and fetches back). An event may
+/// carry up to 4 MiB of data (the sidecar's publish limit); a fetch returns
+/// at least one whole record however large, and a dead-lettered copy adds
+/// attributes. gRPC's default of 4 MiB would refuse such messages for good
+/// (a publish answered 503 forever, a partition whose fetch never decodes).
+pub const EVENTS_MAX_MESSAGE: usize = 16 << 20;
+
 /// The payload bytes of `events` (data, key, id, attributes): what a
 /// publish batch is capped by.
 pub fn payload_bytes(events: &[Event]) -> usize {

@@ -332,7 +332,11 @@ impl Control {
     /// The event broker's client on the current session's connection.
     fn events(&self) -> Result<EventsClient<Channel>, Status> {
         self.channel()
-            .map(EventsClient::new)
+            .map(|c| {
+                EventsClient::new(c)
+                    .max_decoding_message_size(sinew_proto::EVENTS_MAX_MESSAGE)
+                    .max_encoding_message_size(sinew_proto::EVENTS_MAX_MESSAGE)
+            })
             .ok_or_else(|| Status::unavailable("not connected to a control plane"))
     }
 
