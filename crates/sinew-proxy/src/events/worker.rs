@@ -6,7 +6,8 @@
 //! other keys proceed meanwhile, so a failing key holds back only its own
 //! later events. `ordering: none`: every event at once. Either way at most
 //! `max_in_flight` deliveries run, and at most [`MAX_BUFFERED`] fetched
-//! events wait in memory (then fetching pauses). The cursor only passes an
+//! events, or [`MAX_BUFFERED_BYTES`] of them, wait in memory (then fetching
+//! pauses). The cursor only passes an
 //! event once it and everything before it is done, so a crash redelivers
 //! (at least once), never skips.
 
@@ -28,6 +29,11 @@ use tonic::Code;
 
 /// Fetched events kept in memory at most, per partition.
 pub(super) const MAX_BUFFERED: usize = 10_000;
+/// Bytes of fetched events (data, key, id, attributes) past which a
+/// partition fetches no more until some are done: large events behind a
+/// slow app must not grow a sidecar by count alone. One fetch may pass it
+/// by its size ([`FETCH_BYTES`], or one larger event).
+pub(super) const MAX_BUFFERED_BYTES: usize = 8 << 20;
 /// How long a fetch waits for the first event.
 const FETCH_WAIT: Duration = Duration::from_secs(1);
 /// Largest fetch answer.
@@ -46,6 +52,8 @@ struct State {
     pinned: bool,
     /// Offsets fetched and not yet done, with their event.
     pending: BTreeMap<u64, Arc<Event>>,
+    /// The payload bytes of `pending`.
+    pending_bytes: usize,
     /// Per key (ordering: key), the offsets waiting behind the one in flight.
     queued: HashMap<Bytes, VecDeque<u64>>,
     /// Offsets ready to deliver now.
@@ -85,6 +93,7 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
     let mut state = State {
         next_fetch: start,
         committed: start,
+        pending_bytes: 0,
         // A `latest` start is committed at once, beside the first fetch:
         // otherwise a member taking the partition over before the first
         // commit would compute its own "latest" and skip what this one had
@@ -116,7 +125,10 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
                 offset
             });
         }
-        if fetching.is_none() && state.pending.len() < MAX_BUFFERED {
+        if fetching.is_none()
+            && state.pending.len() < MAX_BUFFERED
+            && state.pending_bytes < MAX_BUFFERED_BYTES
+        {
             let (sub, from) = (sub.clone(), state.next_fetch);
             fetching = Some(Box::pin(async move {
                 fetch(&sub, partition, from, FETCH_WAIT).await
@@ -207,6 +219,7 @@ fn take(state: &mut State, events: Vec<StoredEvent>, ordering: Ordering) {
         event.key = Bytes::copy_from_slice(&event.key);
         event.data = Bytes::copy_from_slice(&event.data);
         let key = event.key.clone();
+        state.pending_bytes += sinew_proto::payload_bytes(std::slice::from_ref(&event));
         state.pending.insert(stored.offset, Arc::new(event));
         match ordering {
             Ordering::Key if !key.is_empty() => {
@@ -226,6 +239,9 @@ fn finish(state: &mut State, offset: u64) {
     let Some(event) = state.pending.remove(&offset) else {
         return;
     };
+    state.pending_bytes = state
+        .pending_bytes
+        .saturating_sub(sinew_proto::payload_bytes(std::slice::from_ref(&event)));
     if event.key.is_empty() {
         return;
     }
@@ -442,6 +458,7 @@ mod tests {
             committed: 0,
             pinned: true,
             pending: BTreeMap::new(),
+            pending_bytes: 0,
             queued: HashMap::new(),
             ready: VecDeque::new(),
         }
@@ -471,6 +488,26 @@ mod tests {
         finish(&mut s, 2);
         assert_eq!(s.commit_point(), 4, "past everything fetched");
         assert!(s.queued.is_empty());
+    }
+
+    #[test]
+    fn buffered_bytes_follow_the_events_in_and_out() {
+        let mut s = state();
+        let mut big = stored(0, "k");
+        if let Some(e) = big.event.as_mut() {
+            e.data = Bytes::from(vec![0u8; 1000]);
+        }
+        take(&mut s, vec![big, stored(1, "k")], Ordering::Key);
+        let one = sinew_proto::payload_bytes(&[Event {
+            id: "e1".into(),
+            key: Bytes::from_static(b"k"),
+            ..Event::default()
+        }]);
+        assert!(s.pending_bytes >= 1000 + one, "{}", s.pending_bytes);
+        finish(&mut s, 0);
+        assert_eq!(s.pending_bytes, one);
+        finish(&mut s, 1);
+        assert_eq!(s.pending_bytes, 0);
     }
 
     #[test]
