@@ -16,12 +16,19 @@ use deliver::AppClient;
 use sinew_model::{Subscription, SubscriptionSpec};
 use sinew_proto::HeartbeatRequest;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// Between heartbeats to the broker (its session timeout is a few of these).
 const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// How long after its last answered heartbeat a member still starts
+/// deliveries. The broker hands its partitions to another member once its
+/// session times out (3 s by default); stopping before that keeps two
+/// members from delivering one key at once while this one is cut off.
+const MEMBERSHIP_FRESH: Duration = Duration::from_secs(2);
 
 /// Counters of one subscription's deliveries.
 #[derive(Debug)]
@@ -46,9 +53,27 @@ pub(crate) struct Subscriber {
     metrics: SubscriptionMetrics,
     /// The registry, for per-partition lag gauges.
     lag_family: Arc<crate::telemetry::Metrics>,
+    /// When the broker last answered this member's heartbeat, in ms since
+    /// `born` (0: never).
+    heartbeat_ms: AtomicU64,
+    born: std::time::Instant,
 }
 
 impl Subscriber {
+    /// Notes an answered heartbeat.
+    fn heartbeat_answered(&self) {
+        let ms = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.heartbeat_ms.store(ms.max(1), AtomicOrdering::Relaxed);
+    }
+
+    /// Whether the broker answered a heartbeat recently enough for this
+    /// member to be sure it still owns its partitions.
+    fn member_fresh(&self) -> bool {
+        let last = self.heartbeat_ms.load(AtomicOrdering::Relaxed);
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        last != 0 && now.saturating_sub(last) < MEMBERSHIP_FRESH.as_millis() as u64
+    }
+
     /// The lag gauge of one partition of this subscription.
     fn metrics_lag(&self, partition: u32) -> Arc<crate::telemetry::Gauge> {
         self.lag_family
@@ -109,6 +134,8 @@ pub fn spawn(shared: Arc<Shared>, control: Arc<Control>) {
                         dead_lettered: shared.metrics.events("dead_lettered", &name),
                     },
                     lag_family: shared.metrics.clone(),
+                    heartbeat_ms: AtomicU64::new(0),
+                    born: std::time::Instant::now(),
                 });
                 tracing::info!(subscription = %name, topic = %sub.spec.topic, "consuming");
                 consumers.insert(name, (sub.spec.clone(), tokio::spawn(consume(subscriber))));
@@ -140,7 +167,10 @@ async fn consume(sub: Arc<Subscriber>) {
     loop {
         tick.tick().await;
         let assignment = match sub.control.heartbeat(request.clone()).await {
-            Ok(a) => a,
+            Ok(a) => {
+                sub.heartbeat_answered();
+                a
+            }
             Err(status) => {
                 tracing::debug!(subscription = %sub.name, error = %status.message(), "heartbeat failed");
                 continue;

@@ -40,6 +40,8 @@ const FETCH_WAIT: Duration = Duration::from_secs(1);
 const FETCH_BYTES: u32 = 1 << 20;
 /// After a broker error, wait this long before trying again.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
+/// While deliveries wait for a heartbeat to be answered, how often to look.
+const MEMBER_RECHECK: Duration = Duration::from_millis(100);
 
 /// Where this partition's deliveries stand.
 struct State {
@@ -112,7 +114,10 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
     let mut commit_failing = false;
     let lag = sub.metrics_lag(partition);
     loop {
-        while deliveries.len() < max_in_flight {
+        // Cut off from the broker, the partition may be someone else's by
+        // now: deliveries in flight finish, none start.
+        let member = sub.member_fresh();
+        while member && deliveries.len() < max_in_flight {
             let Some(offset) = state.ready.pop_front() else {
                 break;
             };
@@ -199,6 +204,7 @@ pub(super) async fn run(sub: Arc<Subscriber>, partition: u32, generation: u64) {
                 }
             }
             () = tokio::time::sleep_until(next_commit.into()), if commit_waits => {}
+            () = tokio::time::sleep(MEMBER_RECHECK), if !member && !state.ready.is_empty() => {}
         }
     }
 }
@@ -286,6 +292,11 @@ async fn deliver(sub: &Subscriber, event: &Event) {
                 );
                 tracing::debug!(subscription = %sub.name, id = %event.id, attempts, %reason, ?wait, "delivery failed; retrying");
                 tokio::time::sleep(wait).await;
+                // A retry is a new delivery: not while cut off from the
+                // broker (the worker is aborted if the partition moved).
+                while !sub.member_fresh() {
+                    tokio::time::sleep(MEMBER_RECHECK).await;
+                }
                 continue;
             }
             Attempt::Retry(reason) => reason,

@@ -1,7 +1,9 @@
-//! Where a subscription starts, black-box: a `start: latest` subscription
-//! pins its first cursor before delivering, so events its first sidecar did
-//! not finish are delivered by the next one (a restart, a partition handed
-//! over) instead of being skipped by that one's own "latest".
+//! A subscription's consumer, black-box: a `start: latest` subscription
+//! pins its first cursor at once, so events its first sidecar did not
+//! finish are delivered by the next one (a restart, a partition handed
+//! over) instead of being skipped by that one's own "latest"; an edited
+//! subscription delivers nothing more under its old spec; a sidecar cut
+//! off from the broker stops delivering before its partitions can move.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -148,4 +150,54 @@ async fn an_edited_subscription_stops_delivering_under_its_old_spec() {
         "deliveries under the old spec after the edit"
     );
     assert!(count("/new") >= 30, "{} under the new spec", count("/new"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_cut_off_from_the_broker_stops_delivering() {
+    let mut control = Control::builder(SINEW).spawn().await;
+    control
+        .apply(&format!(
+            "{}{}",
+            resource("Service", "inventory", "endpoints: []\n"),
+            resource(
+                "Subscription",
+                "inventory-orders",
+                "topic: orders\nservice: inventory\ndeliver: {path: /events}\nstart: earliest\n\
+                 retry: {max_attempts: 1000, backoff: {base: 50ms, max: 100ms}}\n",
+            ),
+        ))
+        .await;
+    // Fails everything: the one event is retried every 100 ms or so.
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let app = {
+        let attempts = attempts.clone();
+        serve_app(move |_req| {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            StatusCode::SERVICE_UNAVAILABLE
+        })
+        .await
+    };
+    let checkout = sidecar(&control, "checkout-1", "checkout", None).await;
+    let inventory = sidecar(&control, "inventory-1", "inventory", Some(app)).await;
+    let (status, body) = publish(&checkout, "orders", "e1", "k").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eventually!(
+        attempts.load(Ordering::SeqCst) >= 3,
+        Duration::from_secs(15),
+        "retrying:\n{}",
+        inventory.stderr_tail()
+    );
+
+    // The broker goes away: within its session timeout (3 s) another member
+    // could own the partition, so this one stops trying before that.
+    control.kill().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let stopped_at = attempts.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        stopped_at,
+        "deliveries went on without the broker:\n{}",
+        inventory.stderr_tail()
+    );
 }
