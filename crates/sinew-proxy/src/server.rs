@@ -41,6 +41,8 @@ pub struct Shared {
     ingress_tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
     /// JWKS URLs the Routes' `jwt` checks fetch keys from.
     jwks: crate::gateway::jwks::JwksRegistry,
+    /// `drain`'s value, for the request path.
+    draining: std::sync::atomic::AtomicBool,
     drain: watch::Sender<bool>,
     /// The applied config version, for tasks that follow reloads.
     applied: watch::Sender<u64>,
@@ -84,14 +86,16 @@ impl Shared {
         self.drain.subscribe()
     }
 
-    /// Whether the proxy is draining.
+    /// Whether the proxy is draining: one relaxed load (asked per request).
     pub fn is_draining(&self) -> bool {
-        *self.drain.borrow()
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Starts draining: listeners stop accepting, idle connections close,
     /// in-flight requests finish.
     pub fn start_drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.drain.send_replace(true);
     }
 
@@ -242,6 +246,7 @@ impl Server {
             ingress_tls: arc_swap::ArcSwapOption::new(ingress_tls),
             jwks,
             drain,
+            draining: std::sync::atomic::AtomicBool::new(false),
             applied,
         });
         {

@@ -18,7 +18,9 @@ pub(crate) struct ChunkError;
 enum State {
     /// Reading hex digits of a chunk size; `digits` seen so far.
     Size { digits: u8 },
-    /// After the size: optional whitespace and chunk extensions until CR.
+    /// Whitespace after the size (BWS): more of it, `;` or the CR only.
+    SizeSpace { bytes: usize },
+    /// After a `;`: chunk extensions until CR.
     Extension { bytes: usize },
     /// Expecting the LF of the size line.
     SizeLf,
@@ -101,8 +103,23 @@ impl Chunked {
                         return Err(ChunkError);
                     } else if b == b'\r' {
                         self.state = State::SizeLf;
-                    } else if b == b';' || b == b' ' || b == b'\t' {
+                    } else if b == b';' {
                         self.state = State::Extension { bytes: 1 };
+                    } else if b == b' ' || b == b'\t' {
+                        self.state = State::SizeSpace { bytes: 1 };
+                    } else {
+                        return Err(ChunkError);
+                    }
+                }
+                State::SizeSpace { bytes } => {
+                    // `5 junk` is not a size line: other parsers could read it
+                    // differently.
+                    if b == b'\r' {
+                        self.state = State::SizeLf;
+                    } else if b == b';' {
+                        self.state = State::Extension { bytes: bytes + 1 };
+                    } else if (b == b' ' || b == b'\t') && bytes < MAX_EXTENSION_BYTES {
+                        self.state = State::SizeSpace { bytes: bytes + 1 };
                     } else {
                         return Err(ChunkError);
                     }
@@ -239,15 +256,16 @@ mod tests {
     #[test]
     fn rejects_smuggling_shapes() {
         for bad in [
-            &b"5\nhello\r\n0\r\n\r\n"[..], // bare LF after size
-            b"5\r\nhello\n0\r\n\r\n",      // bare LF after data
-            b"x\r\n",                      // not hex
-            b"\r\n",                       // empty size
-            b"-1\r\n",                     // sign
-            b"1ffffffffffffffff\r\n",      // overflow
-            b"5\r\nhelloX\r\n",            // data longer than size
-            b"0\r\n\n",                    // bare LF ending trailers
-            b"0\r\n x: y\r\n\r\n",         // obs-fold in trailers
+            &b"5\nhello\r\n0\r\n\r\n"[..],   // bare LF after size
+            b"5\r\nhello\n0\r\n\r\n",        // bare LF after data
+            b"x\r\n",                        // not hex
+            b"\r\n",                         // empty size
+            b"-1\r\n",                       // sign
+            b"1ffffffffffffffff\r\n",        // overflow
+            b"5\r\nhelloX\r\n",              // data longer than size
+            b"0\r\n\n",                      // bare LF ending trailers
+            b"0\r\n x: y\r\n\r\n",           // obs-fold in trailers
+            b"5 junk\r\nhello\r\n0\r\n\r\n", // text after the size, no `;`
         ] {
             assert!(
                 scan_all(bad).is_err(),

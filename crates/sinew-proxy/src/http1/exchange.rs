@@ -27,6 +27,8 @@ pub(crate) struct Request<'r> {
     pub(crate) client_http10: bool,
     /// The client asked to close after this exchange.
     pub(crate) close: bool,
+    /// The proxy, asked whether it drains when the response is written.
+    pub(crate) shared: &'r crate::server::Shared,
     pub(crate) upgrade: bool,
     pub(crate) expect_continue: bool,
     pub(crate) response_edits: Edits<'r>,
@@ -304,7 +306,9 @@ pub(crate) async fn run(
             Downstream::PassThrough
         };
         let decode = mode == Downstream::Http10 && resp.framing == Framing::Chunked;
+        // Draining, this is the connection's last response, and says so.
         let keep_alive = !(req.close
+            || req.shared.is_draining()
             || !request_body.is_done()
             || resp.framing == Framing::UntilClose
             || decode);

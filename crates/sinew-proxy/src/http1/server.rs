@@ -351,6 +351,7 @@ impl Connection {
             ),
             client_http10: head.minor == 0,
             close: head.conn.close,
+            shared: &self.shared,
             upgrade: head.upgrade.is_some(),
             expect_continue: head.expect_continue,
             response_edits: forward.map_or_else(Edits::default, |f| Edits {

@@ -67,6 +67,11 @@ async fn shutdown_drains_in_flight_requests_then_exits_zero() {
     });
     assert_eq!(resp.status, 200);
     assert_eq!(resp.text(), "web");
+    assert_eq!(
+        resp.header("connection"),
+        Some("close"),
+        "the last response of a draining proxy says so"
+    );
 
     let status = proxy.wait_exit(Duration::from_secs(15)).await;
     let tail = proxy.stderr_tail();
