@@ -210,11 +210,11 @@ pub(crate) fn url_path(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<String> {
     Some(s)
 }
 
-/// A topic name: 1..=249 of `[a-z0-9._-]`.
+/// A topic name: 1..=249 ([`crate::MAX_TOPIC_LEN`]) of `[a-z0-9._-]`.
 pub(crate) fn topic(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<String> {
     let s = string(cx, node, path)?;
     let ok = !s.is_empty()
-        && s.len() <= 249
+        && s.len() <= crate::MAX_TOPIC_LEN
         && s.bytes()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(&c));
     if !ok {

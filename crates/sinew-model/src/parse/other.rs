@@ -181,6 +181,8 @@ fn star_inside(s: &str) -> bool {
 /// `Subscription.spec`.
 pub(crate) fn subscription_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<SubscriptionSpec> {
     let mut m = cx.map(node, path)?;
+    let topic_path = m.path_of("topic");
+    let topic_node = m.node_of("topic");
     let t = m.req(cx, "topic", topic);
     let service = m.req(cx, "service", name);
     let deliver = m.req(cx, "deliver", |cx, n, p| {
@@ -218,6 +220,18 @@ pub(crate) fn subscription_spec(cx: &mut Cx<'_>, node: &Node, path: &str) -> D<S
     let (t, dead_letter) = (t?, dead_letter?);
     if dead_letter.as_deref() == Some(t.as_str()) {
         return cx.invalid(dl_node, &dl_path, "must differ from `topic`");
+    }
+    // The default dead-letter topic must be a topic too, or the first event
+    // to dead-letter would wait forever for a publish that cannot succeed.
+    if dead_letter.is_none() && t.len() + crate::DLQ_SUFFIX.len() > crate::MAX_TOPIC_LEN {
+        let (suffix, max) = (crate::DLQ_SUFFIX, crate::MAX_TOPIC_LEN);
+        return cx.invalid(
+            topic_node,
+            &topic_path,
+            format!(
+                "with the default dead_letter `{t}{suffix}` this is over {max} characters: shorten it or name a `dead_letter`"
+            ),
+        );
     }
     Some(SubscriptionSpec {
         topic: t,

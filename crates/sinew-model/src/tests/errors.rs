@@ -385,6 +385,17 @@ fn other_kinds_are_checked() {
         one(sub),
         (ErrorKind::InvalidValue, 3, 64, "spec.dead_letter".into())
     );
+    // A topic whose default dead-letter topic could not exist.
+    let long = format!(
+        "kind: Subscription\nmetadata: {{name: s}}\nspec: {{topic: {}, service: a, deliver: {{path: /e}}}}\n",
+        "t".repeat(247)
+    );
+    assert_eq!(
+        one(&long),
+        (ErrorKind::InvalidValue, 3, 15, "spec.topic".into())
+    );
+    let named = long.replace("deliver:", "dead_letter: dlq, deliver:");
+    let _ = parse_ok(&named);
     let start = "kind: Subscription\nmetadata: {name: s}\nspec: {topic: o, service: a, deliver: {path: /e}, start: {offset: 5, time: \"2024-01-01T00:00:00Z\"}}\n";
     assert_eq!(
         one(start),

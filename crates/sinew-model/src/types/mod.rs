@@ -37,5 +37,6 @@ pub use service::{
 };
 pub use subscription::{
     Deliver, Ordering, StartPosition, Subscription, SubscriptionRetry, SubscriptionSpec,
+    DLQ_SUFFIX, MAX_TOPIC_LEN,
 };
 pub use up::{Command, UpFile, UpService};

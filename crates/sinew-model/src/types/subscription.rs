@@ -36,12 +36,19 @@ pub struct SubscriptionSpec {
     pub start: StartPosition,
 }
 
+/// The longest topic name.
+pub const MAX_TOPIC_LEN: usize = 249;
+
+/// What a subscription's topic is suffixed with to name its default
+/// dead-letter topic.
+pub const DLQ_SUFFIX: &str = ".dlq";
+
 impl SubscriptionSpec {
     /// The dead-letter topic, defaulted to `<topic>.dlq`.
     pub fn dead_letter_topic(&self) -> String {
         self.dead_letter
             .clone()
-            .unwrap_or_else(|| format!("{}.dlq", self.topic))
+            .unwrap_or_else(|| format!("{}{DLQ_SUFFIX}", self.topic))
     }
 }
 
