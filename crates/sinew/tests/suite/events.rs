@@ -110,6 +110,20 @@ pub(crate) async fn publish(
     (r.status, json)
 }
 
+/// The `inventory` service and its Subscription `name` to `topic`,
+/// delivered to `path`, with the spec lines in `extra` (`start` among them).
+pub(crate) fn inventory_subscribes(name: &str, topic: &str, path: &str, extra: &str) -> String {
+    format!(
+        "{}{}",
+        resource("Service", "inventory", "endpoints: []\n"),
+        resource(
+            "Subscription",
+            name,
+            &format!("topic: {topic}\nservice: inventory\ndeliver: {{path: {path}}}\n{extra}"),
+        ),
+    )
+}
+
 fn subscription(name: &str, topic: &str, path: &str, extra: &str) -> String {
     resource(
         "Subscription",

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use sinew_testkit::{assert_eventually, resource, serve_app, Control};
+use sinew_testkit::{assert_eventually, serve_app, Control};
 
-use crate::events::{publish, sidecar};
+use crate::events::{inventory_subscribes, publish, sidecar};
 
 const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
 
@@ -20,15 +20,11 @@ const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
 async fn a_latest_start_keeps_what_the_first_sidecar_did_not_deliver() {
     let control = Control::builder(SINEW).spawn().await;
     control
-        .apply(&format!(
-            "{}{}",
-            resource("Service", "inventory", "endpoints: []\n"),
-            resource(
-                "Subscription",
-                "inventory-orders",
-                "topic: orders\nservice: inventory\ndeliver: {path: /events}\nstart: latest\n\
-                 retry: {max_attempts: 1000, backoff: {base: 100ms, max: 200ms}}\n",
-            ),
+        .apply(&inventory_subscribes(
+            "inventory-orders",
+            "orders",
+            "/events",
+            "start: latest\nretry: {max_attempts: 1000, backoff: {base: 100ms, max: 200ms}}\n",
         ))
         .await;
     // Fails everything until told otherwise; counts what it took.
@@ -81,17 +77,8 @@ async fn a_latest_start_keeps_what_the_first_sidecar_did_not_deliver() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_subscription_stops_delivering_under_its_old_spec() {
     let control = Control::builder(SINEW).spawn().await;
-    let subscription = |path: &str| {
-        format!(
-            "{}{}",
-            resource("Service", "inventory", "endpoints: []\n"),
-            resource(
-                "Subscription",
-                "inventory-orders",
-                &format!("topic: orders\nservice: inventory\ndeliver: {{path: {path}}}\nstart: earliest\n"),
-            ),
-        )
-    };
+    let subscription =
+        |path: &str| inventory_subscribes("inventory-orders", "orders", path, "start: earliest\n");
     control.apply(&subscription("/old")).await;
     let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
     let app = {
@@ -156,15 +143,11 @@ async fn an_edited_subscription_stops_delivering_under_its_old_spec() {
 async fn a_sidecar_cut_off_from_the_broker_stops_delivering() {
     let mut control = Control::builder(SINEW).spawn().await;
     control
-        .apply(&format!(
-            "{}{}",
-            resource("Service", "inventory", "endpoints: []\n"),
-            resource(
-                "Subscription",
-                "inventory-orders",
-                "topic: orders\nservice: inventory\ndeliver: {path: /events}\nstart: earliest\n\
-                 retry: {max_attempts: 1000, backoff: {base: 50ms, max: 100ms}}\n",
-            ),
+        .apply(&inventory_subscribes(
+            "inventory-orders",
+            "orders",
+            "/events",
+            "start: earliest\nretry: {max_attempts: 1000, backoff: {base: 50ms, max: 100ms}}\n",
         ))
         .await;
     // Fails everything: the one event is retried every 100 ms or so.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use sinew_testkit::{assert_eventually, resource, Backend, Control, HttpClient, Proxy, Request};
 
-use super::events::{on_jetstream, publish, sidecar};
+use super::events::{inventory_subscribes, on_jetstream, publish, sidecar};
 
 const SINEW: &str = env!("CARGO_BIN_EXE_sinew");
 
@@ -136,14 +136,11 @@ async fn on_jetstream_a_refused_event_fails_only_its_publisher() {
 async fn an_event_at_the_body_limit_is_stored_and_delivered() {
     let control = Control::builder(SINEW).spawn().await;
     control
-        .apply(&format!(
-            "{}{}",
-            resource("Service", "inventory", "endpoints: []\n"),
-            resource(
-                "Subscription",
-                "inventory-big",
-                "topic: big\nservice: inventory\ndeliver: {path: /big}\nstart: earliest\n",
-            ),
+        .apply(&inventory_subscribes(
+            "inventory-big",
+            "big",
+            "/big",
+            "start: earliest\n",
         ))
         .await;
     let sizes: std::sync::Arc<std::sync::Mutex<Vec<usize>>> = Default::default();
