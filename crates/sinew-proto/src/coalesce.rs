@@ -26,7 +26,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -78,17 +79,44 @@ struct Job<P: Publish> {
     reply: oneshot::Sender<Answer<P>>,
 }
 
+/// How long a topic's queue and task outlive its last publish by default.
+pub const IDLE: Duration = Duration::from_secs(60);
+
+/// The queues, by key.
+type Queues<K, P> = Mutex<HashMap<K, mpsc::UnboundedSender<Job<P>>>>;
+
 /// Per-topic queues, by key `K`. A topic's task starts with its first
-/// publish and ends once the coalescer is dropped and its queue drained.
+/// publish and ends once its queue has been empty for the idle time (the
+/// queue leaves the map with it, so topics published once do not pile up)
+/// or once the coalescer is dropped and its queue drained.
 pub struct Coalescer<K, P: Publish> {
-    queues: Mutex<HashMap<K, mpsc::UnboundedSender<Job<P>>>>,
+    queues: Arc<Queues<K, P>>,
+    idle: Duration,
 }
 
 impl<K, P: Publish> Default for Coalescer<K, P> {
     fn default() -> Self {
+        Self::with_idle(IDLE)
+    }
+}
+
+impl<K, P: Publish> Coalescer<K, P> {
+    /// A coalescer whose topic queues end after `idle` without a publish.
+    #[must_use]
+    pub fn with_idle(idle: Duration) -> Self {
         Self {
-            queues: Mutex::new(HashMap::new()),
+            queues: Arc::new(Mutex::new(HashMap::new())),
+            idle,
         }
+    }
+
+    /// Topics with a queue now.
+    #[must_use]
+    pub fn topics(&self) -> usize {
+        self.queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -105,7 +133,7 @@ impl<K, P: Publish> fmt::Debug for Coalescer<K, P> {
     }
 }
 
-impl<K: Hash + Eq, P: Publish> Coalescer<K, P> {
+impl<K: Hash + Eq + Clone + Send + 'static, P: Publish> Coalescer<K, P> {
     /// Publishes `events` to the topic `key` names, coalesced with the
     /// concurrent publishes to it; `again` makes the same events once more
     /// (see [`Again`]); `publisher` makes the topic's caller on its first
@@ -130,7 +158,12 @@ impl<K: Hash + Eq, P: Publish> Coalescer<K, P> {
             let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
             let queue = queues.entry(key).or_insert_with_key(|key| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run(Arc::new(publisher(key)), rx));
+                let home = Home {
+                    queues: Arc::downgrade(&self.queues),
+                    key: key.clone(),
+                    idle: self.idle,
+                };
+                tokio::spawn(run(Arc::new(publisher(key)), rx, home));
                 tx
             });
             queue.send(job)
@@ -145,8 +178,36 @@ impl<K: Hash + Eq, P: Publish> Coalescer<K, P> {
     }
 }
 
-/// A topic's task: batches queued jobs, one call per batch.
-async fn run<P: Publish>(publisher: Arc<P>, mut queue: mpsc::UnboundedReceiver<Job<P>>) {
+/// Where a topic's queue is kept, for its task to take it out when idle.
+struct Home<K, P: Publish> {
+    queues: Weak<Queues<K, P>>,
+    key: K,
+    idle: Duration,
+}
+
+impl<K: Hash + Eq, P: Publish> Home<K, P> {
+    /// Takes the queue out of the map if nothing is queued; then no publish
+    /// can reach it (they send under the same lock), and the task may end.
+    fn leave_if_empty(&self, queue: &mpsc::UnboundedReceiver<Job<P>>) -> bool {
+        let Some(queues) = self.queues.upgrade() else {
+            return false;
+        };
+        let mut queues = queues.lock().unwrap_or_else(PoisonError::into_inner);
+        if !queue.is_empty() {
+            return false;
+        }
+        queues.remove(&self.key);
+        true
+    }
+}
+
+/// A topic's task: batches queued jobs, one call per batch; ends when its
+/// queue has been idle for `home.idle` (or has no sender left).
+async fn run<K: Hash + Eq, P: Publish>(
+    publisher: Arc<P>,
+    mut queue: mpsc::UnboundedReceiver<Job<P>>,
+    home: Home<K, P>,
+) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut held: Option<Job<P>> = None;
     loop {
@@ -155,9 +216,11 @@ async fn run<P: Publish>(publisher: Arc<P>, mut queue: mpsc::UnboundedReceiver<J
         };
         let first = match held.take() {
             Some(job) => job,
-            None => match queue.recv().await {
-                Some(job) => job,
-                None => return,
+            None => match tokio::time::timeout(home.idle, queue.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(_) if home.leave_if_empty(&queue) => return,
+                Err(_) => continue,
             },
         };
         let (mut count, mut bytes) = (first.events.len(), payload_bytes(&first.events));
@@ -343,6 +406,26 @@ mod tests {
         burst(&recorder, 40, Some(17)).await;
         // Every good event stored once: a refused batch stored nothing.
         assert_eq!(recorder.stored.load(Ordering::Relaxed), 39 * 3);
+    }
+
+    #[tokio::test]
+    async fn idle_topics_leave_and_come_back_on_their_next_publish() {
+        let recorder = Arc::new(Recorder::default());
+        let coalescer: Coalescer<String, Topic> = Coalescer::with_idle(Duration::from_millis(400));
+        let publish = |topic: String| {
+            let recorder = Arc::clone(&recorder);
+            let events = vec![event(&topic)];
+            coalescer.publish(topic, events, Vec::new, move |_| Topic(recorder))
+        };
+        for i in 0..20 {
+            assert!(publish(format!("t{i}")).await.is_ok());
+        }
+        assert_eq!(coalescer.topics(), 20);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(coalescer.topics(), 0, "every idle topic left");
+        assert_eq!(publish("t3".to_owned()).await, Ok(vec!["t3".to_owned()]));
+        assert_eq!(coalescer.topics(), 1);
+        assert_eq!(recorder.stored.load(Ordering::Relaxed), 21);
     }
 
     #[tokio::test]
