@@ -242,15 +242,20 @@ impl From<StoreError> for StartError {
 
 pub(crate) fn write_secret(path: &std::path::Path, value: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == value) {
-        return Ok(());
+        // Kept, but never left readable by others (an older version, a copy).
+        return std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
     let tmp = path.with_extension("tmp");
+    // A leftover temporary file would keep its mode: start afresh.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut f = std::fs::OpenOptions::new()
-        .create(true)
+        .create_new(true)
         .write(true)
-        .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
     f.write_all(value.as_bytes())?;

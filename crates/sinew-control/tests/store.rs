@@ -605,3 +605,27 @@ async fn etcd_a_full_database_rejects_writes() {
         "every later write is refused too: {small:?}"
     );
 }
+
+/// The embedded store holds the CA's private key and the tokens: only its
+/// owner may read it, a new one or one an older version left open.
+#[tokio::test]
+async fn the_embedded_store_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    let dir = TempDir::new("store-mode");
+    let data = dir.path().join("data");
+    drop(EmbeddedStore::open(&data).expect("open"));
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("store.redb")), 0o600);
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(
+        data.join("store.redb"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let store = EmbeddedStore::open(&data).expect("reopen");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("store.redb")), 0o600);
+    store.range("").await.expect("the store still reads");
+}

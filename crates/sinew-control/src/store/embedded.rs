@@ -114,6 +114,21 @@ fn decode(key: &str, raw: &[u8]) -> Result<KeyValue, StoreError> {
     })
 }
 
+/// Makes the store readable by its owner only: it holds the mesh CA's
+/// private key and the admin and join tokens. The directory becomes 0700
+/// and the database file 0600, created so if new (before redb opens it)
+/// and tightened if an older version left it open.
+fn owner_only(dir: &Path, file: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(file)?;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+}
+
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in `dir`, and starts its lease
     /// reaper on the current tokio runtime.
@@ -126,6 +141,9 @@ impl EmbeddedStore {
         std::fs::create_dir_all(&dir)
             .map_err(|e| StoreError::Rejected(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("store.redb");
+        owner_only(&dir, &path).map_err(|e| {
+            StoreError::Rejected(format!("cannot restrict {}: {e}", path.display()))
+        })?;
         let db = redb::Database::create(&path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         let mut mem = Mem::default();
