@@ -77,9 +77,11 @@ fn check(name: &str, owner: &str) -> Result<(), LockError> {
             "invalid lock name `{name}`: use letters, digits, `-`, `_`, `.` and `:`"
         )));
     }
-    if owner.is_empty() || owner.len() > 253 {
+    // Workloads' owners are stored with their identity before them (up to
+    // 253 characters of their own, checked where they call).
+    if owner.is_empty() || owner.len() > 1024 {
         return Err(LockError::Invalid(
-            "`owner` must be 1 to 253 characters".to_owned(),
+            "`owner` must be 1 to 1024 characters".to_owned(),
         ));
     }
     Ok(())

@@ -43,19 +43,39 @@ impl ControlService {
     }
 }
 
+/// A lock owner as stored: the caller's identity and the owner it named.
+/// A workload can then only ever hold, renew or release a lock as itself:
+/// naming another's owner string does not make it that owner.
+fn lock_owner(caller: &Caller, owner: &str) -> Result<String, Status> {
+    if owner.is_empty() || owner.len() > 253 {
+        return Err(Status::invalid_argument(
+            "`owner` must be 1 to 253 characters",
+        ));
+    }
+    Ok(match caller {
+        Caller::Workload(id) => format!("{id}#{owner}"),
+        Caller::Token => format!("token#{owner}"),
+    })
+}
+
 fn lock_status(e: lock::LockError) -> Status {
     match e {
-        lock::LockError::Held { .. } => Status::failed_precondition(e.to_string()),
+        // Who holds it is not the caller's to know: another workload's
+        // owner string would be all it needs to pose as it elsewhere.
+        lock::LockError::Held { .. } => {
+            Status::failed_precondition("the lock is held by another owner")
+        }
         lock::LockError::Lost => Status::not_found(e.to_string()),
         lock::LockError::Invalid(m) => Status::invalid_argument(m),
         lock::LockError::Store(s) => Status::unavailable(s.to_string()),
     }
 }
 
-fn lease_reply(l: lock::Lease) -> Response<LockLease> {
+/// The lease as the caller knows it: with the owner it named.
+fn lease_reply(l: lock::Lease, owner: String) -> Response<LockLease> {
     Response::new(LockLease {
         name: l.name,
-        owner: l.owner,
+        owner,
         token: l.token,
         ttl_ms: l.ttl_ms,
     })
@@ -103,12 +123,13 @@ impl control_server::Control for ControlService {
         &self,
         request: Request<AcquireLockRequest>,
     ) -> Result<Response<LockLease>, Status> {
-        let _caller = self.authorize(&request)?;
+        let caller = self.authorize(&request)?;
         let r = request.into_inner();
+        let owner = lock_owner(&caller, &r.owner)?;
         let ttl = Duration::from_millis(r.ttl_ms);
-        lock::acquire(&*self.replica.store, &r.name, &r.owner, ttl)
+        lock::acquire(&*self.replica.store, &r.name, &owner, ttl)
             .await
-            .map(lease_reply)
+            .map(|l| lease_reply(l, r.owner))
             .map_err(lock_status)
     }
 
@@ -116,11 +137,12 @@ impl control_server::Control for ControlService {
         &self,
         request: Request<RenewLockRequest>,
     ) -> Result<Response<LockLease>, Status> {
-        let _caller = self.authorize(&request)?;
+        let caller = self.authorize(&request)?;
         let r = request.into_inner();
-        lock::renew(&*self.replica.store, &r.name, &r.owner, r.token)
+        let owner = lock_owner(&caller, &r.owner)?;
+        lock::renew(&*self.replica.store, &r.name, &owner, r.token)
             .await
-            .map(lease_reply)
+            .map(|l| lease_reply(l, r.owner))
             .map_err(lock_status)
     }
 
@@ -163,9 +185,10 @@ impl control_server::Control for ControlService {
         &self,
         request: Request<ReleaseLockRequest>,
     ) -> Result<Response<ReleaseLockReply>, Status> {
-        let _caller = self.authorize(&request)?;
+        let caller = self.authorize(&request)?;
         let r = request.into_inner();
-        lock::release(&*self.replica.store, &r.name, &r.owner, r.token)
+        let owner = lock_owner(&caller, &r.owner)?;
+        lock::release(&*self.replica.store, &r.name, &owner, r.token)
             .await
             .map(|released| Response::new(ReleaseLockReply { released }))
             .map_err(lock_status)

@@ -512,6 +512,26 @@ async fn fencing_tokens_only_grow(store: Backing) {
     let t1 = first["token"].as_u64().unwrap();
     let (s, held) = lock("bob", "10s").await;
     assert_eq!(s, StatusCode::CONFLICT, "{held}");
+    assert!(
+        !held.to_string().contains("alice"),
+        "the holder is not told: {held}"
+    );
+    // Another workload naming the holder's owner string is not the holder:
+    // no lease, no token.
+    let other = sidecar(&control.grpc().to_string(), &control, "p2", "other", "").await;
+    let mut c = sinew_testkit::HttpClient::http1(other.api()).await.unwrap();
+    let r = c
+        .send(
+            sinew_testkit::Request::post(
+                "/v1/locks/jobs",
+                "{\"owner\": \"alice\", \"ttl\": \"10s\"}",
+            )
+            .host("localhost"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+    assert!(r.json().get("token").is_none(), "{}", r.text());
     // Renewing keeps the token.
     let mut c = sinew_testkit::HttpClient::http1(proxy.api()).await.unwrap();
     let renew = sinew_testkit::Request::new(Method::PUT, "/v1/locks/jobs")
