@@ -34,11 +34,17 @@ pub(crate) struct Target<'r> {
     /// The retry policy and budget in force: the rule's, else the service's.
     pub(crate) retry: Option<(&'r RetryPolicy, Option<&'r RetryBudget>)>,
     /// Holds one of the service's circuit-breaker request slots until the
-    /// request ends.
-    _permit: Permit,
+    /// request ends (HTTP/2 moves it into the response body).
+    permit: Option<Permit>,
 }
 
 impl Target<'_> {
+    /// The circuit-breaker slot, for a response that outlives the target
+    /// (an HTTP/2 body streams after the handler returns).
+    pub(crate) fn take_permit(&mut self) -> Option<Permit> {
+        self.permit.take()
+    }
+
     /// The chosen endpoint's load tracker.
     pub(crate) fn load(&self) -> &EndpointLoad {
         self.cluster.balancer.load(self.index)
@@ -97,7 +103,7 @@ pub(crate) fn decide<'r>(
             .pick(req, peer.addr)
             .ok_or(ProxyError::new(ErrorKind::NoEndpoint))?;
         return Ok(Decision::Forward(Target {
-            _permit: admit(cluster)?,
+            permit: Some(admit(cluster)?),
             cluster,
             endpoint: &cluster.endpoints[index],
             index,
@@ -170,7 +176,7 @@ pub(crate) fn decide<'r>(
                     .map(|p| (p, cluster.retry_budget.as_deref())),
             };
             Ok(Decision::Forward(Target {
-                _permit: admit(cluster)?,
+                permit: Some(admit(cluster)?),
                 cluster,
                 endpoint: &cluster.endpoints[index],
                 index,

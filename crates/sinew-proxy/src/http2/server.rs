@@ -203,7 +203,7 @@ async fn forward(
         };
         dispatch::decide(&runtime, direction, authority.as_deref(), &view, peer)
     };
-    let target = match decision {
+    let mut target = match decision {
         Ok(Decision::Forward(target)) => target,
         Ok(Decision::Direct(direct)) => {
             direct.metrics.record(direct.status.as_u16());
@@ -304,7 +304,7 @@ async fn forward(
     if let Some((_, Some(budget))) = policy {
         budget.record_request(started);
     }
-    let load = target.load().start();
+    let load = target.cluster.balancer.load_arc(target.index).start_owned();
     let cluster = target.cluster;
     let deadline = target
         .timeout
@@ -398,9 +398,13 @@ async fn forward(
     match result {
         Ok(resp) => {
             if target.cluster.balancer.uses_latency() {
-                load.finish(elapsed);
+                load.load().record(elapsed);
             }
             target.metrics.record(resp.status().as_u16(), elapsed);
+            // The stream counts against the breaker and the endpoint's load
+            // until its body is done, not just until its head came back
+            // (a gRPC stream may last hours).
+            let held = (target.take_permit(), load);
             let (mut parts, body) = resp.into_parts();
             strip_connection_headers(&mut parts.headers);
             if let Some(forward) = target.forward {
@@ -410,6 +414,10 @@ async fn forward(
                     &forward.response_headers.remove,
                 );
             }
+            let body = body.map_frame(move |frame| {
+                let _ = &held;
+                frame
+            });
             Response::from_parts(parts, body.boxed_unsync())
         }
         Err(e) => {
