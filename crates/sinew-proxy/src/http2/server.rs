@@ -311,6 +311,7 @@ async fn forward(
         .map(|t| tokio::time::Instant::from_std(started + t));
     let mut index = target.index;
     let mut retry = 0u32;
+    let mut _retry_slot_in_use: Option<crate::resilience::Permit> = None;
     let mut request = upstream_req;
     let mut replay = replay;
     let result = loop {
@@ -349,14 +350,34 @@ async fn forward(
             }
             _ => None,
         };
+        let backoff = p.backoff(retry, &mut fastrand::Rng::new());
+        let pause = asked_pause.map_or(backoff, |asked| asked.max(backoff));
+        // The pause must fit in the request's time, or the retry would only
+        // time out.
         let may_retry = p.allows_retry(retry)
             && p.retryable(&outcome, idempotent)
             && asked_pause.is_none_or(|asked| asked <= crate::resilience::RETRY_AFTER_CAP)
-            && deadline
-                .is_none_or(|d| tokio::time::Instant::now() + asked_pause.unwrap_or_default() < d);
+            && deadline.is_none_or(|d| tokio::time::Instant::now() + pause < d);
         if !may_retry {
             break result;
         }
+        // The budget and the breaker's `max_retries` bound retries too;
+        // refused, the answer in hand stands (as on HTTP/1).
+        if budget.is_some_and(|b| {
+            let allowed = b.try_retry(Instant::now());
+            if !allowed {
+                cluster.telemetry.retry_budget_exhausted.inc();
+            }
+            !allowed
+        }) {
+            break result;
+        }
+        let Some(slot) = cluster.breaker.try_retry() else {
+            cluster.telemetry.circuit_breaker_rejections.inc();
+            break result;
+        };
+        // Held until the retry's try is over.
+        _retry_slot_in_use = Some(slot);
         // The request again: untouched if it never left, else replayed from the tape.
         let again = match result {
             Err(client::Unsent {
@@ -374,24 +395,10 @@ async fn forward(
                 None => break other,
             },
         };
-        if budget.is_some_and(|b| {
-            let allowed = b.try_retry(Instant::now());
-            if !allowed {
-                cluster.telemetry.retry_budget_exhausted.inc();
-            }
-            !allowed
-        }) {
-            // Out of budget: the failure stands; the request is dropped.
-            break Err(client::Unsent {
-                error: ProxyError::new(ErrorKind::UpstreamReset),
-                request: None,
-            });
-        }
         cluster.telemetry.retries.inc();
         index = cluster.pick_retry(target.hash, index).unwrap_or(index);
         request = again;
-        let backoff = p.backoff(retry, &mut fastrand::Rng::new());
-        tokio::time::sleep(asked_pause.map_or(backoff, |asked| asked.max(backoff))).await;
+        tokio::time::sleep(pause).await;
     };
     let result = result.map_err(|unsent| unsent.error);
     let elapsed = started.elapsed();

@@ -1,6 +1,7 @@
 //! Retries over HTTP/2, black-box: an h2 request answered 503 is retried on
 //! a healthy sibling, and a unary gRPC call answered `UNAVAILABLE`
-//! (trailers-only) is replayed, body included, on the sibling.
+//! (trailers-only) is replayed, body included, on the sibling; an answer
+//! whose retry the budget refuses reaches the client as the upstream gave it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -187,4 +188,28 @@ async fn bodies_past_the_replay_cap_stream_intact_with_retries_on() {
         );
         assert_eq!(response.body.len(), size, "and came back intact");
     }
+}
+
+#[tokio::test]
+async fn an_h2_answer_whose_retry_the_budget_refuses_reaches_the_client_as_it_was() {
+    let bad = Backend::http().name("bad").fail("/", 503).spawn().await;
+    let other = Backend::http().name("other").fail("/", 503).spawn().await;
+    // A budget of nothing: no retry may be made.
+    let proxy = Proxy::builder(SINEW)
+        .service_with(
+            "be",
+            &[&bad, &other],
+            "retries: {attempts: 2, on: [gateway-error], budget: {ratio: 0.0, min_per_second: 0}}",
+        )
+        .spawn()
+        .await;
+    let mut client = HttpClient::h2(proxy.outbound()).await.expect("h2");
+    let response = client.get("be", "/").await.expect("answer");
+    assert_eq!(response.status, 503, "{response:?}");
+    assert_eq!(
+        response.header("x-sinew-error"),
+        None,
+        "the upstream's own 503, not one the proxy made: {response:?}"
+    );
+    assert_eq!(bad.requests() + other.requests(), 1, "no retry was made");
 }
