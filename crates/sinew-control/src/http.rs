@@ -25,7 +25,16 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response<
     json(status, &serde_json::json!({ "error": message.into() }))
 }
 
+/// Connections the REST listener serves at once; more wait in the backlog.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// How long a request head may take to arrive (slowloris), as the
+/// sidecar's `request_header_timeout` default.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves HTTP/1 on `listener` with `handle` until the task is dropped.
+/// Before any token is checked a client can only hold a connection for
+/// [`HEADER_TIMEOUT`] per head, and at most [`MAX_CONNECTIONS`] of them.
 pub(crate) async fn serve<F, Fut>(listener: tokio::net::TcpListener, handle: F)
 where
     F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -33,7 +42,11 @@ where
         + Send
         + 'static,
 {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, _) = match listener.accept().await {
             Ok(x) => x,
             Err(error) => {
@@ -47,8 +60,11 @@ where
             let service = hyper::service::service_fn(handle);
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(io, service)
                 .await;
+            drop(slot);
         });
     }
 }

@@ -437,3 +437,34 @@ async fn status_lists_no_proxy_before_any_connects() {
         "{json}"
     );
 }
+
+/// Before any token is checked, the REST listener gives a request head 10 s:
+/// a client that never finishes one (slowloris) is cut off.
+#[tokio::test]
+async fn the_rest_api_cuts_off_a_head_that_never_ends() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let control = sinew_testkit::Control::builder(SINEW).spawn().await;
+    let mut slow = tokio::net::TcpStream::connect(control.http())
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /v1/resources HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "still open after 20 s");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
