@@ -186,6 +186,17 @@ async fn forward(
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_owned)
         });
+    // Routing and authorization use `:authority`; a `Host` naming another
+    // would reach an upstream that reads it (RFC 9113 §8.3.1).
+    if let (Some(pseudo), Some(host)) = (parts.uri.authority(), parts.headers.get(header::HOST)) {
+        if !host
+            .as_bytes()
+            .eq_ignore_ascii_case(pseudo.as_str().as_bytes())
+        {
+            let e = ProxyError::new(ErrorKind::BadRequest);
+            return refuse(shared, &e, record);
+        }
+    }
     let path = match crate::route::normalize_path(parts.uri.path()) {
         Ok(p) => p.into_owned(),
         Err(_) => {

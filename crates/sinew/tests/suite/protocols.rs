@@ -1,4 +1,6 @@
-//! Protocols through the proxy, black-box: HTTP/1.1 keep-alive, h2c, gRPC with trailers, WebSocket, TCP, inbound, large bodies.
+//! Protocols through the proxy, black-box: HTTP/1.1 keep-alive, h2c (and an
+//! h2 `Host` that disagrees with `:authority`), gRPC with trailers,
+//! WebSocket, TCP, inbound, large bodies.
 
 use bytes::Bytes;
 use sinew_testkit::{
@@ -199,4 +201,19 @@ async fn large_bodies_cross_intact_in_both_directions() {
         .expect("h2 upload");
     assert_eq!(resp.header("x-body-digest"), Some(want_digest.as_str()));
     assert!(resp.body == payload, "h2 echo differs");
+}
+
+#[tokio::test]
+async fn an_h2_host_naming_another_authority_is_refused() {
+    let be = Backend::http().name("be").spawn().await;
+    let proxy = Proxy::builder(SINEW).service("be", &[&be]).spawn().await;
+    let mut client = HttpClient::h2(proxy.outbound()).await.expect("h2");
+    let same = Request::get("/").host("be").header("host", "be");
+    assert_eq!(client.send(same).await.expect("answer").status, 200);
+    let other = Request::get("/")
+        .host("be")
+        .header("host", "admin.internal");
+    let response = client.send(other).await.expect("answer");
+    assert_eq!(response.status, 400, "{response:?}");
+    assert_eq!(be.requests(), 1, "the mismatched request was not forwarded");
 }
