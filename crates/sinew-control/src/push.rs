@@ -421,14 +421,34 @@ async fn register(replica: &Replica, key: &str, r: &Registration, lease: i64) ->
     value
 }
 
-/// Records a sidecar's health-check verdicts, on the replica's lease.
+/// Whether a verdict names a service (in a namespace) and an IP and port.
+fn well_formed(e: &sinew_proto::EndpointState) -> bool {
+    keys::valid_segment(&e.service)
+        && (e.namespace.is_empty() || keys::valid_segment(&e.namespace))
+        && e.address.parse::<std::net::SocketAddr>().is_ok()
+}
+
+/// Most verdicts one health report may carry; the rest are dropped.
+const MAX_HEALTH_VERDICTS: usize = 1024;
+
+/// Records a sidecar's health-check verdicts, on the replica's lease. Only
+/// well-formed ones: a namespace and a service that are names, an address
+/// that is an IP and port (each verdict is a store key).
 async fn health(replica: &Replica, reporter: &str, h: EndpointHealth) {
     let lease = *replica.lease.borrow();
     let reporter = reporter.replace('/', ".");
+    if h.endpoints.len() > MAX_HEALTH_VERDICTS {
+        tracing::warn!(
+            reporter,
+            verdicts = h.endpoints.len(),
+            "a health report over the limit; the rest is dropped"
+        );
+    }
     let ops: Vec<Op> = h
         .endpoints
         .into_iter()
-        .filter(|e| keys::valid_segment(&e.service) && !e.address.contains('/'))
+        .take(MAX_HEALTH_VERDICTS)
+        .filter(well_formed)
         .map(|e| {
             let ns = crate::view::namespace_or_default(Some(&e.namespace));
             Op::Put {
@@ -446,5 +466,29 @@ async fn health(replica: &Replica, reporter: &str, h: EndpointHealth) {
         if let Err(error) = replica.store.txn(Vec::new(), chunk.to_vec()).await {
             tracing::warn!(%error, "cannot record endpoint health");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_health_verdicts_are_kept() {
+        let state = |namespace: &str, service: &str, address: &str| sinew_proto::EndpointState {
+            namespace: namespace.into(),
+            service: service.into(),
+            address: address.into(),
+            healthy: true,
+        };
+        assert!(well_formed(&state("", "web", "10.0.0.1:80")));
+        assert!(well_formed(&state("shop", "web", "[::1]:80")));
+        assert!(
+            !well_formed(&state("a/b", "web", "10.0.0.1:80")),
+            "a namespace with `/`"
+        );
+        assert!(!well_formed(&state("", "web", "not-an-address")));
+        assert!(!well_formed(&state("", "web", "10.0.0.1:80/x")));
+        assert!(!well_formed(&state("", "", "10.0.0.1:80")));
     }
 }
