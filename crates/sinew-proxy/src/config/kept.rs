@@ -55,8 +55,8 @@ impl<K: Eq + Hash, V> Kept<K, V> {
     }
 
     /// Keys with a value some config still holds.
-    #[must_use]
-    pub fn live(&self) -> usize {
+    #[cfg(test)]
+    fn live(&self) -> usize {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries
             .map

@@ -225,7 +225,7 @@ fn take(state: &mut State, events: Vec<StoredEvent>, ordering: Ordering) {
         event.key = Bytes::copy_from_slice(&event.key);
         event.data = Bytes::copy_from_slice(&event.data);
         let key = event.key.clone();
-        state.pending_bytes += sinew_proto::payload_bytes(std::slice::from_ref(&event));
+        state.pending_bytes += event_bytes(&event);
         state.pending.insert(stored.offset, Arc::new(event));
         match ordering {
             Ordering::Key if !key.is_empty() => {
@@ -240,14 +240,17 @@ fn take(state: &mut State, events: Vec<StoredEvent>, ordering: Ordering) {
     }
 }
 
+/// What one buffered event counts against [`MAX_BUFFERED_BYTES`].
+fn event_bytes(event: &Event) -> usize {
+    sinew_proto::payload_bytes(std::slice::from_ref(event))
+}
+
 /// Marks `offset` done and lets the next event of its key go.
 fn finish(state: &mut State, offset: u64) {
     let Some(event) = state.pending.remove(&offset) else {
         return;
     };
-    state.pending_bytes = state
-        .pending_bytes
-        .saturating_sub(sinew_proto::payload_bytes(std::slice::from_ref(&event)));
+    state.pending_bytes = state.pending_bytes.saturating_sub(event_bytes(&event));
     if event.key.is_empty() {
         return;
     }

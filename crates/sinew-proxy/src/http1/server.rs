@@ -197,9 +197,10 @@ impl Connection {
         };
         let head_len = head.len;
         let has_body = head.framing != Framing::Empty;
+        let is_head = head.method == "HEAD";
         let refused = Some(Refused {
             len: head_len,
-            is_head: head.method == "HEAD",
+            is_head,
         });
         if head.method == "CONNECT" {
             // Tunnels are not proxied, whatever the target's form.
@@ -249,7 +250,7 @@ impl Connection {
                     direct.headers,
                     direct.body,
                     has_body || head.conn.close,
-                    head.method == "HEAD",
+                    is_head,
                 );
                 direct.metrics.record(direct.status.as_u16());
                 if let (Some(log), Some(record)) = (log, record.as_mut()) {
@@ -296,7 +297,7 @@ impl Connection {
                     &marker,
                     b"fault injected\n",
                     close,
-                    head.method == "HEAD",
+                    is_head,
                 );
                 target.metrics.record(status.as_u16(), started.elapsed());
                 if let (Some(log), Some(record)) = (log, record.as_mut()) {
@@ -344,7 +345,7 @@ impl Connection {
         );
         let request = Request {
             framing: head.framing,
-            is_head: head.method == "HEAD",
+            is_head,
             idempotent: matches!(
                 head.method,
                 "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
